@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_BIN ?= /usr/lib/postgresql/15/bin
+PORT ?= 8000
+
+.PHONY: install run test lint fmt migrate postgres-binaries clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/flowbuilder serve --embedded --port $(PORT)
+
+# The integration tests start a throwaway PostgreSQL cluster from the local server binaries
+# (unless TEST_DATABASE_URL is set or a Docker engine answers); install them when missing.
+postgres-binaries:
+	@if [ -z "$$TEST_DATABASE_URL" ] && [ ! -S /var/run/docker.sock ] && [ ! -x "$(PG_BIN)/postgres" ] \
+	    && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+	  echo "installing the PostgreSQL server binaries (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+test: $(STAMP) postgres-binaries
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+migrate: $(STAMP)
+	$(BIN)/flowbuilder migrate
+
+clean:
+	rm -rf $(VENV) .flowbuilder .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""FlowBuilder's domain core: workflows, their validation and use cases. Standard library only."""

@@ -1,0 +1,1 @@
+"""The node catalogue: what node types exist and what parameters they take."""

@@ -1,0 +1,1 @@
+"""The shared kernel: errors, ids, clock, identity, unit of work, pagination."""

@@ -1,0 +1,1 @@
+"""Workflows: named graphs of nodes and edges, versioned on every save."""

@@ -1,0 +1,142 @@
+"""The workflow aggregate and the value objects of its definition graph."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NewType
+
+from flowbuilder_core.shared.ids import UserId
+
+WorkflowId = NewType("WorkflowId", uuid.UUID)
+
+JsonObject = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the builder UI draws a node. Meaningless to the engine; kept for the round trip."""
+
+    x: float
+    y: float
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    type: str
+    parameters: JsonObject = field(default_factory=dict)
+    credential_id: uuid.UUID | None = None
+    position: Position | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.credential_id is not None:
+            out["credential_id"] = str(self.credential_id)
+        out["parameters"] = dict(self.parameters)
+        if self.position is not None:
+            out["position"] = {"x": self.position.x, "y": self.position.y}
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    source: str
+    target: str
+    source_output: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "target": self.target}
+        if self.source_output is not None:
+            out["source_output"] = self.source_output
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Definition:
+    """A well-formed graph (see `validation.parse_definition`); not necessarily runnable."""
+
+    nodes: tuple[Node, ...] = ()
+    edges: tuple[Edge, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodes": [node.to_json() for node in self.nodes],
+            "edges": [edge.to_json() for edge in self.edges],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFields:
+    """The user-editable fields of a workflow, already checked by `validation`."""
+
+    name: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    definition: Definition = Definition()
+
+
+@dataclass(kw_only=True, slots=True)
+class Workflow:
+    """A named graph owned by one user. Every save is a new `version`; deletion is soft."""
+
+    id: WorkflowId
+    owner_id: UserId
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    definition: Definition
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+    @classmethod
+    def create(
+        cls, *, id: WorkflowId, owner_id: UserId, fields: WorkflowFields, at: datetime
+    ) -> Workflow:
+        return cls(
+            id=id,
+            owner_id=owner_id,
+            name=fields.name,
+            description=fields.description,
+            tags=fields.tags,
+            definition=fields.definition,
+            version=1,
+            created_at=at,
+            updated_at=at,
+        )
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def replace(self, fields: WorkflowFields, *, at: datetime) -> None:
+        self.name = fields.name
+        self.description = fields.description
+        self.tags = fields.tags
+        self.definition = fields.definition
+        self.version += 1
+        self.updated_at = at
+
+    def current_version(self) -> WorkflowVersion:
+        return WorkflowVersion(
+            workflow_id=self.id,
+            version=self.version,
+            name=self.name,
+            definition=self.definition,
+            created_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkflowVersion:
+    """An immutable snapshot of a workflow's name and definition at one version."""
+
+    workflow_id: WorkflowId
+    version: int
+    name: str
+    definition: Definition
+    created_at: datetime

@@ -1,0 +1,63 @@
+"""Ports of the workflows context."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.pagination import PageRequest
+from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFilter:
+    """List filters: `tag` matches one tag exactly; `q` is a case-insensitive name substring."""
+
+    tag: str | None = None
+    q: str | None = None
+
+
+class WorkflowRepository(Protocol):
+    """Workflows and their version history, in the unit of work of the current scope.
+
+    Lists are newest first, ordered by `(created_at, id)`; a page is read after a keyset
+    position `(created_at as RFC 3339 text, id as text)` and may return `limit + 1` rows so that
+    the caller knows whether another page follows. Deleted workflows are invisible to every
+    method but `version`, which keeps history readable for the executions that ran it.
+    """
+
+    async def get(self, workflow_id: WorkflowId) -> Workflow | None: ...
+
+    async def add(self, workflow: Workflow) -> None:
+        """Store a new workflow and its first version."""
+
+    async def update(self, workflow: Workflow, *, expected_version: int) -> None:
+        """Store `workflow` and its new version. Raises ConcurrentUpdateError if the stored
+        version is no longer `expected_version`."""
+
+    async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
+        """Soft-delete. Raises ConcurrentUpdateError if the stored version is not `expected_version`."""
+
+    async def page(
+        self, owner: UserId, where: WorkflowFilter, request: PageRequest
+    ) -> Sequence[Workflow]: ...
+
+    async def versions(
+        self, workflow_id: WorkflowId, request: PageRequest
+    ) -> Sequence[WorkflowVersion]:
+        """Versions newest first, after the keyset position `(version,)`."""
+
+    async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None: ...
+
+
+class CredentialDirectory(Protocol):
+    """Answers the runnability check's one question about credentials, so that workflows never
+    import the credentials context: which of these ids does this owner have, and of what type?"""
+
+    async def types_of(
+        self, owner: UserId, credential_ids: Collection[uuid.UUID]
+    ) -> Mapping[uuid.UUID, str]: ...

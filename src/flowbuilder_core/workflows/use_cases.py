@@ -1,0 +1,272 @@
+"""Use cases of the workflows context. Each checks ownership: another user's workflow is
+indistinguishable from a missing one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from flowbuilder_core.shared.clock import Clock
+from flowbuilder_core.shared.errors import FieldError
+from flowbuilder_core.shared.identity import Principal
+from flowbuilder_core.shared.ids import new_uuid
+from flowbuilder_core.shared.pagination import (
+    Page,
+    PageRequest,
+    Position,
+    check_limit,
+    decode_cursor,
+    page_of,
+)
+from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.errors import (
+    ConcurrentUpdateError,
+    StaleWorkflowVersionError,
+    WorkflowNotFoundError,
+    WorkflowVersionNotFoundError,
+)
+from flowbuilder_core.workflows.model import Definition, Workflow, WorkflowId, WorkflowVersion
+from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowFilter, WorkflowRepository
+from flowbuilder_core.workflows.validation import (
+    ValidationReport,
+    parse_definition,
+    parse_fields,
+    referenced_credentials,
+    report,
+    runnability_problems,
+)
+
+_MAX_RACE_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInput:
+    """What a client sends to create or replace a workflow; `definition` is raw JSON."""
+
+    name: str
+    description: str = ""
+    tags: Sequence[str] = ()
+    definition: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceWorkflowCommand:
+    """`if_match` holds the versions of the client's `If-Match` (None: no precondition, or `*`);
+    `version` is the body's own version, if it carried one."""
+
+    workflow_id: uuid.UUID
+    fields: WorkflowInput
+    if_match: Sequence[int] | None = None
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteWorkflowCommand:
+    workflow_id: uuid.UUID
+    if_match: Sequence[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListWorkflowsQuery:
+    limit: int = 20
+    cursor: str | None = None
+    where: WorkflowFilter = field(default_factory=WorkflowFilter)
+
+
+@dataclass(frozen=True, slots=True)
+class ListVersionsQuery:
+    workflow_id: uuid.UUID
+    limit: int = 20
+    cursor: str | None = None
+
+
+async def _owned(
+    workflows: WorkflowRepository, actor: Principal, workflow_id: uuid.UUID
+) -> Workflow:
+    workflow = await workflows.get(WorkflowId(workflow_id))
+    if workflow is None or workflow.owner_id != actor.user_id:
+        raise WorkflowNotFoundError
+    return workflow
+
+
+def _check_preconditions(
+    workflow: Workflow, if_match: Sequence[int] | None, version: int | None
+) -> None:
+    if if_match is not None and workflow.version not in if_match:
+        raise StaleWorkflowVersionError(workflow.version)
+    if version is not None and version != workflow.version:
+        raise StaleWorkflowVersionError(workflow.version)
+
+
+def _workflow_position(workflow: Workflow) -> Position:
+    return (workflow.created_at.isoformat(), str(workflow.id))
+
+
+class CreateWorkflow:
+    """Create a workflow owned by the caller.
+
+    - The fields must be valid and the definition well formed (it need not be runnable).
+    - The new workflow starts at version 1, which is also its first history entry.
+    """
+
+    def __init__(self, workflows: WorkflowRepository, uow: UnitOfWork, clock: Clock) -> None:
+        self._workflows, self._uow, self._clock = workflows, uow, clock
+
+    async def __call__(self, actor: Principal, command: WorkflowInput) -> Workflow:
+        fields = parse_fields(
+            name=command.name,
+            description=command.description,
+            tags=command.tags,
+            definition=command.definition,
+        )
+        workflow = Workflow.create(
+            id=WorkflowId(new_uuid()), owner_id=actor.user_id, fields=fields, at=self._clock.now()
+        )
+        await self._workflows.add(workflow)
+        await self._uow.commit()
+        return workflow
+
+
+class GetWorkflow:
+    """Read one of the caller's workflows."""
+
+    def __init__(self, workflows: WorkflowRepository) -> None:
+        self._workflows = workflows
+
+    async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
+        return await _owned(self._workflows, actor, workflow_id)
+
+
+class ListWorkflows:
+    """List the caller's workflows, newest first, optionally by tag or name substring.
+
+    - The cursor is bound to the caller and to the filters; any other cursor is refused.
+    """
+
+    def __init__(self, workflows: WorkflowRepository) -> None:
+        self._workflows = workflows
+
+    async def __call__(self, actor: Principal, query: ListWorkflowsQuery) -> Page[Workflow]:
+        limit = check_limit(query.limit)
+        where = WorkflowFilter(tag=query.where.tag, q=query.where.q or None)
+        scope = f"workflows|{actor.user_id}|tag={where.tag!r}|q={where.q!r}"
+        after = decode_cursor(query.cursor, scope, (str, str)) if query.cursor else None
+        rows = await self._workflows.page(actor.user_id, where, PageRequest(limit, after))
+        return page_of(rows, PageRequest(limit, after), _workflow_position, scope)
+
+
+class ReplaceWorkflow:
+    """Replace a workflow's name, description, tags and definition (a full replace).
+
+    - Omitted optional fields take their defaults; the definition must be well formed.
+    - A stale `If-Match` or body `version` is StaleWorkflowVersionError.
+    - Without a precondition the last write wins, even against a concurrent writer.
+    - Every replace is a new version, kept in the history.
+    """
+
+    def __init__(self, workflows: WorkflowRepository, uow: UnitOfWork, clock: Clock) -> None:
+        self._workflows, self._uow, self._clock = workflows, uow, clock
+
+    async def __call__(self, actor: Principal, command: ReplaceWorkflowCommand) -> Workflow:
+        workflow = await _owned(self._workflows, actor, command.workflow_id)
+        _check_preconditions(workflow, command.if_match, command.version)
+        data = command.fields
+        fields = parse_fields(
+            name=data.name, description=data.description, tags=data.tags, definition=data.definition
+        )
+        for _ in range(_MAX_RACE_RETRIES):
+            expected = workflow.version
+            workflow.replace(fields, at=self._clock.now())
+            try:
+                await self._workflows.update(workflow, expected_version=expected)
+                break
+            except ConcurrentUpdateError:
+                # Someone saved in between. With a precondition that is the client's conflict;
+                # without one, the last write wins: read the new version and write over it.
+                workflow = await _owned(self._workflows, actor, command.workflow_id)
+                if command.if_match is not None or command.version is not None:
+                    raise StaleWorkflowVersionError(workflow.version) from None
+        else:
+            raise StaleWorkflowVersionError(workflow.version)
+        await self._uow.commit()
+        return workflow
+
+
+class DeleteWorkflow:
+    """Soft-delete a workflow: it disappears from every workflow call, its history stays for
+    the executions that ran it. A stale `If-Match` is StaleWorkflowVersionError."""
+
+    def __init__(self, workflows: WorkflowRepository, uow: UnitOfWork, clock: Clock) -> None:
+        self._workflows, self._uow, self._clock = workflows, uow, clock
+
+    async def __call__(self, actor: Principal, command: DeleteWorkflowCommand) -> None:
+        for _ in range(_MAX_RACE_RETRIES):
+            workflow = await _owned(self._workflows, actor, command.workflow_id)
+            _check_preconditions(workflow, command.if_match, None)
+            try:
+                await self._workflows.delete(
+                    workflow.id, expected_version=workflow.version, at=self._clock.now()
+                )
+                break
+            except ConcurrentUpdateError:
+                continue  # re-read: the precondition decides, or the delete wins the race
+        else:
+            raise StaleWorkflowVersionError(workflow.version)
+        await self._uow.commit()
+
+
+class ValidateDefinition:
+    """Check a definition without saving it: every save-time problem, and, when it is well
+    formed, every execute-time problem (including the caller's credentials)."""
+
+    def __init__(self, credentials: CredentialDirectory) -> None:
+        self._credentials = credentials
+
+    async def __call__(self, actor: Principal, definition: object) -> ValidationReport:
+        parsed, save_errors = parse_definition(definition)
+        if save_errors:
+            return report(save_errors, [])
+        return report([], await runnability_of(self._credentials, actor, parsed))
+
+
+async def runnability_of(
+    credentials: CredentialDirectory, actor: Principal, definition: Definition
+) -> list[FieldError]:
+    """Every execute-time problem of a well-formed definition of the caller's."""
+    ids = referenced_credentials(definition)
+    types = await credentials.types_of(actor.user_id, ids) if ids else {}
+    return runnability_problems(definition, types)
+
+
+class ListWorkflowVersions:
+    """List every version of one of the caller's workflows, the current one included, newest
+    first."""
+
+    def __init__(self, workflows: WorkflowRepository) -> None:
+        self._workflows = workflows
+
+    async def __call__(self, actor: Principal, query: ListVersionsQuery) -> Page[WorkflowVersion]:
+        limit = check_limit(query.limit)
+        workflow = await _owned(self._workflows, actor, query.workflow_id)
+        scope = f"versions|{actor.user_id}|{workflow.id}"
+        after = decode_cursor(query.cursor, scope, (int,)) if query.cursor else None
+        request = PageRequest(limit, after)
+        rows = await self._workflows.versions(workflow.id, request)
+        return page_of(rows, request, lambda v: (v.version,), scope)
+
+
+class GetWorkflowVersion:
+    """Read one version of one of the caller's workflows."""
+
+    def __init__(self, workflows: WorkflowRepository) -> None:
+        self._workflows = workflows
+
+    async def __call__(
+        self, actor: Principal, workflow_id: uuid.UUID, version: int
+    ) -> WorkflowVersion:
+        workflow = await _owned(self._workflows, actor, workflow_id)
+        found = await self._workflows.version(workflow.id, version) if version >= 1 else None
+        if found is None:
+            raise WorkflowVersionNotFoundError
+        return found
