@@ -40,7 +40,7 @@ class WorkflowRepository(Protocol):
         version is no longer `expected_version`."""
 
     async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
-        """Soft-delete. Raises ConcurrentUpdateError if the stored version is not `expected_version`."""
+        """Soft-delete. Raises ConcurrentUpdateError on a version other than expected."""
 
     async def page(
         self, owner: UserId, where: WorkflowFilter, request: PageRequest
