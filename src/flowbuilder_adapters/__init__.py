@@ -1,0 +1,1 @@
+"""Adapters: the technology behind the core's ports, and the composition root."""

@@ -1,0 +1,31 @@
+"""dishka wiring of the in-memory adapters."""
+
+from __future__ import annotations
+
+from dishka import Provider, Scope, alias, provide
+
+from flowbuilder_adapters.memory.credentials import MemoryCredentialDirectory
+from flowbuilder_adapters.memory.store import MemoryStore
+from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
+from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
+from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
+
+
+class MemoryProvider(Provider):
+    """The store lives for the container (APP); units of work and repositories per request."""
+
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        super().__init__()
+        self._store = store if store is not None else MemoryStore()
+
+    @provide(scope=Scope.APP)
+    def store(self) -> MemoryStore:
+        return self._store
+
+    uow = provide(MemoryUnitOfWork, scope=Scope.REQUEST)
+    uow_port = alias(source=MemoryUnitOfWork, provides=UnitOfWork)
+    workflows = provide(MemoryWorkflowRepository, scope=Scope.REQUEST, provides=WorkflowRepository)
+    credential_directory = provide(
+        MemoryCredentialDirectory, scope=Scope.REQUEST, provides=CredentialDirectory
+    )

@@ -1,0 +1,32 @@
+"""A unit of work over the in-memory store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flowbuilder_core.shared.uow import UnitOfWork
+
+
+class MemoryUnitOfWork(UnitOfWork):
+    """Collects staged changes and applies them all on `commit()`, or none if any check fails.
+
+    Checks and changes run with no `await` between them, so on one event loop a commit is
+    atomic, as a database transaction is.
+    """
+
+    def __init__(self) -> None:
+        self._checks: list[Callable[[], None]] = []
+        self._changes: list[Callable[[], None]] = []
+
+    def stage(self, change: Callable[[], None], check: Callable[[], None] | None = None) -> None:
+        if check is not None:
+            self._checks.append(check)
+        self._changes.append(change)
+
+    async def commit(self) -> None:
+        checks, changes = self._checks, self._changes
+        self._checks, self._changes = [], []
+        for run_check in checks:
+            run_check()
+        for apply in changes:
+            apply()

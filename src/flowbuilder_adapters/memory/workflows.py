@@ -1,0 +1,114 @@
+"""The workflow repository over the in-memory store."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from flowbuilder_adapters.memory.store import MemoryStore
+from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
+from flowbuilder_core.shared.errors import ConflictError
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.pagination import PageRequest
+from flowbuilder_core.workflows.errors import ConcurrentUpdateError
+from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
+from flowbuilder_core.workflows.ports import WorkflowFilter, WorkflowRepository
+
+
+class MemoryWorkflowRepository(WorkflowRepository):
+    """Reads see committed state plus this unit of work's own staged writes."""
+
+    def __init__(self, store: MemoryStore, uow: MemoryUnitOfWork) -> None:
+        self._store, self._uow = store, uow
+        self._staged: dict[WorkflowId, Workflow] = {}
+        self._staged_versions: dict[tuple[WorkflowId, int], WorkflowVersion] = {}
+
+    async def get(self, workflow_id: WorkflowId) -> Workflow | None:
+        found = self._current(workflow_id)
+        return None if found is None or found.is_deleted else dataclasses.replace(found)
+
+    async def add(self, workflow: Workflow) -> None:
+        if self._current(workflow.id) is not None:
+            raise ConflictError("A workflow with this id already exists.")
+        self._write(workflow, expected_version=None)
+
+    async def update(self, workflow: Workflow, *, expected_version: int) -> None:
+        self._expect(workflow.id, expected_version)
+        self._write(workflow, expected_version=expected_version)
+
+    async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
+        current = self._expect(workflow_id, expected_version)
+        deleted = dataclasses.replace(current, deleted_at=at)
+        self._staged[workflow_id] = deleted
+        self._uow.stage(
+            lambda: self._store.workflows.__setitem__(workflow_id, deleted),
+            self._committed_check(workflow_id, expected_version),
+        )
+
+    async def page(
+        self, owner: UserId, where: WorkflowFilter, request: PageRequest
+    ) -> Sequence[Workflow]:
+        rows = [
+            w
+            for w in self._all()
+            if w.owner_id == owner
+            and not w.is_deleted
+            and (where.tag is None or where.tag in w.tags)
+            and (where.q is None or where.q.casefold() in w.name.casefold())
+        ]
+        if request.after is not None:
+            after = (datetime.fromisoformat(str(request.after[0])), str(request.after[1]))
+            rows = [w for w in rows if (w.created_at, str(w.id)) < after]
+        rows.sort(key=lambda w: (w.created_at, str(w.id)), reverse=True)
+        return [dataclasses.replace(w) for w in rows[: request.limit + 1]]
+
+    async def versions(
+        self, workflow_id: WorkflowId, request: PageRequest
+    ) -> Sequence[WorkflowVersion]:
+        found = [v for (wid, _), v in self._all_versions() if wid == workflow_id]
+        if request.after is not None:
+            found = [v for v in found if v.version < int(request.after[0])]
+        found.sort(key=lambda v: v.version, reverse=True)
+        return found[: request.limit + 1]
+
+    async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None:
+        key = (workflow_id, version)
+        return self._staged_versions.get(key) or self._store.versions.get(key)
+
+    def _current(self, workflow_id: WorkflowId) -> Workflow | None:
+        return self._staged.get(workflow_id) or self._store.workflows.get(workflow_id)
+
+    def _all(self) -> list[Workflow]:
+        return list({**self._store.workflows, **self._staged}.values())
+
+    def _all_versions(self) -> list[tuple[tuple[WorkflowId, int], WorkflowVersion]]:
+        return list({**self._store.versions, **self._staged_versions}.items())
+
+    def _expect(self, workflow_id: WorkflowId, expected_version: int) -> Workflow:
+        current = self._current(workflow_id)
+        if current is None or current.is_deleted or current.version != expected_version:
+            raise ConcurrentUpdateError(workflow_id)
+        return current
+
+    def _committed_check(self, workflow_id: WorkflowId, expected: int | None) -> Callable[[], None]:
+        def check() -> None:
+            stored = self._store.workflows.get(workflow_id)
+            stored_version = None if stored is None else stored.version
+            if stored_version != expected or (stored is not None and stored.is_deleted):
+                raise ConflictError("The workflow was changed by another request; try again.")
+
+        return check
+
+    def _write(self, workflow: Workflow, *, expected_version: int | None) -> None:
+        saved = dataclasses.replace(workflow)
+        version = workflow.current_version()
+        key = (workflow.id, workflow.version)
+        self._staged[workflow.id] = saved
+        self._staged_versions[key] = version
+
+        def apply() -> None:
+            self._store.workflows[workflow.id] = saved
+            self._store.versions[key] = version
+
+        self._uow.stage(apply, self._committed_check(workflow.id, expected_version))
