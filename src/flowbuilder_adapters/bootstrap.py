@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from dishka import Provider, Scope, provide, provide_all
 
+from flowbuilder_adapters.clerk import ClerkTokenVerifier
+from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.settings import Settings
+from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_core.shared.clock import Clock, SystemClock
+from flowbuilder_core.shared.health import HealthProbe
+from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_core.workflows.use_cases import (
     CreateWorkflow,
     DeleteWorkflow,
@@ -39,3 +47,49 @@ class CoreProvider(Provider):
         GetWorkflowVersion,
         scope=Scope.REQUEST,
     )
+
+
+class AuthProvider(Provider):
+    """The TokenVerifier the settings call for: Clerk's JWKS, or the embedded dev issuer."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+
+    @provide(scope=Scope.APP)
+    async def verifier(self) -> AsyncIterator[TokenVerifier]:
+        settings = self._settings
+        if settings.embedded:
+            yield DevTokenIssuer.load_or_create(settings.data_dir).verifier()
+            return
+        headers = (
+            {"Authorization": f"Bearer {settings.clerk_secret_key}"}
+            if settings.jwks_uses_backend_api and settings.clerk_secret_key
+            else None
+        )
+        verifier = ClerkTokenVerifier(
+            settings.jwks_url,
+            issuer=settings.clerk_frontend_url,
+            authorized_parties=settings.clerk_authorized_parties,
+            headers=headers,
+        )
+        try:
+            yield verifier
+        finally:
+            await verifier.aclose()
+
+
+class SqlHealthProvider(Provider):
+    health = provide(SqlHealthProbe, scope=Scope.APP, provides=HealthProbe)
+
+
+def providers_for(settings: Settings) -> list[Provider]:
+    """Every provider a server process needs, chosen from `settings`."""
+    from flowbuilder_adapters.sql.provider import SqlProvider  # TEMP until sql lands
+
+    return [
+        CoreProvider(),
+        SqlProvider(settings.database_url),
+        SqlHealthProvider(),
+        AuthProvider(settings),
+    ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dishka import Provider, Scope, alias, provide
 
 from flowbuilder_adapters.memory.credentials import MemoryCredentialDirectory
+from flowbuilder_adapters.memory.health import MemoryHealthProbe
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
 from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
+from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 
@@ -29,3 +31,4 @@ class MemoryProvider(Provider):
     credential_directory = provide(
         MemoryCredentialDirectory, scope=Scope.REQUEST, provides=CredentialDirectory
     )
+    health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)

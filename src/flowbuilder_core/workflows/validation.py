@@ -106,8 +106,14 @@ def parse_definition(raw: object, at: str = "/definition") -> tuple[Definition, 
     nodes = _parse_list(raw_nodes, pointer_join(at, "nodes"), MAX_NODES, errors)
     edges = _parse_list(raw_edges, pointer_join(at, "edges"), MAX_EDGES, errors)
     parsed_nodes = _parse_nodes(nodes, pointer_join(at, "nodes"), errors)
-    types = {node.id: node.type for node in parsed_nodes}
-    parsed_edges = _parse_edges(edges, pointer_join(at, "edges"), types, errors)
+    # Edges are checked against every declared node, valid or not, so that one bad node is
+    # reported once rather than again on each of its edges.
+    declared = {
+        node["id"]: node.get("type")
+        for node in nodes
+        if isinstance(node, dict) and isinstance(node.get("id"), str)
+    }
+    parsed_edges = _parse_edges(edges, pointer_join(at, "edges"), declared, errors)
     return Definition(tuple(parsed_nodes), tuple(parsed_edges)), errors
 
 
@@ -177,14 +183,15 @@ def _parse_nodes(raw_nodes: list[Any], at: str, errors: list[FieldError]) -> lis
     nodes: list[Node] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_nodes):
-        node = _parse_node(raw, pointer_join(at, index), errors)
-        if node is None:
-            continue
-        if node.id in seen:
+        node_id = raw.get("id") if isinstance(raw, dict) else None
+        if isinstance(node_id, str) and node_id in seen:
             errors.append(FieldError(pointer_join(pointer_join(at, index), "id"), "is not unique"))
             continue
-        seen.add(node.id)
-        nodes.append(node)
+        if isinstance(node_id, str):
+            seen.add(node_id)
+        node = _parse_node(raw, pointer_join(at, index), errors)
+        if node is not None:
+            nodes.append(node)
     return nodes
 
 
@@ -250,7 +257,7 @@ def _is_number(value: object) -> bool:
 
 
 def _parse_edges(
-    raw_edges: list[Any], at: str, node_types: Mapping[str, str], errors: list[FieldError]
+    raw_edges: list[Any], at: str, node_types: Mapping[str, object], errors: list[FieldError]
 ) -> list[Edge]:
     edges: list[Edge] = []
     seen: set[Edge] = set()
@@ -268,7 +275,7 @@ def _parse_edges(
 
 
 def _parse_edge(
-    raw: object, at: str, node_types: Mapping[str, str], errors: list[FieldError]
+    raw: object, at: str, node_types: Mapping[str, object], errors: list[FieldError]
 ) -> Edge | None:
     if not isinstance(raw, dict):
         errors.append(FieldError(at, "must be an object"))

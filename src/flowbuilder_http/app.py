@@ -1,0 +1,79 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import os
+
+from dishka import Provider, make_async_container
+from dishka.integrations.litestar import LitestarProvider, setup_dishka
+from litestar import Litestar, Router
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from flowbuilder_adapters.bootstrap import providers_for
+from flowbuilder_adapters.settings import Mode, Settings, load_settings
+from flowbuilder_core.shared.errors import FlowbuilderError
+from flowbuilder_http.auth import PrincipalProvider, authenticate
+from flowbuilder_http.guards import require_json_body
+from flowbuilder_http.observability import request_id_middleware
+from flowbuilder_http.problems import (
+    handle_flowbuilder_error,
+    handle_http_exception,
+    handle_unexpected,
+    handle_validation_error,
+)
+from flowbuilder_http.routes.operations import live, node_types, ready
+from flowbuilder_http.routes.workflows import workflows_router
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings, *providers: Provider) -> Litestar:
+    """The API over the adapters `settings` choose, or over `providers` when given (tests)."""
+    chosen = providers or tuple(providers_for(settings))
+    container = make_async_container(*chosen, PrincipalProvider(), LitestarProvider())
+    api = Router(
+        path="/api",
+        route_handlers=[workflows_router, node_types],
+        guards=[authenticate, require_json_body],
+        security=[{"BearerAuth": []}],
+    )
+    app = Litestar(
+        route_handlers=[api, live, ready],
+        exception_handlers={
+            FlowbuilderError: handle_flowbuilder_error,
+            ValidationException: handle_validation_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="FlowBuilder API",
+            version="1.0.0",
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin(path="/")],
+            components=Components(
+                security_schemes={
+                    "BearerAuth": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="A Clerk session token (a dev token in embedded mode).",
+                    )
+                }
+            ),
+        ),
+        on_shutdown=[container.close],
+        debug=False,
+    )
+    setup_dishka(container, app)
+    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    return app
+
+
+def app_from_environment() -> Litestar:
+    """The ASGI server's factory: settings from the environment, as `flowbuilder serve` set it."""
+    mode = Mode.EMBEDDED if os.environ.get("FLOWBUILDER_EMBEDDED") == "1" else Mode.SERVE
+    return create_app(load_settings(os.environ, mode))

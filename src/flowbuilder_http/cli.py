@@ -1,0 +1,117 @@
+"""The `flowbuilder` command: serve, migrate, dev-token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import sys
+from collections.abc import Sequence
+
+from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings, SettingsError, load_settings
+from flowbuilder_adapters.sql.migrate import upgrade
+
+EMBEDDED_BANNER = (
+    "FlowBuilder is running in EMBEDDED mode: SQLite and a local token issuer under {dir}/, "
+    "bound to 127.0.0.1. It is for trying FlowBuilder out and NOT FOR PRODUCTION.\n"
+    "Get a token with: flowbuilder dev-token --user alice\n"
+    "API docs: http://127.0.0.1:{port}/docs"
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except SettingsError as exc:
+        for line in exc.problems:
+            print(f"flowbuilder: configuration error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowbuilder", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", help="address to bind (default 0.0.0.0; embedded: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--embedded",
+        action="store_true",
+        help="no outside services: SQLite and a dev token issuer under ./.flowbuilder/",
+    )
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
+    migrate.set_defaults(run=_migrate)
+
+    dev_token = commands.add_parser("dev-token", help="print a token for the embedded server")
+    dev_token.add_argument("--user", required=True, help="the user id to put in the token")
+    dev_token.add_argument(
+        "--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default one day)"
+    )
+    dev_token.set_defaults(run=_dev_token)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> None:
+    mode = Mode.EMBEDDED if args.embedded else Mode.SERVE
+    settings = load_settings(os.environ, mode)
+    host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
+    if settings.embedded:
+        if not _is_loopback(host):
+            raise SettingsError(["--host: embedded mode binds to loopback only"])
+        _prepare_embedded(settings)
+        print(EMBEDDED_BANNER.format(dir=settings.data_dir, port=args.port), file=sys.stderr)
+        os.environ["FLOWBUILDER_EMBEDDED"] = "1"
+    _run_server(host, args.port)
+
+
+def _prepare_embedded(settings: Settings) -> None:
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    DevTokenIssuer.load_or_create(settings.data_dir)
+    asyncio.run(upgrade(settings.database_url))
+
+
+def _run_server(host: str, port: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    Granian(
+        target="flowbuilder_http.app:app_from_environment",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        loop=Loops.uvloop,
+        workers=1,
+        log_access=False,
+    ).serve()
+
+
+def _migrate(_: argparse.Namespace) -> None:
+    settings = load_settings(os.environ, Mode.MIGRATE)
+    asyncio.run(upgrade(settings.database_url))
+    print("flowbuilder: the database schema is up to date", file=sys.stderr)
+
+
+def _dev_token(args: argparse.Namespace) -> None:
+    issuer = DevTokenIssuer.load_or_create(EMBEDDED_DIR)
+    print(issuer.issue(args.user, ttl_s=args.ttl))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""RFC 9457 problem details: the one table from core error kinds to HTTP statuses, and the
+exception handlers that answer every error, the framework's own included, as problem+json."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from flowbuilder_core.shared.errors import (
+    ConflictError,
+    DependencyUnavailableError,
+    FieldError,
+    FlowbuilderError,
+    InvalidInputError,
+    MalformedRequestError,
+    NotFoundError,
+    PreconditionFailedError,
+    RateLimitedError,
+    UnauthenticatedError,
+)
+from flowbuilder_http.observability import current_request_id
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:flowbuilder:problem:"
+
+STATUS: Final[Mapping[type[FlowbuilderError], int]] = {
+    MalformedRequestError: 400,
+    UnauthenticatedError: 401,
+    NotFoundError: 404,
+    ConflictError: 409,
+    PreconditionFailedError: 412,
+    InvalidInputError: 422,
+    RateLimitedError: 429,
+    DependencyUnavailableError: 503,
+}
+
+UNAUTHENTICATED_DETAIL = "A valid bearer token is required."
+_log = logging.getLogger(__name__)
+_MSGSPEC_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_QUOTED_FIELD = re.compile(r"field `([^`]+)`")
+
+
+class ProblemFieldError(msgspec.Struct):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str
+    errors: list[ProblemFieldError] | None = None
+
+
+def status_of(exc: FlowbuilderError) -> int:
+    return next((STATUS[k] for k in type(exc).__mro__ if k in STATUS), 500)
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response[Problem]:
+    body = Problem(
+        type=TYPE_PREFIX + code,
+        title=title,
+        status=status,
+        detail=detail,
+        request_id=current_request_id(),
+        errors=None if errors is None else [ProblemFieldError(e.field, e.message) for e in errors],
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
+
+
+def handle_flowbuilder_error(_: Request[Any, Any, Any], exc: FlowbuilderError) -> Response[Problem]:
+    status = status_of(exc)
+    if isinstance(exc, UnauthenticatedError):
+        # One body for every failed check; the reason goes to the log only.
+        _log.info("authentication failed: %s", exc.detail)
+        return problem(
+            401,
+            exc.code,
+            exc.title,
+            UNAUTHENTICATED_DETAIL,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if status == 500:
+        return handle_unexpected(_, exc)
+    headers = {}
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, DependencyUnavailableError):
+        _log.warning("dependency unavailable: %s", exc.detail)
+    errors = list(exc.errors) if isinstance(exc, InvalidInputError) else None
+    return problem(status, exc.code, exc.title, exc.detail, errors=errors, headers=headers)
+
+
+def handle_validation_error(
+    _: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Problem]:
+    """Litestar's parameter and body validation. Body and query problems are 422 with a pointer;
+    a body that is not there at all is 400; a path parameter that does not parse is 404, as a
+    malformed id is indistinguishable from a missing one."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    sources = {str(getattr(item.get("source"), "value", item.get("source"))) for item in extra}
+    if "path" in sources:
+        return _not_found()
+    cause = exc.__cause__
+    if "body" in sources and isinstance(cause, msgspec.ValidationError):
+        field_error = _body_field_error(str(cause))
+        if field_error is None:
+            return _malformed("The request body must be a JSON object.")
+        return _invalid([field_error])
+    errors = [
+        FieldError(
+            f"{_source_prefix(item.get('source'))}{item.get('key')}", _safe(item.get("message"))
+        )
+        for item in extra
+    ]
+    return _invalid(errors or [FieldError("", "is invalid")])
+
+
+def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    if isinstance(exc, NotFoundException):
+        return _not_found()
+    if isinstance(exc, MethodNotAllowedException):
+        return problem(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            "This resource does not support the request method.",
+            headers=exc.headers or {},
+        )
+    if status == 413:
+        return problem(
+            413, "payload-too-large", "Payload too large", "Request bodies are limited to 1 MiB."
+        )
+    if status == 415:
+        return problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "Request bodies must be application/json.",
+        )
+    if status == 400:
+        return _malformed("The request body is not valid JSON.")
+    if status >= 500:
+        return handle_unexpected(_, exc)
+    return problem(status, "http-error", exc.detail or "Error", exc.detail or "Error")
+
+
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    _log.error("unexpected error", exc_info=exc)
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal-error",
+        "Internal server error",
+        "An unexpected error occurred.",
+    )
+
+
+def _not_found() -> Response[Problem]:
+    return problem(404, NotFoundError.code, NotFoundError.title, "No such resource.")
+
+
+def _malformed(detail: str) -> Response[Problem]:
+    return problem(400, MalformedRequestError.code, MalformedRequestError.title, detail)
+
+
+def _invalid(errors: list[FieldError]) -> Response[Problem]:
+    detail = InvalidInputError(errors).detail
+    return problem(422, InvalidInputError.code, InvalidInputError.title, detail, errors=errors)
+
+
+def _body_field_error(text: str) -> FieldError | None:
+    match = _MSGSPEC_PATH.match(text)
+    if match is None:
+        return FieldError("", "is invalid")
+    message, path = match.group("message"), match.group("path") or ""
+    parts = [
+        m.group(1) if m.group(1) is not None else m.group(2) for m in _PATH_PART.finditer(path)
+    ]
+    if parts[:1] == ["data"]:
+        parts = parts[1:]
+    elif not parts and "required field `data`" in message:
+        return None  # no body at all
+    field_name = _QUOTED_FIELD.search(message)
+    if field_name and ("unknown field" in message or "missing required field" in message):
+        parts.append(field_name.group(1))
+        message = "is not a known field" if "unknown" in message else "is required"
+    pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return FieldError(pointer, _safe(message))
+
+
+def _safe(message: object) -> str:
+    """msgspec echoes rejected enum values; never send input back."""
+    text = str(message)
+    if text.startswith("Invalid enum value"):
+        return "is not one of the allowed values"
+    return text
+
+
+def _source_prefix(source: object) -> str:
+    name = str(getattr(source, "value", source))
+    return {"query": "query:", "header": "header:", "cookie": "cookie:"}.get(name, "")

@@ -1,0 +1,1 @@
+"""Route handlers: thin translations between HTTP and use cases."""

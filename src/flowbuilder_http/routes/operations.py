@@ -1,0 +1,58 @@
+"""Operations: liveness, readiness and the node catalogue."""
+
+from __future__ import annotations
+
+from dishka.integrations.litestar import FromDishka, inject
+from litestar import Response, get
+from msgspec import Struct
+
+from flowbuilder_core.nodes.catalogue import NODE_TYPES
+from flowbuilder_core.shared.health import HealthProbe
+from flowbuilder_core.shared.identity import Principal
+from flowbuilder_http.schemas import ItemsOut, NodeTypeOut
+
+
+class LiveOut(Struct):
+    status: str
+
+
+class CheckOut(Struct, omit_defaults=True):
+    status: str
+    backlog: int | None = None
+
+
+class ReadyOut(Struct):
+    status: str
+    checks: dict[str, CheckOut]
+
+
+_NODE_TYPES = ItemsOut([NodeTypeOut.of(t) for t in NODE_TYPES.values()])
+
+
+@get("/health/live", summary="Liveness", tags=["operations"])
+async def live() -> LiveOut:
+    return LiveOut("ok")
+
+
+@get("/health/ready", summary="Readiness", tags=["operations"])
+@inject
+async def ready(health: FromDishka[HealthProbe]) -> Response[ReadyOut]:
+    """200 when the database answers, else 503; the body is the readiness report either way.
+    The queue and the outbox arrive with the executions feature and never fail readiness."""
+    database_up = await health.database_ready()
+    report = ReadyOut(
+        status="ready" if database_up else "unavailable",
+        checks={
+            "database": CheckOut("up" if database_up else "down"),
+            "queue": CheckOut("not_in_use"),
+            "outbox": CheckOut("not_in_use"),
+        },
+    )
+    return Response(report, status_code=200 if database_up else 503)
+
+
+@get("/node-types", summary="The node catalogue", tags=["node types"])
+@inject
+async def node_types(principal: FromDishka[Principal]) -> ItemsOut[NodeTypeOut]:
+    del principal  # authenticated like everything under /api; the catalogue is the same for all
+    return _NODE_TYPES

@@ -1,0 +1,176 @@
+"""The workflows API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from dishka.integrations.litestar import FromDishka, inject
+from litestar import Response, Router, delete, get, post, put
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from flowbuilder_core.shared.errors import FieldError, InvalidInputError
+from flowbuilder_core.shared.identity import Principal
+from flowbuilder_core.shared.pagination import DEFAULT_LIMIT
+from flowbuilder_core.workflows.ports import WorkflowFilter
+from flowbuilder_core.workflows.use_cases import (
+    CreateWorkflow,
+    DeleteWorkflow,
+    DeleteWorkflowCommand,
+    GetWorkflow,
+    GetWorkflowVersion,
+    ListVersionsQuery,
+    ListWorkflows,
+    ListWorkflowsQuery,
+    ListWorkflowVersions,
+    ReplaceWorkflow,
+    ReplaceWorkflowCommand,
+    ValidateDefinition,
+)
+from flowbuilder_http.headers import etag, parse_if_match
+from flowbuilder_http.schemas import (
+    PageOut,
+    ValidateIn,
+    ValidationOut,
+    WorkflowCreateIn,
+    WorkflowOut,
+    WorkflowReplaceIn,
+    WorkflowVersionOut,
+)
+
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(name="If-Match", description='"*" or the ETag of the version being edited'),
+]
+
+
+def _workflow_response(out: WorkflowOut, version: int, status: int = 200) -> Response[WorkflowOut]:
+    return Response(out, status_code=status, headers={"ETag": etag(version)})
+
+
+@get("/", summary="List workflows")
+@inject
+async def list_workflows(
+    principal: FromDishka[Principal],
+    list_them: FromDishka[ListWorkflows],
+    limit: FromQuery[int] = DEFAULT_LIMIT,
+    cursor: FromQuery[str | None] = None,
+    tag: FromQuery[str | None] = None,
+    q: FromQuery[str | None] = None,
+    include: FromQuery[str | None] = None,
+) -> PageOut[WorkflowOut]:
+    if include not in (None, "definition"):
+        raise InvalidInputError([FieldError("query:include", 'the only value is "definition"')])
+    query = ListWorkflowsQuery(limit=limit, cursor=cursor, where=WorkflowFilter(tag=tag, q=q))
+    page = await list_them(principal, query)
+    with_definition = include == "definition"
+    return PageOut(
+        [WorkflowOut.of(w, with_definition=with_definition) for w in page.items], page.next_cursor
+    )
+
+
+@post("/", summary="Create a workflow", status_code=HTTP_201_CREATED)
+@inject
+async def create_workflow(
+    data: JSONBody[WorkflowCreateIn],
+    principal: FromDishka[Principal],
+    create: FromDishka[CreateWorkflow],
+) -> Response[WorkflowOut]:
+    workflow = await create(principal, data.to_input())
+    return Response(
+        WorkflowOut.of(workflow),
+        status_code=HTTP_201_CREATED,
+        headers={"ETag": etag(workflow.version), "Location": f"/api/workflows/{workflow.id}"},
+    )
+
+
+@post("/validate", summary="Validate a definition without saving it", status_code=200)
+@inject
+async def validate_definition(
+    data: JSONBody[ValidateIn],
+    principal: FromDishka[Principal],
+    validate: FromDishka[ValidateDefinition],
+) -> ValidationOut:
+    return ValidationOut.of(await validate(principal, data.definition))
+
+
+@get("/{workflow_id:uuid}", summary="Get a workflow")
+@inject
+async def get_workflow(
+    workflow_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    get_one: FromDishka[GetWorkflow],
+) -> Response[WorkflowOut]:
+    workflow = await get_one(principal, workflow_id)
+    return _workflow_response(WorkflowOut.of(workflow), workflow.version)
+
+
+@put("/{workflow_id:uuid}", summary="Replace a workflow")
+@inject
+async def replace_workflow(
+    workflow_id: FromPath[UUID],
+    data: JSONBody[WorkflowReplaceIn],
+    principal: FromDishka[Principal],
+    replace: FromDishka[ReplaceWorkflow],
+    if_match: IfMatch = None,
+) -> Response[WorkflowOut]:
+    command = ReplaceWorkflowCommand(
+        workflow_id=workflow_id,
+        fields=data.to_input(),
+        if_match=parse_if_match(if_match),
+        version=data.version,
+    )
+    workflow = await replace(principal, command)
+    return _workflow_response(WorkflowOut.of(workflow), workflow.version)
+
+
+@delete("/{workflow_id:uuid}", summary="Delete a workflow", status_code=HTTP_204_NO_CONTENT)
+@inject
+async def delete_workflow(
+    workflow_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    remove: FromDishka[DeleteWorkflow],
+    if_match: IfMatch = None,
+) -> None:
+    await remove(principal, DeleteWorkflowCommand(workflow_id, parse_if_match(if_match)))
+
+
+@get("/{workflow_id:uuid}/versions", summary="List a workflow's versions, newest first")
+@inject
+async def list_versions(
+    workflow_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    list_them: FromDishka[ListWorkflowVersions],
+    limit: FromQuery[int] = DEFAULT_LIMIT,
+    cursor: FromQuery[str | None] = None,
+) -> PageOut[WorkflowVersionOut]:
+    page = await list_them(principal, ListVersionsQuery(workflow_id, limit, cursor))
+    return PageOut([WorkflowVersionOut.of(v) for v in page.items], page.next_cursor)
+
+
+@get("/{workflow_id:uuid}/versions/{version:int}", summary="Get one version of a workflow")
+@inject
+async def get_version(
+    workflow_id: FromPath[UUID],
+    version: FromPath[int],
+    principal: FromDishka[Principal],
+    get_one: FromDishka[GetWorkflowVersion],
+) -> WorkflowVersionOut:
+    return WorkflowVersionOut.of(await get_one(principal, workflow_id, version))
+
+
+workflows_router = Router(
+    path="/workflows",
+    route_handlers=[
+        list_workflows,
+        create_workflow,
+        validate_definition,
+        get_workflow,
+        replace_workflow,
+        delete_workflow,
+        list_versions,
+        get_version,
+    ],
+    tags=["workflows"],
+)

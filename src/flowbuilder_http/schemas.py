@@ -1,0 +1,195 @@
+"""Wire formats: msgspec Structs in (unknown fields refused) and out (built from entities)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from flowbuilder_core.nodes.catalogue import NodeType
+from flowbuilder_core.workflows.model import Definition, Workflow, WorkflowVersion
+from flowbuilder_core.workflows.use_cases import WorkflowInput
+from flowbuilder_core.workflows.validation import ValidationReport
+
+T = TypeVar("T")
+
+Timestamp = Annotated[
+    str, Meta(description="RFC 3339, UTC", examples=["2026-11-25T19:07:31.123456Z"])
+]
+
+
+def timestamp(value: datetime) -> str:
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class _In(Struct, forbid_unknown_fields=True):
+    """Request bodies: an unknown field is a 422, never silently dropped."""
+
+
+class WorkflowCreateIn(_In):
+    name: str
+    description: str = ""
+    tags: list[str] = msgspec.field(default_factory=list)
+    definition: dict[str, Any] | None = msgspec.field(
+        default=None,
+    )
+
+    def to_input(self) -> WorkflowInput:
+        return WorkflowInput(self.name, self.description, self.tags, self.definition)
+
+
+class WorkflowReplaceIn(WorkflowCreateIn):
+    """A full replace. The server-owned fields that GET returns may come back and are ignored,
+    except `version`: one other than the current is a 412, like a stale If-Match."""
+
+    id: str | None = None
+    version: int | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class ValidateIn(_In):
+    definition: dict[str, Any] | None = None
+
+
+class PositionOut(Struct):
+    x: float
+    y: float
+
+
+class NodeOut(Struct, omit_defaults=True):
+    id: str
+    type: str
+    parameters: dict[str, Any]
+    credential_id: str | UnsetType = UNSET
+    position: PositionOut | UnsetType = UNSET
+
+
+class EdgeOut(Struct, omit_defaults=True):
+    source: str
+    target: str
+    source_output: str | UnsetType = UNSET
+
+
+class DefinitionOut(Struct):
+    nodes: list[NodeOut]
+    edges: list[EdgeOut]
+
+    @classmethod
+    def of(cls, definition: Definition) -> DefinitionOut:
+        return cls(
+            nodes=[
+                NodeOut(
+                    id=n.id,
+                    type=n.type,
+                    parameters=dict(n.parameters),
+                    credential_id=UNSET if n.credential_id is None else str(n.credential_id),
+                    position=UNSET
+                    if n.position is None
+                    else PositionOut(n.position.x, n.position.y),
+                )
+                for n in definition.nodes
+            ],
+            edges=[
+                EdgeOut(e.source, e.target, UNSET if e.source_output is None else e.source_output)
+                for e in definition.edges
+            ],
+        )
+
+
+class WorkflowOut(Struct, omit_defaults=True):
+    id: str
+    name: str
+    description: str
+    tags: list[str]
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+    definition: DefinitionOut | UnsetType = UNSET
+
+    @classmethod
+    def of(cls, workflow: Workflow, *, with_definition: bool = True) -> WorkflowOut:
+        return cls(
+            id=str(workflow.id),
+            name=workflow.name,
+            description=workflow.description,
+            tags=list(workflow.tags),
+            version=workflow.version,
+            created_at=timestamp(workflow.created_at),
+            updated_at=timestamp(workflow.updated_at),
+            definition=DefinitionOut.of(workflow.definition) if with_definition else UNSET,
+        )
+
+
+class WorkflowVersionOut(Struct):
+    version: int
+    name: str
+    definition: DefinitionOut
+    created_at: Timestamp
+
+    @classmethod
+    def of(cls, version: WorkflowVersion) -> WorkflowVersionOut:
+        return cls(
+            version=version.version,
+            name=version.name,
+            definition=DefinitionOut.of(version.definition),
+            created_at=timestamp(version.created_at),
+        )
+
+
+class PageOut(Struct, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class ValidationProblemOut(Struct):
+    field: str
+    message: str
+    blocks: str
+
+
+class ValidationOut(Struct):
+    valid: bool
+    runnable: bool
+    errors: list[ValidationProblemOut]
+
+    @classmethod
+    def of(cls, report: ValidationReport) -> ValidationOut:
+        return cls(
+            valid=report.valid,
+            runnable=report.runnable,
+            errors=[
+                ValidationProblemOut(p.field, p.message, p.blocks.value) for p in report.problems
+            ],
+        )
+
+
+class NodeTypeOut(Struct):
+    type: str
+    category: str
+    title: str
+    parameters_schema: dict[str, Any]
+    credential_types: list[str]
+
+    @classmethod
+    def of(cls, node_type: NodeType) -> NodeTypeOut:
+        return cls(
+            type=node_type.type,
+            category=node_type.category.value,
+            title=node_type.title,
+            parameters_schema=_public_schema(node_type.parameters_schema),
+            credential_types=list(node_type.credential_types),
+        )
+
+
+class ItemsOut(Struct, Generic[T]):
+    items: list[T]
+
+
+def _public_schema(schema: Any) -> Any:
+    """The catalogue's schema without its private `x-` annotations."""
+    if isinstance(schema, dict):
+        return {k: _public_schema(v) for k, v in schema.items() if not k.startswith("x-")}
+    return schema
