@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from dishka import Provider, Scope, provide, provide_all
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.settings import Settings
 from flowbuilder_adapters.sql.health import SqlHealthProbe
+from flowbuilder_adapters.sql.provider import SqlProvider
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.identity import TokenVerifier
@@ -80,13 +82,13 @@ class AuthProvider(Provider):
 
 
 class SqlHealthProvider(Provider):
-    health = provide(SqlHealthProbe, scope=Scope.APP, provides=HealthProbe)
+    @provide(scope=Scope.APP)
+    def health(self, engine: AsyncEngine) -> HealthProbe:
+        return SqlHealthProbe(engine)
 
 
 def providers_for(settings: Settings) -> list[Provider]:
     """Every provider a server process needs, chosen from `settings`."""
-    from flowbuilder_adapters.sql.provider import SqlProvider  # TEMP until sql lands
-
     return [
         CoreProvider(),
         SqlProvider(settings.database_url),

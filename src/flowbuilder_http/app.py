@@ -21,6 +21,7 @@ from flowbuilder_http.observability import request_id_middleware
 from flowbuilder_http.problems import (
     handle_flowbuilder_error,
     handle_http_exception,
+    handle_undecodable_body,
     handle_unexpected,
     handle_validation_error,
 )
@@ -46,6 +47,8 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
             FlowbuilderError: handle_flowbuilder_error,
             ValidationException: handle_validation_error,
             HTTPException: handle_http_exception,
+            UnicodeDecodeError: handle_undecodable_body,
+            RecursionError: handle_undecodable_body,
             Exception: handle_unexpected,
         },
         request_max_body_size=MAX_BODY_BYTES,

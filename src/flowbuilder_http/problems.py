@@ -171,6 +171,12 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return problem(status, "http-error", exc.detail or "Error", exc.detail or "Error")
 
 
+def handle_undecodable_body(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """The JSON decoder's own failures on hostile bodies: bytes that are not UTF-8, or nesting
+    deeper than it will follow. Both are the client's malformed JSON, never a server error."""
+    return _malformed("The request body is not valid JSON (UTF-8, not nested too deeply).")
+
+
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     _log.error("unexpected error", exc_info=exc)
     return problem(

@@ -55,7 +55,7 @@ class MemoryWorkflowRepository(WorkflowRepository):
             if w.owner_id == owner
             and not w.is_deleted
             and (where.tag is None or where.tag in w.tags)
-            and (where.q is None or where.q.casefold() in w.name.casefold())
+            and (where.q is None or where.q.lower() in w.name.lower())
         ]
         if request.after is not None:
             after = (datetime.fromisoformat(str(request.after[0])), str(request.after[1]))

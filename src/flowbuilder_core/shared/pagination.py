@@ -67,8 +67,13 @@ def decode_cursor(cursor: str, scope: str, shape: Sequence[type]) -> Position:
         raise invalid
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload, _, digest = raw.rpartition(b".")
-        if not hmac.compare_digest(digest, _digest(payload, scope)):
+        # The digest has a fixed length and may itself contain any byte, "." included.
+        payload, separator, digest = (
+            raw[: -_DIGEST_BYTES - 1],
+            raw[-_DIGEST_BYTES - 1 : -_DIGEST_BYTES],
+            raw[-_DIGEST_BYTES:],
+        )
+        if separator != b"." or not hmac.compare_digest(digest, _digest(payload, scope)):
             raise invalid
         values = json.loads(payload)
     except (ValueError, UnicodeDecodeError):

@@ -26,6 +26,7 @@ MAX_NAME = 200
 MAX_DESCRIPTION = 2_000
 MAX_TAGS = 20
 MAX_TAG = 50
+MAX_DEPTH = 64
 
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NODE_KEYS = frozenset({"id", "type", "parameters", "credential_id", "position"})
@@ -79,10 +80,15 @@ def parse_fields(
     clean_tags: list[str] = []
     for index, tag in enumerate(tags):
         clean = tag.strip()
-        if not 1 <= len(clean) <= MAX_TAG:
-            errors.append(FieldError(f"/tags/{index}", f"must be 1 to {MAX_TAG} characters"))
+        if not 1 <= len(clean) <= MAX_TAG or "\x00" in clean:
+            errors.append(
+                FieldError(f"/tags/{index}", f"must be 1 to {MAX_TAG} characters, without NUL")
+            )
         elif clean not in clean_tags:
             clean_tags.append(clean)
+    for pointer, text in (("/name", name), ("/description", description)):
+        if "\x00" in text:
+            errors.append(FieldError(pointer, "must not contain the NUL character"))
     parsed, definition_errors = parse_definition(definition)
     errors += definition_errors
     if errors:
@@ -97,6 +103,9 @@ def parse_definition(raw: object, at: str = "/definition") -> tuple[Definition, 
         return Definition(), []
     if not isinstance(raw, dict):
         return Definition(), [FieldError(at, "must be an object with nodes and edges")]
+    unstorable = _unstorable_values(raw, at)
+    if unstorable:
+        return Definition(), unstorable
     errors = [
         FieldError(pointer_join(at, key), "is not a known field")
         for key in raw
@@ -167,6 +176,28 @@ def report(
         tuple(Problem(e.field, e.message, Blocks.SAVE) for e in save_errors)
         + tuple(Problem(e.field, e.message, Blocks.EXECUTE) for e in execute_errors)
     )
+
+
+def _unstorable_values(raw: object, at: str) -> list[FieldError]:
+    """Values no database stores faithfully: NUL characters (Postgres text and JSONB refuse
+    them) and nesting deeper than MAX_DEPTH. Walked iteratively, so depth cannot hurt us."""
+    errors: list[FieldError] = []
+    stack: list[tuple[object, str, int]] = [(raw, at, 0)]
+    while stack and len(errors) < 20:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            errors.append(FieldError(where, f"must not be nested deeper than {MAX_DEPTH} levels"))
+        elif isinstance(value, str):
+            if "\x00" in value:
+                errors.append(FieldError(where, "must not contain the NUL character"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    errors.append(FieldError(where, "keys must not contain the NUL character"))
+                stack.append((item, pointer_join(where, key), depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, pointer_join(where, i), depth + 1) for i, item in enumerate(value))
+    return sorted(errors, key=lambda e: e.field)
 
 
 def _parse_list(raw: object, at: str, limit: int, errors: list[FieldError]) -> list[Any]:

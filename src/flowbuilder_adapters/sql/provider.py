@@ -1,0 +1,85 @@
+"""dishka wiring of the SQL adapters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from dishka import Provider, Scope, alias, provide
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from flowbuilder_adapters.sql.credentials import EmptyCredentialDirectory
+from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.uow import SqlUnitOfWork
+from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
+from flowbuilder_core.shared.errors import DependencyUnavailableError
+from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
+
+_log = logging.getLogger(__name__)
+
+
+class SqlProvider(Provider):
+    """The engine for the container (APP); one connection, in one transaction, per REQUEST scope,
+    shared by the scope's unit of work and repositories.
+
+    Give it a database URL, or an `engine_factory` to build the engine another way.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, engine_factory: Callable[[], AsyncEngine] | None = None
+    ) -> None:
+        super().__init__()
+        if (url is None) == (engine_factory is None):
+            raise ValueError("give SqlProvider either a url or an engine_factory")
+        self._engine_factory: Callable[[], AsyncEngine] = (
+            engine_factory if engine_factory is not None else lambda: create_engine(str(url))
+        )
+
+    @provide(scope=Scope.APP)
+    async def engine(self) -> AsyncIterator[AsyncEngine]:
+        engine = self._engine_factory()
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+    @provide(scope=Scope.REQUEST)
+    async def connection(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        async with translate_errors():
+            connection = await engine.connect()
+            try:
+                await connection.begin()
+            except BaseException:
+                await connection.close()
+                raise
+        try:
+            yield connection
+        finally:
+            await _release(connection)
+
+    uow = provide(SqlUnitOfWork, scope=Scope.REQUEST)
+    uow_port = alias(source=SqlUnitOfWork, provides=UnitOfWork)
+    workflows = provide(SqlWorkflowRepository, scope=Scope.REQUEST, provides=WorkflowRepository)
+    # Replaced by a directory over the credentials table when credentials arrive.
+    credential_directory = provide(
+        EmptyCredentialDirectory, scope=Scope.APP, provides=CredentialDirectory
+    )
+
+
+async def _release(connection: AsyncConnection) -> None:
+    """Roll back whatever the scope did not commit and return the connection to the pool.
+
+    A lost database must not turn the scope's exit into a second error that hides the first
+    (usually the DependencyUnavailableError the request already answers with): the pool
+    discards a connection it cannot reset, and the failure goes to the log.
+    """
+    try:
+        async with translate_errors():
+            try:
+                await connection.rollback()
+            finally:
+                await connection.close()
+    except DependencyUnavailableError:
+        _log.warning("database connection lost at the end of a scope; the pool discards it")

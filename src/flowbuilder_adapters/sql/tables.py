@@ -1,0 +1,122 @@
+"""The SQL schema, as SQLAlchemy Core tables. Alembic owns the database: every change here needs
+a migration in `migrations/versions/` (the migration tests compare the two)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    TypeDecorator,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime in, an aware UTC datetime out, on every dialect.
+
+    Postgres stores `timestamptz`. SQLite has no time type: SQLAlchemy stores text with a fixed
+    width (`YYYY-MM-DD HH:MM:SS.ffffff`), which sorts and compares correctly only if every value
+    is in the same zone, so values are converted to UTC and stored without an offset.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# JSONB on Postgres (binary, indexable); JSON text elsewhere. Encoded with msgspec (engine.py).
+JsonDocument: Any = JSON().with_variant(JSONB(), "postgresql")
+
+LIVE = text("deleted_at IS NULL")
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", Uuid(), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    Column("name", Text(), nullable=False),
+    Column("description", Text(), nullable=False),
+    Column("tags", JsonDocument, nullable=False),
+    Column("definition", JsonDocument, nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime(), nullable=True),
+    PrimaryKeyConstraint("id"),
+    CheckConstraint("version >= 1", name="version_positive"),
+    # Keyset pagination of an owner's live workflows, newest first on (created_at, id): both
+    # engines scan the index backwards for the DESC order. The `q` filter (name contains,
+    # case-insensitive) walks this index too and filters names on the way: an owner's list is
+    # small enough, and a trigram index would need the pg_trgm extension (and nothing on SQLite).
+    Index(
+        "ix_workflows_owner_live",
+        "owner_id",
+        "created_at",
+        "id",
+        postgresql_where=LIVE,
+        sqlite_where=LIVE,
+    ),
+)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("workflow_id", Uuid(), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("name", Text(), nullable=False),
+    Column("definition", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    # The primary key serves the version history's keyset (version DESC) too.
+    PrimaryKeyConstraint("workflow_id", "version"),
+    CheckConstraint("version >= 1", name="version_positive"),
+)
+
+# One row per tag of a live workflow, for the `?tag=` filter. `owner_id` and `created_at` are
+# copies of the workflow's (both never change), so that the index alone orders a tag's page.
+workflow_tags = Table(
+    "workflow_tags",
+    metadata,
+    Column("workflow_id", Uuid(), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    Column("tag", Text(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("workflow_id", "tag"),
+    Index("ix_workflow_tags_owner_tag", "owner_id", "tag", "created_at", "workflow_id"),
+)

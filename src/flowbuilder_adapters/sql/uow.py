@@ -1,0 +1,24 @@
+"""The unit of work over the scope's database connection."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_core.shared.uow import UnitOfWork
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """One transaction on the scope's connection.
+
+    `commit()` makes the scope's writes durable; the connection then begins a fresh transaction
+    on its next statement (SQLAlchemy's autobegin), so the scope may keep working and commit
+    again. Whatever is not committed when the scope ends is rolled back (`SqlProvider`).
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def commit(self) -> None:
+        async with translate_errors():
+            await self._connection.commit()

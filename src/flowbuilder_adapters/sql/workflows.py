@@ -1,0 +1,290 @@
+"""The workflow repository over SQL tables, with explicit row <-> entity mapping."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Insert, Row, Table, and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.tables import workflow_tags, workflow_versions, workflows
+from flowbuilder_core.shared.errors import ConflictError
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.pagination import PageRequest
+from flowbuilder_core.workflows.errors import ConcurrentUpdateError
+from flowbuilder_core.workflows.model import (
+    Definition,
+    Edge,
+    Node,
+    Position,
+    Workflow,
+    WorkflowId,
+    WorkflowVersion,
+)
+from flowbuilder_core.workflows.ports import WorkflowFilter, WorkflowRepository
+
+# ---------------------------------------------------------------------------------------------
+# Mapping
+# ---------------------------------------------------------------------------------------------
+
+
+def definition_to_json(definition: Definition) -> dict[str, Any]:
+    return definition.to_json()
+
+
+def definition_from_json(raw: Mapping[str, Any]) -> Definition:
+    """Rebuild a stored definition. It was validated when saved, so it is read back as it is,
+    not validated again: a stored workflow stays readable if the save-time rules tighten later."""
+    return Definition(
+        nodes=tuple(_node_from_json(node) for node in raw.get("nodes", ())),
+        edges=tuple(
+            Edge(edge["source"], edge["target"], edge.get("source_output"))
+            for edge in raw.get("edges", ())
+        ),
+    )
+
+
+def _node_from_json(raw: Mapping[str, Any]) -> Node:
+    credential_id = raw.get("credential_id")
+    position = raw.get("position")
+    return Node(
+        id=raw["id"],
+        type=raw["type"],
+        parameters=raw.get("parameters", {}),
+        credential_id=None if credential_id is None else uuid.UUID(credential_id),
+        position=None if position is None else Position(position["x"], position["y"]),
+    )
+
+
+def workflow_to_row(workflow: Workflow) -> dict[str, Any]:
+    return {
+        "id": workflow.id,
+        "owner_id": workflow.owner_id,
+        "name": workflow.name,
+        "description": workflow.description,
+        "tags": list(workflow.tags),
+        "definition": definition_to_json(workflow.definition),
+        "version": workflow.version,
+        "created_at": workflow.created_at,
+        "updated_at": workflow.updated_at,
+        "deleted_at": workflow.deleted_at,
+    }
+
+
+def workflow_from_row(row: Row[Any]) -> Workflow:
+    return Workflow(
+        id=WorkflowId(row.id),
+        owner_id=UserId(row.owner_id),
+        name=row.name,
+        description=row.description,
+        tags=tuple(row.tags),
+        definition=definition_from_json(row.definition),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+def version_to_row(version: WorkflowVersion) -> dict[str, Any]:
+    return {
+        "workflow_id": version.workflow_id,
+        "version": version.version,
+        "name": version.name,
+        "definition": definition_to_json(version.definition),
+        "created_at": version.created_at,
+    }
+
+
+def version_from_row(row: Row[Any]) -> WorkflowVersion:
+    return WorkflowVersion(
+        workflow_id=WorkflowId(row.workflow_id),
+        version=row.version,
+        name=row.name,
+        definition=definition_from_json(row.definition),
+        created_at=row.created_at,
+    )
+
+
+def tag_rows(workflow: Workflow) -> list[dict[str, Any]]:
+    return [
+        {
+            "workflow_id": workflow.id,
+            "owner_id": workflow.owner_id,
+            "tag": tag,
+            "created_at": workflow.created_at,
+        }
+        for tag in dict.fromkeys(workflow.tags)  # a tag counts once, in its first position
+    ]
+
+
+def like_contains(text: str) -> str:
+    """A LIKE pattern (escape character `\\`) matching `text` anywhere, `%` and `_` literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# ---------------------------------------------------------------------------------------------
+# Repository
+# ---------------------------------------------------------------------------------------------
+
+
+class SqlWorkflowRepository(WorkflowRepository):
+    """Reads and writes in the scope's transaction (see `SqlUnitOfWork`)."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def get(self, workflow_id: WorkflowId) -> Workflow | None:
+        query = select(workflows).where(
+            workflows.c.id == workflow_id, workflows.c.deleted_at.is_(None)
+        )
+        async with translate_errors():
+            row = (await self._connection.execute(query)).one_or_none()
+        return None if row is None else workflow_from_row(row)
+
+    async def add(self, workflow: Workflow) -> None:
+        async with translate_errors():
+            # ON CONFLICT DO NOTHING rather than catching the unique violation: on Postgres a
+            # failed statement would abort the whole transaction, not just this call.
+            added = await self._connection.execute(
+                self._insert_new(workflows).values(workflow_to_row(workflow))
+            )
+            if added.rowcount != 1:
+                raise ConflictError("A workflow with this id already exists.")
+            await self._connection.execute(
+                workflow_versions.insert().values(version_to_row(workflow.current_version()))
+            )
+            await self._insert_tags(workflow)
+
+    async def update(self, workflow: Workflow, *, expected_version: int) -> None:
+        async with translate_errors():
+            # On Postgres a concurrent writer's uncommitted update of the row makes this wait;
+            # once it commits, the WHERE clause is checked again and matches nothing.
+            updated = await self._connection.execute(
+                update(workflows)
+                .where(*self._expected(workflow.id, expected_version))
+                .values(
+                    name=workflow.name,
+                    description=workflow.description,
+                    tags=list(workflow.tags),
+                    definition=definition_to_json(workflow.definition),
+                    version=workflow.version,
+                    updated_at=workflow.updated_at,
+                )
+            )
+            if updated.rowcount != 1:
+                raise ConcurrentUpdateError(workflow.id)
+            await self._connection.execute(
+                workflow_versions.insert().values(version_to_row(workflow.current_version()))
+            )
+            await self._delete_tags(workflow.id)
+            await self._insert_tags(workflow)
+
+    async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
+        async with translate_errors():
+            deleted = await self._connection.execute(
+                update(workflows)
+                .where(*self._expected(workflow_id, expected_version))
+                .values(deleted_at=at)
+            )
+            if deleted.rowcount != 1:
+                raise ConcurrentUpdateError(workflow_id)
+            # Only live workflows have tag rows: the tag index stays as small as the lists.
+            await self._delete_tags(workflow_id)
+
+    async def page(
+        self, owner: UserId, where: WorkflowFilter, request: PageRequest
+    ) -> Sequence[Workflow]:
+        if where.tag is None:
+            query = select(workflows).where(
+                workflows.c.owner_id == owner, workflows.c.deleted_at.is_(None)
+            )
+            created_at, id_ = workflows.c.created_at, workflows.c.id
+        else:
+            # Ordered by the tag row's copies of (created_at, id): ix_workflow_tags_owner_tag.
+            query = (
+                select(workflows)
+                .join(workflow_tags, workflow_tags.c.workflow_id == workflows.c.id)
+                .where(
+                    workflow_tags.c.owner_id == owner,
+                    workflow_tags.c.tag == where.tag,
+                    workflows.c.deleted_at.is_(None),
+                )
+            )
+            created_at, id_ = workflow_tags.c.created_at, workflow_tags.c.workflow_id
+        if where.q is not None:
+            pattern = like_contains(where.q)
+            query = query.where(func.lower(workflows.c.name).like(func.lower(pattern), escape="\\"))
+        if request.after is not None:
+            after_created_at = datetime.fromisoformat(str(request.after[0]))
+            after_id = uuid.UUID(str(request.after[1]))
+            query = query.where(_before(created_at, id_, after_created_at, after_id))
+        query = query.order_by(created_at.desc(), id_.desc()).limit(request.limit + 1)
+        async with translate_errors():
+            rows = (await self._connection.execute(query)).all()
+        return [workflow_from_row(row) for row in rows]
+
+    async def versions(
+        self, workflow_id: WorkflowId, request: PageRequest
+    ) -> Sequence[WorkflowVersion]:
+        query = select(workflow_versions).where(workflow_versions.c.workflow_id == workflow_id)
+        if request.after is not None:
+            query = query.where(workflow_versions.c.version < int(request.after[0]))
+        query = query.order_by(workflow_versions.c.version.desc()).limit(request.limit + 1)
+        async with translate_errors():
+            rows = (await self._connection.execute(query)).all()
+        return [version_from_row(row) for row in rows]
+
+    async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None:
+        query = select(workflow_versions).where(
+            workflow_versions.c.workflow_id == workflow_id,
+            workflow_versions.c.version == version,
+        )
+        async with translate_errors():
+            row = (await self._connection.execute(query)).one_or_none()
+        return None if row is None else version_from_row(row)
+
+    @staticmethod
+    def _expected(workflow_id: WorkflowId, expected_version: int) -> list[ColumnElement[bool]]:
+        return [
+            workflows.c.id == workflow_id,
+            workflows.c.version == expected_version,
+            workflows.c.deleted_at.is_(None),
+        ]
+
+    def _insert_new(self, table: Table) -> Insert:
+        """INSERT that skips a row whose key exists; the one place the dialects differ here."""
+        if self._connection.dialect.name == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    async def _insert_tags(self, workflow: Workflow) -> None:
+        rows = tag_rows(workflow)
+        if rows:
+            await self._connection.execute(workflow_tags.insert(), rows)
+
+    async def _delete_tags(self, workflow_id: WorkflowId) -> None:
+        await self._connection.execute(
+            delete(workflow_tags).where(workflow_tags.c.workflow_id == workflow_id)
+        )
+
+
+def _before(
+    created_at: ColumnElement[datetime],
+    id_: ColumnElement[uuid.UUID],
+    after_created_at: datetime,
+    after_id: uuid.UUID,
+) -> ColumnElement[bool]:
+    """`(created_at, id) < (after_created_at, after_id)`, spelled so that SQLite understands it
+    and both planners bound the index scan: the leading `created_at <=` is implied by the rest,
+    but without it the OR would make Postgres read every newer row before the position."""
+    return and_(
+        created_at <= after_created_at,
+        or_(created_at < after_created_at, and_(created_at == after_created_at, id_ < after_id)),
+    )

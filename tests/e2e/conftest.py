@@ -1,0 +1,90 @@
+"""Helpers for end-to-end tests: the real `flowbuilder` command as child processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+FLOWBUILDER = str(Path(sys.executable).with_name("flowbuilder"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The parent's environment without any FlowBuilder setting, plus `overrides`."""
+    names = (
+        "DB_",
+        "DATABASE_URL",
+        "CLERK_",
+        "WORKFLOW_QUEUE_URL",
+        "SQS_",
+        "AWS_",
+        "USE_DB_SECRETS",
+        "SECRETS_",
+        "HTTP_NODE_",
+        "EXECUTION_RATE",
+        "FLOWBUILDER_",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
+    env.update(overrides)
+    return env
+
+
+def run(
+    args: list[str], env: Mapping[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FLOWBUILDER, *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextmanager
+def server(
+    args: list[str], env: Mapping[str, str], port: int, cwd: Path | None = None
+) -> Iterator[str]:
+    """`flowbuilder <args>` until it answers /health/live; stopped with SIGTERM afterwards."""
+    log = (cwd or Path.cwd()) / f"server-{port}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [FLOWBUILDER, *args], env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
