@@ -1,0 +1,68 @@
+"""`flowbuilder serve --embedded`, what `make run` starts: no outside service at all."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import httpx
+from conftest import clean_env, free_port, run, server
+from support.factories import make_workflow_body
+
+
+def dev_token(cwd: Path, user: str) -> dict[str, str]:
+    result = run(["dev-token", "--user", user], clean_env(), cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
+    return {"Authorization": f"Bearer {result.stdout.strip()}"}
+
+
+def test_the_embedded_server_keeps_alices_workflows_across_a_restart_and_from_bob(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    args = ["serve", "--embedded", "--port", str(port)]
+    alice, bob = dev_token(tmp_path, "alice"), dev_token(tmp_path, "bob")
+
+    with server(args, clean_env(), port, cwd=tmp_path) as base:
+        created = httpx.post(f"{base}/api/workflows", json=make_workflow_body(), headers=alice)
+        location = f"{base}{created.headers['location']}"
+        updated = httpx.put(location, json={"name": "Edited"}, headers={**alice, "If-Match": '"1"'})
+    with server(args, clean_env(), port, cwd=tmp_path) as base:
+        after_restart = httpx.get(location, headers=alice)
+        bobs_view = httpx.get(f"{base}/api/workflows", headers=bob)
+        bobs_get = httpx.get(location, headers=bob)
+        deleted = httpx.delete(location, headers={**alice, "If-Match": '"2"'})
+        alices_list = httpx.get(f"{base}/api/workflows", headers=alice)
+
+    assert created.status_code == 201
+    assert updated.status_code == 200
+    assert (after_restart.status_code, after_restart.json()["name"]) == (200, "Edited")
+    assert bobs_view.json()["items"] == []
+    assert bobs_get.status_code == 404
+    assert deleted.status_code == 204
+    assert alices_list.json()["items"] == []
+    log = next(tmp_path.glob("server-*.log")).read_text()
+    assert "NOT FOR PRODUCTION" in log
+    assert (tmp_path / ".flowbuilder" / "flowbuilder.db").exists()
+    key_mode = stat.S_IMODE((tmp_path / ".flowbuilder" / "dev-signing-key.pem").stat().st_mode)
+    assert key_mode == 0o600
+
+
+def test_the_embedded_server_refuses_other_hosts_and_tokens_it_did_not_issue(
+    tmp_path: Path,
+) -> None:
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    foreign = dev_token(other, "alice")
+    port = free_port()
+
+    with server(
+        ["serve", "--embedded", "--port", str(port)], clean_env(), port, cwd=tmp_path
+    ) as base:
+        response = httpx.get(f"{base}/api/workflows", headers=foreign)
+    refused = run(["serve", "--embedded", "--host", "0.0.0.0"], clean_env(), cwd=tmp_path)
+
+    assert response.status_code == 401
+    assert refused.returncode == 2
+    assert "--host" in refused.stderr
