@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import httpx
+
 from conftest import clean_env, free_port, run, server
 from support.factories import make_workflow_body
 
@@ -61,7 +62,7 @@ def test_the_embedded_server_refuses_other_hosts_and_tokens_it_did_not_issue(
         ["serve", "--embedded", "--port", str(port)], clean_env(), port, cwd=tmp_path
     ) as base:
         response = httpx.get(f"{base}/api/workflows", headers=foreign)
-    refused = run(["serve", "--embedded", "--host", "0.0.0.0"], clean_env(), cwd=tmp_path)
+    refused = run(["serve", "--embedded", "--host", "192.0.2.1"], clean_env(), cwd=tmp_path)
 
     assert response.status_code == 401
     assert refused.returncode == 2

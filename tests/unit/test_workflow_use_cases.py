@@ -16,6 +16,7 @@ from flowbuilder_adapters.memory import (
 from flowbuilder_core.shared.errors import InvalidInputError, MalformedRequestError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.pagination import encode_cursor
 from flowbuilder_core.workflows.errors import (
     StaleWorkflowVersionError,
     WorkflowNotFoundError,
@@ -238,3 +239,29 @@ async def test_an_ill_formed_definition_is_neither_valid_nor_runnable() -> None:
 
     assert (report.valid, report.runnable) == (False, False)
     assert {p.blocks.value for p in report.problems} == {"save"}
+
+
+async def test_a_forged_cursor_with_a_nonsense_position_is_refused(app: App) -> None:
+    # The digest's key is public (it guards integrity, not secrecy), so a cursor can be forged;
+    # its position must still never reach an adapter unparsed.
+    forged = encode_cursor(("not-a-date", "not-a-uuid"), "workflows|user_alice|tag=None|q=None")
+
+    with pytest.raises(MalformedRequestError):
+        await app.list(ALICE, cursor=forged)
+
+
+async def test_filters_that_no_database_could_match_are_invalid(app: App) -> None:
+    for where in (
+        WorkflowFilter(q="a\x00"),
+        WorkflowFilter(tag="t" * 51),
+        WorkflowFilter(q="q" * 201),
+    ):
+        with pytest.raises(InvalidInputError):
+            await app.list(ALICE, where=where)
+
+
+async def test_a_version_number_beyond_storage_is_simply_not_found(app: App) -> None:
+    workflow = await app.create()
+
+    with pytest.raises(WorkflowVersionNotFoundError):
+        await GetWorkflowVersion(app._repo()[0])(ALICE, workflow.id, 2**63)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flowbuilder_core.shared.clock import Clock
-from flowbuilder_core.shared.errors import FieldError
+from flowbuilder_core.shared.errors import FieldError, InvalidInputError, MalformedRequestError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import new_uuid
 from flowbuilder_core.shared.pagination import (
@@ -29,6 +30,8 @@ from flowbuilder_core.workflows.errors import (
 from flowbuilder_core.workflows.model import Definition, Workflow, WorkflowId, WorkflowVersion
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowFilter, WorkflowRepository
 from flowbuilder_core.workflows.validation import (
+    MAX_NAME,
+    MAX_TAG,
     ValidationReport,
     parse_definition,
     parse_fields,
@@ -38,6 +41,8 @@ from flowbuilder_core.workflows.validation import (
 )
 
 _MAX_RACE_RETRIES = 3
+MAX_VERSION = 2**31 - 1
+"""Versions are 32-bit in storage; a larger number cannot name one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,10 @@ def _check_preconditions(
         raise StaleWorkflowVersionError(workflow.version)
 
 
+def _is_version_number(version: int) -> bool:
+    return 1 <= version <= MAX_VERSION
+
+
 def _workflow_position(workflow: Workflow) -> Position:
     return (workflow.created_at.isoformat(), str(workflow.id))
 
@@ -149,11 +158,34 @@ class ListWorkflows:
 
     async def __call__(self, actor: Principal, query: ListWorkflowsQuery) -> Page[Workflow]:
         limit = check_limit(query.limit)
-        where = WorkflowFilter(tag=query.where.tag, q=query.where.q or None)
+        where = _check_filter(query.where)
         scope = f"workflows|{actor.user_id}|tag={where.tag!r}|q={where.q!r}"
-        after = decode_cursor(query.cursor, scope, (str, str)) if query.cursor else None
+        after = _workflow_after(query.cursor, scope) if query.cursor else None
         rows = await self._workflows.page(actor.user_id, where, PageRequest(limit, after))
         return page_of(rows, PageRequest(limit, after), _workflow_position, scope)
+
+
+def _check_filter(where: WorkflowFilter) -> WorkflowFilter:
+    errors = [
+        FieldError(f"query:{name}", f"must be at most {limit} characters, without NUL")
+        for name, value, limit in (("tag", where.tag, MAX_TAG), ("q", where.q, MAX_NAME))
+        if value is not None and (len(value) > limit or "\x00" in value)
+    ]
+    if errors:
+        raise InvalidInputError(errors)
+    return WorkflowFilter(tag=where.tag, q=where.q or None)
+
+
+def _workflow_after(cursor: str, scope: str) -> Position:
+    """The keyset position in a workflows cursor. The digest proves the cursor is ours, but its
+    key is no secret, so the position is parsed here before any adapter sees it."""
+    created_at, workflow_id = decode_cursor(cursor, scope, (str, str))
+    try:
+        datetime.fromisoformat(str(created_at))
+        uuid.UUID(str(workflow_id))
+    except ValueError:
+        raise MalformedRequestError("The cursor is malformed.") from None
+    return (created_at, workflow_id)
 
 
 class ReplaceWorkflow:
@@ -251,6 +283,8 @@ class ListWorkflowVersions:
         workflow = await _owned(self._workflows, actor, query.workflow_id)
         scope = f"versions|{actor.user_id}|{workflow.id}"
         after = decode_cursor(query.cursor, scope, (int,)) if query.cursor else None
+        if after is not None and not _is_version_number(int(after[0])):
+            raise MalformedRequestError("The cursor is malformed.")
         request = PageRequest(limit, after)
         rows = await self._workflows.versions(workflow.id, request)
         return page_of(rows, request, lambda v: (v.version,), scope)
@@ -266,7 +300,11 @@ class GetWorkflowVersion:
         self, actor: Principal, workflow_id: uuid.UUID, version: int
     ) -> WorkflowVersion:
         workflow = await _owned(self._workflows, actor, workflow_id)
-        found = await self._workflows.version(workflow.id, version) if version >= 1 else None
+        found = (
+            await self._workflows.version(workflow.id, version)
+            if _is_version_number(version)
+            else None
+        )
         if found is None:
             raise WorkflowVersionNotFoundError
         return found
