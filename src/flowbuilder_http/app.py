@@ -17,7 +17,7 @@ from flowbuilder_adapters.settings import Mode, Settings, load_settings
 from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_http.auth import PrincipalProvider, authenticate
 from flowbuilder_http.guards import require_json_body
-from flowbuilder_http.observability import request_id_middleware
+from flowbuilder_http.observability import configure_logging, request_id_middleware
 from flowbuilder_http.problems import (
     handle_flowbuilder_error,
     handle_http_exception,
@@ -70,6 +70,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         ),
         on_shutdown=[container.close],
         debug=False,
+        logging_config=None,  # ours (configure_logging) stamps every line with the request id
     )
     setup_dishka(container, app)
     app.asgi_handler = request_id_middleware(app.asgi_handler)
@@ -78,5 +79,6 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
 
 def app_from_environment() -> Litestar:
     """The ASGI server's factory: settings from the environment, as `flowbuilder serve` set it."""
+    configure_logging()
     mode = Mode.EMBEDDED if os.environ.get("FLOWBUILDER_EMBEDDED") == "1" else Mode.SERVE
     return create_app(load_settings(os.environ, mode))

@@ -154,8 +154,14 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
             headers=exc.headers or {},
         )
     if status == 413:
+        # The rest of the body is never read, so the connection cannot carry another request;
+        # saying so keeps clients from reusing it (the server closes it either way).
         return problem(
-            413, "payload-too-large", "Payload too large", "Request bodies are limited to 1 MiB."
+            413,
+            "payload-too-large",
+            "Payload too large",
+            "Request bodies are limited to 1 MiB.",
+            headers={"Connection": "close"},
         )
     if status == 415:
         return problem(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from conftest import clean_env, free_port, run, server
 from support.factories import make_workflow_body
+from support.processes import clean_env, free_port, run, server
 
 
 def dev_token(cwd: Path, user: str) -> dict[str, str]:

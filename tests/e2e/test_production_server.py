@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
-from conftest import clean_env, free_port, run, server
 from support.factories import make_workflow_body
 from support.jwks import JwksServer
-from support.tokens import AUTHORIZED_PARTY, SigningKey, make_rsa_key, mint_token
+from support.processes import bearer, free_port, run, seed_env, server
+from support.tokens import SigningKey, make_rsa_key
 
 pytestmark = pytest.mark.postgres
 
@@ -28,26 +26,6 @@ def signing_key() -> SigningKey:
 def jwks(signing_key: SigningKey) -> Iterator[JwksServer]:
     with JwksServer(signing_key) as served:
         yield served
-
-
-def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, str]:
-    url = make_url(database_url)
-    return clean_env(
-        DB_HOST=str(url.host),
-        DB_PORT=str(url.port),
-        DB_NAME=str(url.database),
-        DB_USER=str(url.username),
-        DB_PASSWORD=url.password or "",
-        DB_SSL_MODE="disable",
-        CLERK_FRONTEND_URL=frontend_url,
-        CLERK_AUTHORIZED_PARTIES=AUTHORIZED_PARTY,
-        WORKFLOW_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
-        **extra,
-    )
-
-
-def bearer(key: SigningKey, issuer: str, user: str, **claims: Any) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(key, sub=user, iss=issuer, **claims)}"}
 
 
 async def test_migrate_then_serve_answers_the_workflows_api_to_clerk_tokens(

@@ -12,10 +12,11 @@ from dishka import Provider, Scope, provide
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from conftest import make_test_app
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.memory import MemoryProvider
 from flowbuilder_core.workflows.ports import WorkflowRepository
+
+from conftest import make_test_app
 from support.factories import make_workflow_body
 
 Client = AsyncTestClient[Litestar]

@@ -13,6 +13,7 @@ from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_core.shared.errors import DependencyUnavailableError, UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
+
 from support.jwks import JwksServer
 from support.tokens import AUTHORIZED_PARTY, ISSUER, SigningKey, make_rsa_key, mint_token
 

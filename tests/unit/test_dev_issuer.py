@@ -13,6 +13,7 @@ from flowbuilder_adapters.dev_issuer import ISSUER, KEY_FILE_NAME, DevTokenIssue
 from flowbuilder_core.shared.errors import UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
+
 from support.tokens import make_rsa_key, mint_token
 
 

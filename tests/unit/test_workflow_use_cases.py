@@ -39,6 +39,7 @@ from flowbuilder_core.workflows.use_cases import (
     ValidateDefinition,
     WorkflowInput,
 )
+
 from support.factories import make_definition, make_http_node, make_node
 
 ALICE, BOB = Principal(UserId("user_alice")), Principal(UserId("user_bob"))

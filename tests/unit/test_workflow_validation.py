@@ -14,6 +14,7 @@ from flowbuilder_core.workflows.validation import (
     parse_fields,
     runnability_problems,
 )
+
 from support.factories import make_definition, make_http_node, make_node
 
 

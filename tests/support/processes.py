@@ -1,4 +1,4 @@
-"""Helpers for end-to-end tests: the real `flowbuilder` command as child processes."""
+"""The real `flowbuilder` command as child processes, for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy.engine import make_url
+
+from support.tokens import AUTHORIZED_PARTY, SigningKey, mint_token
 
 FLOWBUILDER = str(Path(sys.executable).with_name("flowbuilder"))
 
@@ -88,3 +92,23 @@ def server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, str]:
+    url = make_url(database_url)
+    return clean_env(
+        DB_HOST=str(url.host),
+        DB_PORT=str(url.port),
+        DB_NAME=str(url.database),
+        DB_USER=str(url.username),
+        DB_PASSWORD=url.password or "",
+        DB_SSL_MODE="disable",
+        CLERK_FRONTEND_URL=frontend_url,
+        CLERK_AUTHORIZED_PARTIES=AUTHORIZED_PARTY,
+        WORKFLOW_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
+        **extra,
+    )
+
+
+def bearer(key: SigningKey, issuer: str, user: str, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(key, sub=user, iss=issuer, **claims)}"}
