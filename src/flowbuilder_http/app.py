@@ -17,7 +17,11 @@ from flowbuilder_adapters.settings import Mode, Settings, load_settings
 from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_http.auth import PrincipalProvider, authenticate
 from flowbuilder_http.guards import require_json_body
-from flowbuilder_http.observability import configure_logging, request_id_middleware
+from flowbuilder_http.observability import (
+    configure_logging,
+    drain_unread_body,
+    request_id_middleware,
+)
 from flowbuilder_http.problems import (
     handle_flowbuilder_error,
     handle_http_exception,
@@ -73,7 +77,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         logging_config=None,  # ours (configure_logging) stamps every line with the request id
     )
     setup_dishka(container, app)
-    app.asgi_handler = request_id_middleware(app.asgi_handler)
+    app.asgi_handler = request_id_middleware(drain_unread_body(app.asgi_handler))
     return app
 
 

@@ -9,7 +9,7 @@ import time
 import uuid
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
@@ -81,3 +81,45 @@ def _incoming_id(scope: Scope) -> str | None:
         if name == b"x-request-id":
             return value.decode("ascii") if _VALID_ID.fullmatch(value) else None
     return None
+
+
+_DRAIN_CAP_BYTES = 8 * 1024 * 1024
+
+
+def drain_unread_body(app: ASGIApp) -> ASGIApp:
+    """After an early answer (a 413, a 401 before the body was read), read what is left of the
+    request body, up to a cap, before the server closes the connection.
+
+    Closing a socket with unread data in it makes the kernel reset the connection, and a client
+    still uploading then loses the response it was sent. Draining is bounded, so a client that
+    keeps sending gets the reset after `_DRAIN_CAP_BYTES`.
+    """
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or not _may_have_body(scope):
+            await app(scope, receive, send)
+            return
+        finished = False
+
+        async def tracking_receive() -> ReceiveMessage:
+            nonlocal finished
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                finished = True
+            return message
+
+        await app(scope, tracking_receive, send)
+        drained = 0
+        while not finished and drained <= _DRAIN_CAP_BYTES:
+            message = await tracking_receive()
+            body = message.get("body", b"")
+            drained += len(body) if isinstance(body, bytes) else 0
+
+    return middleware
+
+
+def _may_have_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
