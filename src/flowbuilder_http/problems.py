@@ -16,6 +16,7 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from flowbuilder_core.shared.errors import (
@@ -237,3 +238,30 @@ def _safe(message: object) -> str:
 def _source_prefix(source: object) -> str:
     name = str(getattr(source, "value", source))
     return {"query": "query:", "header": "header:", "cookie": "cookie:"}.get(name, "")
+
+
+_PROBLEM_DESCRIPTIONS: Final[Mapping[int, str]] = {
+    400: "Malformed request: JSON that does not parse, a malformed or foreign cursor",
+    401: "Missing or invalid bearer token (one body for every reason)",
+    404: "No such object for this user (another user's looks exactly the same)",
+    409: "Conflict with the object's current state",
+    412: "The object's current version is not the one in If-Match or the body",
+    413: "Request body over 1 MiB",
+    415: "Request body is not application/json",
+    422: "Invalid body, query parameter or header; `errors` lists every problem",
+    429: "Over the rate limit; see Retry-After",
+    503: "A dependency (the database, the key set) is unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem documents a route can answer."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_PROBLEM_DESCRIPTIONS[status],
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for status in statuses
+    }

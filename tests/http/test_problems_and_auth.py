@@ -329,5 +329,16 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/health/ready": {"get"},
     }
     assert spec["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
+    api_operations = [
+        op for path, ops in spec["paths"].items() if path.startswith("/api") for op in ops.values()
+    ]
+    for operation in api_operations:
+        errors = {k: v for k, v in operation["responses"].items() if k.startswith(("4", "5"))}
+        assert "401" in errors, operation["operationId"]
+        assert all(list(e["content"]) == ["application/problem+json"] for e in errors.values())
+        assert operation["security"] == [{"BearerAuth": []}]
+    put = spec["paths"]["/api/workflows/{workflow_id}"]["put"]
+    assert {"404", "412", "422"} <= set(put["responses"])
+    assert "ETag" in put["responses"]["200"]["headers"]
     assert ui.status_code == 200
     assert "text/html" in ui.headers["content-type"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dishka.integrations.litestar import FromDishka, inject
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from msgspec import Struct
 
 from flowbuilder_core.nodes.catalogue import NODE_TYPES
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.identity import Principal
+from flowbuilder_http.problems import problem_responses
 from flowbuilder_http.schemas import ItemsOut, NodeTypeOut
 
 
@@ -34,7 +36,14 @@ async def live() -> LiveOut:
     return LiveOut("ok")
 
 
-@get("/health/ready", summary="Readiness", tags=["operations"])
+@get(
+    "/health/ready",
+    summary="Readiness",
+    tags=["operations"],
+    responses={
+        503: ResponseSpec(ReadyOut, description="The database does not answer; same report")
+    },
+)
 @inject
 async def ready(health: FromDishka[HealthProbe]) -> Response[ReadyOut]:
     """200 when the database answers, else 503; the body is the readiness report either way.
@@ -51,7 +60,12 @@ async def ready(health: FromDishka[HealthProbe]) -> Response[ReadyOut]:
     return Response(report, status_code=200 if database_up else 503)
 
 
-@get("/node-types", summary="The node catalogue", tags=["node types"])
+@get(
+    "/node-types",
+    summary="The node catalogue",
+    tags=["node types"],
+    responses=problem_responses(401, 503),
+)
 @inject
 async def node_types(principal: FromDishka[Principal]) -> ItemsOut[NodeTypeOut]:
     del principal  # authenticated like everything under /api; the catalogue is the same for all

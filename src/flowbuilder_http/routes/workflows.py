@@ -7,6 +7,7 @@ from uuid import UUID
 
 from dishka.integrations.litestar import FromDishka, inject
 from litestar import Response, Router, delete, get, post, put
+from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -29,6 +30,7 @@ from flowbuilder_core.workflows.use_cases import (
     ValidateDefinition,
 )
 from flowbuilder_http.headers import etag, parse_if_match
+from flowbuilder_http.problems import problem_responses
 from flowbuilder_http.schemas import (
     PageOut,
     ValidateIn,
@@ -37,6 +39,17 @@ from flowbuilder_http.schemas import (
     WorkflowOut,
     WorkflowReplaceIn,
     WorkflowVersionOut,
+)
+
+READ = problem_responses(400, 401, 422, 503)
+ONE = problem_responses(400, 401, 404, 422, 503)
+WRITE = problem_responses(400, 401, 413, 415, 422, 503)
+WRITE_ONE = problem_responses(400, 401, 404, 412, 413, 415, 422, 503)
+ETAG = ResponseHeader(
+    name="ETag", description='The version, as "<version>"', documentation_only=True
+)
+LOCATION = ResponseHeader(
+    name="Location", description="The new workflow's URL", documentation_only=True
 )
 
 IfMatch = Annotated[
@@ -49,7 +62,7 @@ def _workflow_response(out: WorkflowOut, version: int, status: int = 200) -> Res
     return Response(out, status_code=status, headers={"ETag": etag(version)})
 
 
-@get("/", summary="List workflows")
+@get("/", summary="List workflows", responses=READ)
 @inject
 async def list_workflows(
     principal: FromDishka[Principal],
@@ -70,7 +83,13 @@ async def list_workflows(
     )
 
 
-@post("/", summary="Create a workflow", status_code=HTTP_201_CREATED)
+@post(
+    "/",
+    summary="Create a workflow",
+    status_code=HTTP_201_CREATED,
+    responses=WRITE,
+    response_headers=[ETAG, LOCATION],
+)
 @inject
 async def create_workflow(
     data: JSONBody[WorkflowCreateIn],
@@ -85,7 +104,12 @@ async def create_workflow(
     )
 
 
-@post("/validate", summary="Validate a definition without saving it", status_code=200)
+@post(
+    "/validate",
+    summary="Validate a definition without saving it",
+    status_code=200,
+    responses=WRITE,
+)
 @inject
 async def validate_definition(
     data: JSONBody[ValidateIn],
@@ -95,7 +119,7 @@ async def validate_definition(
     return ValidationOut.of(await validate(principal, data.definition))
 
 
-@get("/{workflow_id:uuid}", summary="Get a workflow")
+@get("/{workflow_id:uuid}", summary="Get a workflow", responses=ONE, response_headers=[ETAG])
 @inject
 async def get_workflow(
     workflow_id: FromPath[UUID],
@@ -106,7 +130,12 @@ async def get_workflow(
     return _workflow_response(WorkflowOut.of(workflow), workflow.version)
 
 
-@put("/{workflow_id:uuid}", summary="Replace a workflow")
+@put(
+    "/{workflow_id:uuid}",
+    summary="Replace a workflow",
+    responses=WRITE_ONE,
+    response_headers=[ETAG],
+)
 @inject
 async def replace_workflow(
     workflow_id: FromPath[UUID],
@@ -125,7 +154,12 @@ async def replace_workflow(
     return _workflow_response(WorkflowOut.of(workflow), workflow.version)
 
 
-@delete("/{workflow_id:uuid}", summary="Delete a workflow", status_code=HTTP_204_NO_CONTENT)
+@delete(
+    "/{workflow_id:uuid}",
+    summary="Delete a workflow",
+    status_code=HTTP_204_NO_CONTENT,
+    responses=problem_responses(400, 401, 404, 412, 422, 503),
+)
 @inject
 async def delete_workflow(
     workflow_id: FromPath[UUID],
@@ -136,7 +170,11 @@ async def delete_workflow(
     await remove(principal, DeleteWorkflowCommand(workflow_id, parse_if_match(if_match)))
 
 
-@get("/{workflow_id:uuid}/versions", summary="List a workflow's versions, newest first")
+@get(
+    "/{workflow_id:uuid}/versions",
+    summary="List a workflow's versions, newest first",
+    responses=ONE,
+)
 @inject
 async def list_versions(
     workflow_id: FromPath[UUID],
@@ -149,7 +187,11 @@ async def list_versions(
     return PageOut([WorkflowVersionOut.of(v) for v in page.items], page.next_cursor)
 
 
-@get("/{workflow_id:uuid}/versions/{version:int}", summary="Get one version of a workflow")
+@get(
+    "/{workflow_id:uuid}/versions/{version:int}",
+    summary="Get one version of a workflow",
+    responses=problem_responses(400, 401, 404, 503),
+)
 @inject
 async def get_version(
     workflow_id: FromPath[UUID],
