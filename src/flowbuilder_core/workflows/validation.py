@@ -106,11 +106,7 @@ def parse_definition(raw: object, at: str = "/definition") -> tuple[Definition, 
     unstorable = _unstorable_values(raw, at)
     if unstorable:
         return Definition(), unstorable
-    errors = [
-        FieldError(pointer_join(at, key), "is not a known field")
-        for key in raw
-        if key not in _DEFINITION_KEYS
-    ]
+    errors = _unknown_keys(raw, _DEFINITION_KEYS, at)
     raw_nodes, raw_edges = raw.get("nodes", []), raw.get("edges", [])
     nodes = _parse_list(raw_nodes, pointer_join(at, "nodes"), MAX_NODES, errors)
     edges = _parse_list(raw_edges, pointer_join(at, "edges"), MAX_EDGES, errors)
@@ -200,6 +196,14 @@ def _unstorable_values(raw: object, at: str) -> list[FieldError]:
     return sorted(errors, key=lambda e: e.field)
 
 
+def _unknown_keys(raw: Mapping[str, object], allowed: frozenset[str], at: str) -> list[FieldError]:
+    return [
+        FieldError(pointer_join(at, key), "is not a known field")
+        for key in raw
+        if key not in allowed
+    ]
+
+
 def _parse_list(raw: object, at: str, limit: int, errors: list[FieldError]) -> list[Any]:
     if not isinstance(raw, list):
         errors.append(FieldError(at, "must be an array"))
@@ -231,11 +235,7 @@ def _parse_node(raw: object, at: str, errors: list[FieldError]) -> Node | None:
         errors.append(FieldError(at, "must be an object"))
         return None
     before = len(errors)
-    errors += [
-        FieldError(pointer_join(at, key), "is not a known field")
-        for key in raw
-        if key not in _NODE_KEYS
-    ]
+    errors += _unknown_keys(raw, _NODE_KEYS, at)
     node_id, node_type = raw.get("id"), raw.get("type")
     if not isinstance(node_id, str) or not _NODE_ID.fullmatch(node_id):
         errors.append(
@@ -312,11 +312,7 @@ def _parse_edge(
         errors.append(FieldError(at, "must be an object"))
         return None
     before = len(errors)
-    errors += [
-        FieldError(pointer_join(at, key), "is not a known field")
-        for key in raw
-        if key not in _EDGE_KEYS
-    ]
+    errors += _unknown_keys(raw, _EDGE_KEYS, at)
     source, target = raw.get("source"), raw.get("target")
     for key, end in (("source", source), ("target", target)):
         if not isinstance(end, str) or end not in node_types:
