@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, select
 
 from flowbuilder_adapters.sql.engine import create_engine
 from flowbuilder_adapters.sql.migrate import current_revision, downgrade, upgrade
-from flowbuilder_adapters.sql.tables import metadata
+from flowbuilder_adapters.sql.tables import metadata, workflow_credentials, workflows
+from flowbuilder_adapters.sql.workflows import workflow_to_row
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.workflows.model import (
+    Definition,
+    Node,
+    Workflow,
+    WorkflowFields,
+    WorkflowId,
+)
 
-TABLES = {"workflows", "workflow_versions", "workflow_tags"}
+TABLES = {
+    "workflows",
+    "workflow_versions",
+    "workflow_tags",
+    "workflow_credentials",
+    "credentials",
+    "credential_secrets",
+}
+HEAD = "0002"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -59,8 +78,11 @@ async def test_upgrade_to_head_creates_the_tables_and_their_indexes(database_url
     assert await inspect_with(database_url, index_names) >= {
         "ix_workflows_owner_live",
         "ix_workflow_tags_owner_tag",
+        "ix_workflow_credentials_credential",
+        "ix_credentials_owner",
+        "ix_credentials_owner_type",
     }
-    assert await current_revision(database_url) == "0001"
+    assert await current_revision(database_url) == HEAD
 
 
 async def test_downgrade_to_base_removes_the_tables_and_upgrade_works_again(
@@ -91,4 +113,39 @@ async def test_upgrade_twice_is_harmless(database_url: str) -> None:
 
     await upgrade(database_url)
 
-    assert await current_revision(database_url) == "0001"
+    assert await current_revision(database_url) == HEAD
+
+
+async def test_credential_references_of_existing_workflows_are_indexed_on_upgrade(
+    database_url: str,
+) -> None:
+    await upgrade(database_url, "0001")
+    credential_id, workflow_id = uuid.uuid4(), uuid.uuid4()
+    workflow = Workflow.create(
+        id=WorkflowId(workflow_id),
+        owner_id=UserId("user_alice"),
+        fields=WorkflowFields(
+            name="old",
+            definition=Definition(
+                nodes=(
+                    Node("start", "trigger.manual"),
+                    Node("fetch", "http.request", credential_id=credential_id),
+                )
+            ),
+        ),
+        at=datetime.now(UTC),
+    )
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(workflows.insert().values(workflow_to_row(workflow)))
+    await engine.dispose()
+
+    await upgrade(database_url)
+
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(workflow_credentials))).all()
+    await engine.dispose()
+    assert [(r.workflow_id, r.credential_id, r.owner_id) for r in rows] == [
+        (workflow_id, credential_id, "user_alice")
+    ]

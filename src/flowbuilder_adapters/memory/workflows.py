@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -13,7 +14,7 @@ from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
 from flowbuilder_core.workflows.errors import ConcurrentUpdateError
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
-from flowbuilder_core.workflows.ports import WorkflowFilter, WorkflowRepository
+from flowbuilder_core.workflows.ports import WorkflowFilter, WorkflowRef, WorkflowRepository
 
 
 class MemoryWorkflowRepository(WorkflowRepository):
@@ -75,6 +76,17 @@ class MemoryWorkflowRepository(WorkflowRepository):
     async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None:
         key = (workflow_id, version)
         return self._staged_versions.get(key) or self._store.versions.get(key)
+
+    async def using_credential(
+        self, owner: UserId, credential_id: uuid.UUID
+    ) -> Sequence[WorkflowRef]:
+        return [
+            WorkflowRef(w.id, w.name)
+            for w in sorted(self._all(), key=lambda w: (w.created_at, str(w.id)), reverse=True)
+            if w.owner_id == owner
+            and not w.is_deleted
+            and any(node.credential_id == credential_id for node in w.definition.nodes)
+        ]
 
     def _current(self, workflow_id: WorkflowId) -> Workflow | None:
         return self._staged.get(workflow_id) or self._store.workflows.get(workflow_id)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -119,4 +120,50 @@ workflow_tags = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     PrimaryKeyConstraint("workflow_id", "tag"),
     Index("ix_workflow_tags_owner_tag", "owner_id", "tag", "created_at", "workflow_id"),
+)
+
+# The credentials whose ids a live workflow's current version references, for "which workflows
+# use this credential?" (a credential in use cannot be deleted). Rewritten on every save.
+workflow_credentials = Table(
+    "workflow_credentials",
+    metadata,
+    Column("workflow_id", Uuid(), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("credential_id", Uuid(), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    PrimaryKeyConstraint("workflow_id", "credential_id"),
+    Index("ix_workflow_credentials_credential", "credential_id", "owner_id"),
+)
+
+# Credential metadata. The values live in a SecretStore; `secret_ref` says where.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", Uuid(), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    Column("name", Text(), nullable=False),
+    Column("type", Text(), nullable=False),
+    Column("fields", JsonDocument, nullable=False),
+    Column("secret_ref", Text(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index("ix_credentials_owner", "owner_id", "created_at", "id"),
+    Index("ix_credentials_owner_type", "owner_id", "type", "created_at", "id"),
+    Index("ix_credentials_secret_ref", "secret_ref", unique=True),
+)
+
+# Secret values encrypted with AES-256-GCM (USE_DB_SECRETS=true). No foreign key to
+# `credentials`: the secret is written before the row that points at it, and deleted after.
+credential_secrets = Table(
+    "credential_secrets",
+    metadata,
+    Column("id", Uuid(), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    Column("credential_id", Uuid(), nullable=False),
+    Column("key_id", Text(), nullable=False),
+    Column("nonce", LargeBinary(), nullable=False),
+    Column("ciphertext", LargeBinary(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index("ix_credential_secrets_key", "key_id"),
 )

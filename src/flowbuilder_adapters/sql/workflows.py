@@ -12,7 +12,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
-from flowbuilder_adapters.sql.tables import workflow_tags, workflow_versions, workflows
+from flowbuilder_adapters.sql.tables import (
+    workflow_credentials,
+    workflow_tags,
+    workflow_versions,
+    workflows,
+)
 from flowbuilder_core.shared.errors import ConflictError
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
@@ -26,7 +31,7 @@ from flowbuilder_core.workflows.model import (
     WorkflowId,
     WorkflowVersion,
 )
-from flowbuilder_core.workflows.ports import WorkflowFilter, WorkflowRepository
+from flowbuilder_core.workflows.ports import WorkflowFilter, WorkflowRef, WorkflowRepository
 
 # ---------------------------------------------------------------------------------------------
 # Mapping
@@ -161,6 +166,7 @@ class SqlWorkflowRepository(WorkflowRepository):
                 workflow_versions.insert().values(version_to_row(workflow.current_version()))
             )
             await self._insert_tags(workflow)
+            await self._insert_credential_uses(workflow)
 
     async def update(self, workflow: Workflow, *, expected_version: int) -> None:
         async with translate_errors():
@@ -185,6 +191,8 @@ class SqlWorkflowRepository(WorkflowRepository):
             )
             await self._delete_tags(workflow.id)
             await self._insert_tags(workflow)
+            await self._delete_credential_uses(workflow.id)
+            await self._insert_credential_uses(workflow)
 
     async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
         async with translate_errors():
@@ -195,8 +203,9 @@ class SqlWorkflowRepository(WorkflowRepository):
             )
             if deleted.rowcount != 1:
                 raise ConcurrentUpdateError(workflow_id)
-            # Only live workflows have tag rows: the tag index stays as small as the lists.
+            # Only live workflows have tag and credential rows: those indexes stay small.
             await self._delete_tags(workflow_id)
+            await self._delete_credential_uses(workflow_id)
 
     async def page(
         self, owner: UserId, where: WorkflowFilter, request: PageRequest
@@ -250,6 +259,22 @@ class SqlWorkflowRepository(WorkflowRepository):
             row = (await self._connection.execute(query)).one_or_none()
         return None if row is None else version_from_row(row)
 
+    async def using_credential(
+        self, owner: UserId, credential_id: uuid.UUID
+    ) -> Sequence[WorkflowRef]:
+        query = (
+            select(workflows.c.id, workflows.c.name)
+            .join(workflow_credentials, workflow_credentials.c.workflow_id == workflows.c.id)
+            .where(
+                workflow_credentials.c.credential_id == credential_id,
+                workflow_credentials.c.owner_id == owner,
+            )
+            .order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
+        )
+        async with translate_errors():
+            rows = (await self._connection.execute(query)).all()
+        return [WorkflowRef(WorkflowId(row.id), row.name) for row in rows]
+
     @staticmethod
     def _expected(workflow_id: WorkflowId, expected_version: int) -> list[ColumnElement[bool]]:
         return [
@@ -268,6 +293,22 @@ class SqlWorkflowRepository(WorkflowRepository):
         rows = tag_rows(workflow)
         if rows:
             await self._connection.execute(workflow_tags.insert(), rows)
+
+    async def _insert_credential_uses(self, workflow: Workflow) -> None:
+        used = {n.credential_id for n in workflow.definition.nodes if n.credential_id is not None}
+        if used:
+            await self._connection.execute(
+                workflow_credentials.insert(),
+                [
+                    {"workflow_id": workflow.id, "credential_id": c, "owner_id": workflow.owner_id}
+                    for c in sorted(used)
+                ],
+            )
+
+    async def _delete_credential_uses(self, workflow_id: WorkflowId) -> None:
+        await self._connection.execute(
+            delete(workflow_credentials).where(workflow_credentials.c.workflow_id == workflow_id)
+        )
 
     async def _delete_tags(self, workflow_id: WorkflowId) -> None:
         await self._connection.execute(

@@ -1,7 +1,8 @@
 """A small JSON Schema checker for node parameters, standard library only.
 
-It understands the subset the catalogue uses (type, enum, const-free ranges, lengths, pattern,
-properties, additionalProperties, items) and reports every problem with a JSON pointer.
+It understands the subset the catalogues use (type, enum, ranges, lengths, pattern,
+properties, additionalProperties, propertyNames, maxProperties, items) and reports every
+problem with a JSON pointer.
 `required` is deliberately not checked here: a saved draft may lack parameters, and only
 execution needs them (see `missing_required`).
 """
@@ -60,9 +61,14 @@ def check(value: object, schema: JsonSchema, at: str) -> list[FieldError]:
     return []
 
 
-def missing_required(value: Mapping[str, object], schema: JsonSchema, at: str) -> list[FieldError]:
+def missing_required(
+    value: Mapping[str, object],
+    schema: JsonSchema,
+    at: str,
+    message: str = "is required to run this node",
+) -> list[FieldError]:
     return [
-        FieldError(pointer_join(at, name), "is required to run this node")
+        FieldError(pointer_join(at, name), message)
         for name in schema.get("required", ())
         if name not in value
     ]
@@ -107,6 +113,12 @@ def _check_object(value: dict[str, object], schema: JsonSchema, at: str) -> list
     errors: list[FieldError] = []
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
         errors.append(FieldError(at, f"must have at most {schema['maxProperties']} entries"))
+    names = schema.get("propertyNames")
+    if names is not None:
+        for key in value:
+            if not check(key, names, at):
+                continue
+            errors.append(FieldError(pointer_join(at, key), "is not an allowed name here"))
     properties: Mapping[str, JsonSchema] = schema.get("properties", {})
     extra = schema.get("additionalProperties", True)
     for key, item in value.items():

@@ -21,6 +21,12 @@ class WorkflowFilter:
     q: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WorkflowRef:
+    id: WorkflowId
+    name: str
+
+
 class WorkflowRepository(Protocol):
     """Workflows and their version history, in the unit of work of the current scope.
 
@@ -52,6 +58,11 @@ class WorkflowRepository(Protocol):
         """Versions newest first, after the keyset position `(version,)`."""
 
     async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None: ...
+
+    async def using_credential(
+        self, owner: UserId, credential_id: uuid.UUID
+    ) -> Sequence[WorkflowRef]:
+        """The owner's live workflows whose current version references the credential."""
 
 
 class CredentialDirectory(Protocol):

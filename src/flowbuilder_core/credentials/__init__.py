@@ -1,0 +1,1 @@
+"""Credentials: the secrets that workflow nodes use. Values go in and never come out of the API."""
