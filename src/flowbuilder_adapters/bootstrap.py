@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aioboto3
 from dishka import Provider, Scope, provide, provide_all
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
+from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
+from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import Settings
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.provider import SqlProvider
+from flowbuilder_core.credentials.ports import SecretStore
+from flowbuilder_core.credentials.use_cases import (
+    CreateCredential,
+    DeleteCredential,
+    GetCredential,
+    ListCredentials,
+    ReplaceCredential,
+    ResolveCredential,
+    SweepSecrets,
+)
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.identity import TokenVerifier
@@ -39,6 +53,13 @@ class CoreProvider(Provider):
         return self._clock
 
     use_cases = provide_all(
+        CreateCredential,
+        GetCredential,
+        ListCredentials,
+        ReplaceCredential,
+        DeleteCredential,
+        ResolveCredential,
+        SweepSecrets,
         CreateWorkflow,
         GetWorkflow,
         ListWorkflows,
@@ -81,6 +102,46 @@ class AuthProvider(Provider):
             await verifier.aclose()
 
 
+class DatabaseSecretsProvider(Provider):
+    """Secrets encrypted with AES-256-GCM in the database, on the request's connection, so a
+    secret commits or rolls back with its credential row."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        super().__init__()
+        self._keyring = keyring
+
+    @provide(scope=Scope.APP)
+    def keyring(self) -> Keyring:
+        return self._keyring
+
+    @provide(scope=Scope.REQUEST)
+    def store(self, connection: AsyncConnection, keyring: Keyring, clock: Clock) -> SecretStore:
+        return AesGcmSecretStore(connection, keyring, clock)
+
+
+class SecretsManagerProvider(Provider):
+    """Secrets in AWS Secrets Manager through one aioboto3 client for the process."""
+
+    def __init__(self, region: str) -> None:
+        super().__init__()
+        self._region = region
+
+    @provide(scope=Scope.APP)
+    async def store(self, clock: Clock) -> AsyncIterator[SecretStore]:
+        async with secrets_manager_client(aioboto3.Session(), self._region) as client:
+            yield SecretsManagerSecretStore(client, clock=clock)
+
+
+def secrets_provider(settings: Settings) -> Provider:
+    """The SecretStore the settings call for; embedded mode keeps a key of its own."""
+    if not settings.secrets_in_database:
+        return SecretsManagerProvider(settings.aws_region)
+    keyring = settings.keyring
+    if keyring is None:  # only embedded mode gets here without a key (settings check the rest)
+        keyring = Keyring.load_or_create(settings.data_dir / "secrets.key")
+    return DatabaseSecretsProvider(keyring)
+
+
 class SqlHealthProvider(Provider):
     @provide(scope=Scope.APP)
     def health(self, engine: AsyncEngine) -> HealthProbe:
@@ -93,5 +154,6 @@ def providers_for(settings: Settings) -> list[Provider]:
         CoreProvider(),
         SqlProvider(settings.database_url),
         SqlHealthProvider(),
+        secrets_provider(settings),
         AuthProvider(settings),
     ]

@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from flowbuilder_adapters.secrets.keyring import Keyring, KeyringError
+
 EMBEDDED_DIR = Path(".flowbuilder")
 EMBEDDED_ISSUER = "flowbuilder-embedded"
 CLERK_BACKEND_JWKS_URL = "https://api.clerk.com/v1/jwks"
@@ -47,7 +49,7 @@ class Settings:
     sqs_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
     use_db_secrets: bool = False
-    secrets_encryption_key: str | None = field(default=None, repr=False)
+    keyring: Keyring | None = None
     http_node_allow_private_network: bool = False
     execution_rate_per_second: int = 20
     execution_rate_burst: int = 100
@@ -56,6 +58,11 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.mode is Mode.EMBEDDED
+
+    @property
+    def secrets_in_database(self) -> bool:
+        """Embedded mode always keeps secrets in its database, under a key of its own."""
+        return self.use_db_secrets or self.embedded
 
     @property
     def jwks_url(self) -> str:
@@ -90,7 +97,7 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         sqs_endpoint_url=reader.url("SQS_ENDPOINT_URL"),
         aws_region=reader.text("AWS_REGION") or "us-east-1",
         use_db_secrets=reader.boolean("USE_DB_SECRETS", default=False),
-        secrets_encryption_key=reader.text("SECRETS_ENCRYPTION_KEY"),
+        keyring=reader.keyring("SECRETS_ENCRYPTION_KEY"),
         http_node_allow_private_network=reader.boolean(
             "HTTP_NODE_ALLOW_PRIVATE_NETWORK", default=False
         ),
@@ -98,6 +105,16 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         execution_rate_burst=reader.positive_int("EXECUTION_RATE_BURST", 100),
         data_dir=data_dir,
     )
+    if (
+        settings.use_db_secrets
+        and not settings.embedded
+        and settings.keyring is None
+        and "SECRETS_ENCRYPTION_KEY" not in reader.invalid
+    ):
+        reader.problems.append(
+            "SECRETS_ENCRYPTION_KEY: required when USE_DB_SECRETS=true "
+            "(comma-separated <key id>:<base64 of 32 bytes>)"
+        )
     if mode is Mode.SERVE:
         if not (
             settings.clerk_jwks_url or settings.clerk_frontend_url or settings.clerk_secret_key
@@ -136,6 +153,16 @@ class _Reader:
             self._fail(name, "must be an http or https URL")
             return None
         return value
+
+    def keyring(self, name: str) -> Keyring | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return Keyring.parse(value)
+        except KeyringError as exc:  # its message never holds key material
+            self._fail(name, str(exc))
+            return None
 
     def boolean(self, name: str, *, default: bool) -> bool:
         value = self._env.get(name)

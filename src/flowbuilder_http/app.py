@@ -29,6 +29,7 @@ from flowbuilder_http.problems import (
     handle_unexpected,
     handle_validation_error,
 )
+from flowbuilder_http.routes.credentials import credentials_router
 from flowbuilder_http.routes.operations import live, node_types, ready
 from flowbuilder_http.routes.workflows import workflows_router
 
@@ -41,7 +42,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
     container = make_async_container(*chosen, PrincipalProvider(), LitestarProvider())
     api = Router(
         path="/api",
-        route_handlers=[workflows_router, node_types],
+        route_handlers=[workflows_router, credentials_router, node_types],
         guards=[authenticate, require_json_body],
         security=[{"BearerAuth": []}],
     )

@@ -60,7 +60,7 @@ class ProblemFieldError(msgspec.Struct):
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
-    """An RFC 9457 problem document."""
+    """An RFC 9457 problem document (its schema for OpenAPI; `problem()` builds the body)."""
 
     type: str
     title: str
@@ -82,19 +82,24 @@ def problem(
     *,
     errors: list[FieldError] | None = None,
     headers: Mapping[str, str] | None = None,
-) -> Response[Problem]:
-    body = Problem(
-        type=TYPE_PREFIX + code,
-        title=title,
-        status=status,
-        detail=detail,
-        request_id=current_request_id(),
-        errors=None if errors is None else [ProblemFieldError(e.field, e.message) for e in errors],
-    )
+    extensions: Mapping[str, object] | None = None,
+) -> Response[dict[str, object]]:
+    body: dict[str, object] = {
+        "type": TYPE_PREFIX + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "request_id": current_request_id(),
+    }
+    if errors is not None:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    body.update(extensions or {})
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
-def handle_flowbuilder_error(_: Request[Any, Any, Any], exc: FlowbuilderError) -> Response[Problem]:
+def handle_flowbuilder_error(
+    _: Request[Any, Any, Any], exc: FlowbuilderError
+) -> Response[dict[str, object]]:
     status = status_of(exc)
     if isinstance(exc, UnauthenticatedError):
         # One body for every failed check; the reason goes to the log only.
@@ -114,12 +119,20 @@ def handle_flowbuilder_error(_: Request[Any, Any, Any], exc: FlowbuilderError) -
     if isinstance(exc, DependencyUnavailableError):
         _log.warning("dependency unavailable: %s", exc.detail)
     errors = list(exc.errors) if isinstance(exc, InvalidInputError) else None
-    return problem(status, exc.code, exc.title, exc.detail, errors=errors, headers=headers)
+    return problem(
+        status,
+        exc.code,
+        exc.title,
+        exc.detail,
+        errors=errors,
+        headers=headers,
+        extensions=exc.extensions(),
+    )
 
 
 def handle_validation_error(
     _: Request[Any, Any, Any], exc: ValidationException
-) -> Response[Problem]:
+) -> Response[dict[str, object]]:
     """Litestar's parameter and body validation. Body and query problems are 422 with a pointer;
     a body that is not there at all is 400; a path parameter that does not parse is 404, as a
     malformed id is indistinguishable from a missing one."""
@@ -142,7 +155,9 @@ def handle_validation_error(
     return _invalid(errors or [FieldError("", "is invalid")])
 
 
-def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+def handle_http_exception(
+    _: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, object]]:
     status = exc.status_code
     if isinstance(exc, NotFoundException):
         return _not_found()
@@ -178,13 +193,15 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return problem(status, "http-error", exc.detail or "Error", exc.detail or "Error")
 
 
-def handle_undecodable_body(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+def handle_undecodable_body(
+    _: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, object]]:
     """The JSON decoder's own failures on hostile bodies: bytes that are not UTF-8, or nesting
     deeper than it will follow. Both are the client's malformed JSON, never a server error."""
     return _malformed("The request body is not valid JSON (UTF-8, not nested too deeply).")
 
 
-def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     _log.error("unexpected error", exc_info=exc)
     return problem(
         HTTP_500_INTERNAL_SERVER_ERROR,
@@ -194,15 +211,15 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Pro
     )
 
 
-def _not_found() -> Response[Problem]:
+def _not_found() -> Response[dict[str, object]]:
     return problem(404, NotFoundError.code, NotFoundError.title, "No such resource.")
 
 
-def _malformed(detail: str) -> Response[Problem]:
+def _malformed(detail: str) -> Response[dict[str, object]]:
     return problem(400, MalformedRequestError.code, MalformedRequestError.title, detail)
 
 
-def _invalid(errors: list[FieldError]) -> Response[Problem]:
+def _invalid(errors: list[FieldError]) -> Response[dict[str, object]]:
     detail = InvalidInputError(errors).detail
     return problem(422, InvalidInputError.code, InvalidInputError.title, detail, errors=errors)
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from flowbuilder_core.credentials.model import Credential, CredentialType
 from flowbuilder_core.nodes.catalogue import NodeType
 from flowbuilder_core.workflows.model import Definition, Workflow, WorkflowVersion
 from flowbuilder_core.workflows.use_cases import WorkflowInput
@@ -193,3 +194,62 @@ def _public_schema(schema: Any) -> Any:
     if isinstance(schema, dict):
         return {k: _public_schema(v) for k, v in schema.items() if not k.startswith("x-")}
     return schema
+
+
+class CredentialCreateIn(_In):
+    name: str
+    type: str
+    data: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"CredentialCreateIn(name={self.name!r}, type={self.type!r}, data=<hidden>)"
+
+
+class CredentialReplaceIn(_In):
+    """New `name` and/or `data`. The fields GET returns may come back for a round trip and are
+    ignored; `type` never changes."""
+
+    name: str | None = None
+    data: dict[str, Any] | None = None
+    id: str | None = None
+    type: str | None = None
+    fields: list[str] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    def __repr__(self) -> str:
+        return f"CredentialReplaceIn(name={self.name!r}, data=<hidden>)"
+
+
+class CredentialOut(Struct):
+    id: str
+    name: str
+    type: str
+    fields: list[str]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+    @classmethod
+    def of(cls, credential: Credential) -> CredentialOut:
+        return cls(
+            id=str(credential.id),
+            name=credential.name,
+            type=credential.type,
+            fields=list(credential.fields),
+            created_at=timestamp(credential.created_at),
+            updated_at=timestamp(credential.updated_at),
+        )
+
+
+class CredentialTypeOut(Struct):
+    type: str
+    title: str
+    schema: dict[str, Any]
+
+    @classmethod
+    def of(cls, credential_type: CredentialType) -> CredentialTypeOut:
+        return cls(
+            type=credential_type.type,
+            title=credential_type.title,
+            schema=_public_schema(credential_type.schema),
+        )

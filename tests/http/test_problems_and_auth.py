@@ -325,6 +325,9 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/api/workflows/{workflow_id}/versions": {"get"},
         "/api/workflows/{workflow_id}/versions/{version}": {"get"},
         "/api/node-types": {"get"},
+        "/api/credentials": {"get", "post"},
+        "/api/credentials/types": {"get"},
+        "/api/credentials/{credential_id}": {"get", "put", "delete"},
         "/health/live": {"get"},
         "/health/ready": {"get"},
     }

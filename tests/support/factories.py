@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
+
+from flowbuilder_core.credentials.model import Credential, CredentialId, SecretRef
+from flowbuilder_core.shared.ids import UserId
 
 
 def make_node(
@@ -40,3 +45,19 @@ def make_workflow_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def make_credential(**overrides: Any) -> Credential:
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    values: dict[str, Any] = {
+        "id": CredentialId(uuid.uuid4()),
+        "owner_id": UserId("user_alice"),
+        "name": "Orders API",
+        "type": "http_bearer",
+        "fields": ("token",),
+        "secret_ref": SecretRef(f"memory:{uuid.uuid4()}"),
+        "created_at": now,
+        "updated_at": now,
+    }
+    values.update(overrides)
+    return Credential(**values)

@@ -40,7 +40,7 @@ from flowbuilder_core.workflows.use_cases import (
     WorkflowInput,
 )
 
-from support.factories import make_definition, make_http_node, make_node
+from support.factories import make_credential, make_definition, make_http_node, make_node
 
 ALICE, BOB = Principal(UserId("user_alice")), Principal(UserId("user_bob"))
 
@@ -217,10 +217,10 @@ async def test_a_missing_version_is_not_found(app: App) -> None:
 
 async def test_validation_checks_runnability_against_the_callers_credentials() -> None:
     store = MemoryStore()
-    credential = uuid.uuid4()
-    store.credentials[credential] = (UserId("user_alice"), "http_bearer")
+    credential = make_credential()
+    store.credentials[credential.id] = credential
     definition = {
-        "nodes": [make_node(), {**make_http_node(), "credential_id": str(credential)}],
+        "nodes": [make_node(), {**make_http_node(), "credential_id": str(credential.id)}],
         "edges": [{"source": "start", "target": "fetch"}],
     }
     validate = ValidateDefinition(MemoryCredentialDirectory(store))

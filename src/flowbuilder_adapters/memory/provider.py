@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from dishka import Provider, Scope, alias, provide
 
-from flowbuilder_adapters.memory.credentials import MemoryCredentialDirectory
+from flowbuilder_adapters.memory.credentials import (
+    MemoryCredentialDirectory,
+    MemoryCredentialRepository,
+)
 from flowbuilder_adapters.memory.health import MemoryHealthProbe
+from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
 from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
+from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
+from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
@@ -31,4 +37,12 @@ class MemoryProvider(Provider):
     credential_directory = provide(
         MemoryCredentialDirectory, scope=Scope.REQUEST, provides=CredentialDirectory
     )
+    credentials = provide(
+        MemoryCredentialRepository, scope=Scope.REQUEST, provides=CredentialRepository
+    )
+
+    @provide(scope=Scope.APP)
+    def secrets(self, clock: Clock) -> SecretStore:
+        return MemorySecretStore(clock)
+
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 
-from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.credentials.model import Credential, CredentialId
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
 
 
@@ -15,4 +14,4 @@ class MemoryStore:
 
     workflows: dict[WorkflowId, Workflow] = field(default_factory=dict)
     versions: dict[tuple[WorkflowId, int], WorkflowVersion] = field(default_factory=dict)
-    credentials: dict[uuid.UUID, tuple[UserId, str]] = field(default_factory=dict)
+    credentials: dict[CredentialId, Credential] = field(default_factory=dict)

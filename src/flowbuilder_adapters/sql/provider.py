@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from dishka import Provider, Scope, alias, provide
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from flowbuilder_adapters.sql.credentials import EmptyCredentialDirectory
+from flowbuilder_adapters.sql.credentials import SqlCredentialDirectory, SqlCredentialRepository
 from flowbuilder_adapters.sql.engine import create_engine
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
+from flowbuilder_core.credentials.ports import CredentialRepository
 from flowbuilder_core.shared.errors import DependencyUnavailableError
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
@@ -62,9 +63,11 @@ class SqlProvider(Provider):
     uow = provide(SqlUnitOfWork, scope=Scope.REQUEST)
     uow_port = alias(source=SqlUnitOfWork, provides=UnitOfWork)
     workflows = provide(SqlWorkflowRepository, scope=Scope.REQUEST, provides=WorkflowRepository)
-    # Replaced by a directory over the credentials table when credentials arrive.
+    credentials = provide(
+        SqlCredentialRepository, scope=Scope.REQUEST, provides=CredentialRepository
+    )
     credential_directory = provide(
-        EmptyCredentialDirectory, scope=Scope.APP, provides=CredentialDirectory
+        SqlCredentialDirectory, scope=Scope.REQUEST, provides=CredentialDirectory
     )
 
 

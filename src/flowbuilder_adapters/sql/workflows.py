@@ -233,7 +233,7 @@ class SqlWorkflowRepository(WorkflowRepository):
         if request.after is not None:
             after_created_at = datetime.fromisoformat(str(request.after[0]))
             after_id = uuid.UUID(str(request.after[1]))
-            query = query.where(_before(created_at, id_, after_created_at, after_id))
+            query = query.where(keyset_before(created_at, id_, after_created_at, after_id))
         query = query.order_by(created_at.desc(), id_.desc()).limit(request.limit + 1)
         async with translate_errors():
             rows = (await self._connection.execute(query)).all()
@@ -316,7 +316,7 @@ class SqlWorkflowRepository(WorkflowRepository):
         )
 
 
-def _before(
+def keyset_before(
     created_at: ColumnElement[datetime],
     id_: ColumnElement[uuid.UUID],
     after_created_at: datetime,

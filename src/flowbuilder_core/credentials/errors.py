@@ -27,6 +27,9 @@ class CredentialInUseError(ConflictError):
         )
         self.workflows = tuple(workflows)
 
+    def extensions(self) -> dict[str, object]:
+        return {"workflows": [{"id": id_, "name": name} for id_, name in self.workflows]}
+
 
 class SecretNotFoundError(FlowbuilderError):
     """The secret store has nothing under this reference."""

@@ -29,6 +29,10 @@ class FlowbuilderError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def extensions(self) -> dict[str, object]:
+        """Extra members for the problem document (JSON values), beyond type/title/detail."""
+        return {}
+
 
 class NotFoundError(FlowbuilderError):
     """The object does not exist, or belongs to someone else: the caller cannot tell which."""

@@ -13,8 +13,10 @@ import base64
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Generic, TypeVar
 
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError, MalformedRequestError
@@ -84,6 +86,23 @@ def decode_cursor(cursor: str, scope: str, shape: Sequence[type]) -> Position:
         if type(value) is not kind:
             raise invalid
     return tuple(values)
+
+
+def time_id_position(created_at: datetime, item_id: uuid.UUID) -> Position:
+    """The keyset position of lists ordered by `(created_at, id)`."""
+    return (created_at.isoformat(), str(item_id))
+
+
+def decode_time_id_cursor(cursor: str, scope: str) -> Position:
+    """A `(created_at, id)` position from `cursor`. The digest proves the cursor is ours, but
+    its key is no secret, so the values are parsed here before any adapter sees them."""
+    created_at, item_id = decode_cursor(cursor, scope, (str, str))
+    try:
+        datetime.fromisoformat(str(created_at))
+        uuid.UUID(str(item_id))
+    except ValueError:
+        raise MalformedRequestError("The cursor is malformed.") from None
+    return (created_at, item_id)
 
 
 def page_of(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError, MalformedRequestError
@@ -18,7 +17,9 @@ from flowbuilder_core.shared.pagination import (
     Position,
     check_limit,
     decode_cursor,
+    decode_time_id_cursor,
     page_of,
+    time_id_position,
 )
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.errors import (
@@ -109,7 +110,7 @@ def _is_version_number(version: int) -> bool:
 
 
 def _workflow_position(workflow: Workflow) -> Position:
-    return (workflow.created_at.isoformat(), str(workflow.id))
+    return time_id_position(workflow.created_at, workflow.id)
 
 
 class CreateWorkflow:
@@ -160,7 +161,7 @@ class ListWorkflows:
         limit = check_limit(query.limit)
         where = _check_filter(query.where)
         scope = f"workflows|{actor.user_id}|tag={where.tag!r}|q={where.q!r}"
-        after = _workflow_after(query.cursor, scope) if query.cursor else None
+        after = decode_time_id_cursor(query.cursor, scope) if query.cursor else None
         rows = await self._workflows.page(actor.user_id, where, PageRequest(limit, after))
         return page_of(rows, PageRequest(limit, after), _workflow_position, scope)
 
@@ -174,18 +175,6 @@ def _check_filter(where: WorkflowFilter) -> WorkflowFilter:
     if errors:
         raise InvalidInputError(errors)
     return WorkflowFilter(tag=where.tag, q=where.q or None)
-
-
-def _workflow_after(cursor: str, scope: str) -> Position:
-    """The keyset position in a workflows cursor. The digest proves the cursor is ours, but its
-    key is no secret, so the position is parsed here before any adapter sees it."""
-    created_at, workflow_id = decode_cursor(cursor, scope, (str, str))
-    try:
-        datetime.fromisoformat(str(created_at))
-        uuid.UUID(str(workflow_id))
-    except ValueError:
-        raise MalformedRequestError("The cursor is malformed.") from None
-    return (created_at, workflow_id)
 
 
 class ReplaceWorkflow:
