@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import aioboto3
-from dishka import Provider, Scope, provide, provide_all
+from dishka import Provider, Scope, make_async_container, provide, provide_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
+from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore, reencrypt
 from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import Settings
+from flowbuilder_adapters.sql.engine import create_engine
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.provider import SqlProvider
 from flowbuilder_core.credentials.ports import SecretStore
@@ -157,3 +158,27 @@ def providers_for(settings: Settings) -> list[Provider]:
         secrets_provider(settings),
         AuthProvider(settings),
     ]
+
+
+async def reencrypt_database(settings: Settings, batch_size: int) -> int:
+    """`flowbuilder secrets reencrypt`: every database secret onto the keyring's first key."""
+    provider = secrets_provider(settings)
+    assert isinstance(provider, DatabaseSecretsProvider)
+    engine = create_engine(settings.database_url)
+    try:
+        return await reencrypt(engine, provider.keyring(), batch_size)
+    finally:
+        await engine.dispose()
+
+
+async def sweep_secrets(settings: Settings) -> int:
+    """`flowbuilder secrets sweep`: delete the secrets that no credential references."""
+    container = make_async_container(
+        CoreProvider(), SqlProvider(settings.database_url), secrets_provider(settings)
+    )
+    try:
+        async with container() as scope:
+            sweep = await scope.get(SweepSecrets)
+            return await sweep()
+    finally:
+        await container.close()

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from flowbuilder_adapters.bootstrap import reencrypt_database, secrets_provider, sweep_secrets
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings, SettingsError, load_settings
 from flowbuilder_adapters.sql.migrate import upgrade
@@ -55,6 +56,20 @@ def _parser() -> argparse.ArgumentParser:
         "--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default one day)"
     )
     dev_token.set_defaults(run=_dev_token)
+
+    secrets = commands.add_parser("secrets", help="maintain the stored credential secrets")
+    secrets_commands = secrets.add_subparsers(required=True, metavar="ACTION")
+    reencrypt = secrets_commands.add_parser(
+        "reencrypt", help="move every database secret to the first key of the keyring"
+    )
+    reencrypt.add_argument("--batch-size", type=int, default=100)
+    reencrypt.add_argument("--embedded", action="store_true", help="the embedded database")
+    reencrypt.set_defaults(run=_reencrypt)
+    sweep = secrets_commands.add_parser(
+        "sweep", help="delete secrets no credential references (left by failed writes)"
+    )
+    sweep.add_argument("--embedded", action="store_true", help="the embedded database")
+    sweep.set_defaults(run=_sweep)
     return parser
 
 
@@ -74,6 +89,7 @@ def _serve(args: argparse.Namespace) -> None:
 def _prepare_embedded(settings: Settings) -> None:
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     DevTokenIssuer.load_or_create(settings.data_dir)
+    secrets_provider(settings)  # creates the embedded secrets key now, not in the worker
     asyncio.run(upgrade(settings.database_url))
 
 
@@ -102,6 +118,23 @@ def _migrate(_: argparse.Namespace) -> None:
 def _dev_token(args: argparse.Namespace) -> None:
     issuer = DevTokenIssuer.load_or_create(EMBEDDED_DIR)
     print(issuer.issue(args.user, ttl_s=args.ttl))
+
+
+def _maintenance_settings(args: argparse.Namespace) -> Settings:
+    return load_settings(os.environ, Mode.EMBEDDED if args.embedded else Mode.MIGRATE)
+
+
+def _reencrypt(args: argparse.Namespace) -> None:
+    settings = _maintenance_settings(args)
+    if not settings.secrets_in_database:
+        raise SettingsError(["USE_DB_SECRETS: reencrypt moves secrets kept in the database (true)"])
+    moved = asyncio.run(reencrypt_database(settings, args.batch_size))
+    print(f"flowbuilder: {moved} secret(s) moved to the first key", file=sys.stderr)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    swept = asyncio.run(sweep_secrets(_maintenance_settings(args)))
+    print(f"flowbuilder: {swept} unreferenced secret(s) deleted", file=sys.stderr)
 
 
 def _is_loopback(host: str) -> bool:
