@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from support.aws_fixtures import moto_endpoint  # noqa: F401 - a fixture, wired for every test
 from support.postgres import create_database, drop_database, postgres_server
 
 # ---------------------------------------------------------------------------------------------
