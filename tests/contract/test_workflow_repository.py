@@ -17,8 +17,9 @@ from dishka import AsyncContainer, make_async_container
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowbuilder_adapters.bootstrap import CoreProvider
+from flowbuilder_adapters.bootstrap import CoreProvider, DatabaseSecretsProvider
 from flowbuilder_adapters.memory import MemoryProvider
+from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.sql import SqlProvider, create_engine
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_core.shared.errors import ConflictError, DependencyUnavailableError
@@ -52,6 +53,11 @@ OWNER = UserId("user_owner")
 OTHER = UserId("user_other")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EVERYTHING = WorkflowFilter()
+
+
+def database_secrets() -> DatabaseSecretsProvider:
+    """The SQL adapters' secret store, which the credential use cases in the graph need."""
+    return DatabaseSecretsProvider(Keyring.generate()[0])
 
 
 class SteppingClock:
@@ -93,7 +99,7 @@ async def container(adapter: tuple[str, str | None]) -> AsyncIterator[AsyncConta
         providers: list[Any] = [MemoryProvider()]
     else:
         await upgrade(url)
-        providers = [SqlProvider(url)]
+        providers = [SqlProvider(url), database_secrets()]
     container = make_async_container(CoreProvider(clock=SteppingClock(T0)), *providers)
     yield container
     await container.close()
@@ -648,7 +654,7 @@ async def test_listing_through_the_use_case_walks_every_page_with_real_cursors(
 
 async def test_an_unreachable_database_is_dependency_unavailable() -> None:
     url = "postgresql+asyncpg://nobody:secret@127.0.0.1:9/flowbuilder"
-    container = make_async_container(CoreProvider(), SqlProvider(url))
+    container = make_async_container(CoreProvider(), SqlProvider(url), database_secrets())
     try:
         async with container() as scope:
             with pytest.raises(DependencyUnavailableError) as raised:
@@ -664,7 +670,7 @@ async def test_a_connection_lost_mid_scope_is_dependency_unavailable_and_the_nex
     postgres_url: str,
 ) -> None:
     await upgrade(postgres_url)
-    container = make_async_container(CoreProvider(), SqlProvider(postgres_url))
+    container = make_async_container(CoreProvider(), SqlProvider(postgres_url), database_secrets())
     killer = create_engine(postgres_url)
     try:
         async with container() as scope:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+
 from support.factories import make_http_node, make_node
 
 Client = AsyncTestClient[Litestar]
@@ -201,7 +202,9 @@ async def test_a_workflow_can_run_only_with_its_owners_credentials_of_an_accepte
     assert answers["generic"]["errors"] == [
         {
             "field": "/definition/nodes/1/credential_id",
-            "message": "is a generic credential; http.request accepts http_bearer, http_basic, http_header",
+            "message": (
+                "is a generic credential; http.request accepts http_bearer, http_basic, http_header"
+            ),
             "blocks": "execute",
         }
     ]

@@ -90,7 +90,10 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
 
 
 def _on_sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock up front: a deferred transaction that read first and then
+    # writes after another process (a CLI command) committed fails at once with "database is
+    # locked", whatever the busy timeout. In-process every scope is serialised anyway.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _lower(value: object) -> object:
