@@ -40,6 +40,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # At DEBUG, botocore logs whole request bodies: a Secrets Manager SecretString among them.
+    for chatty in ("botocore", "aiobotocore", "boto3", "urllib3"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
