@@ -17,6 +17,7 @@ from flowbuilder_adapters.settings import Mode, Settings, load_settings
 from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_http.auth import PrincipalProvider, authenticate
 from flowbuilder_http.guards import require_json_body
+from flowbuilder_http.idempotency import IdempotencyProvider
 from flowbuilder_http.observability import (
     configure_logging,
     drain_unread_body,
@@ -39,7 +40,9 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(settings: Settings, *providers: Provider) -> Litestar:
     """The API over the adapters `settings` choose, or over `providers` when given (tests)."""
     chosen = providers or tuple(providers_for(settings))
-    container = make_async_container(*chosen, PrincipalProvider(), LitestarProvider())
+    container = make_async_container(
+        *chosen, PrincipalProvider(), IdempotencyProvider(), LitestarProvider()
+    )
     api = Router(
         path="/api",
         route_handlers=[workflows_router, credentials_router, node_types],

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,9 +16,7 @@ from dishka import AsyncContainer, make_async_container
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowbuilder_adapters.bootstrap import CoreProvider, DatabaseSecretsProvider
-from flowbuilder_adapters.memory import MemoryProvider
-from flowbuilder_adapters.secrets.keyring import Keyring
+from flowbuilder_adapters.bootstrap import CoreProvider
 from flowbuilder_adapters.sql import SqlProvider, create_engine
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_core.shared.errors import ConflictError, DependencyUnavailableError
@@ -49,60 +46,11 @@ from flowbuilder_core.workflows.use_cases import (
     WorkflowInput,
 )
 
+from support.contract import T0, database_secrets
+
 OWNER = UserId("user_owner")
 OTHER = UserId("user_other")
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EVERYTHING = WorkflowFilter()
-
-
-def database_secrets() -> DatabaseSecretsProvider:
-    """The SQL adapters' secret store, which the credential use cases in the graph need."""
-    return DatabaseSecretsProvider(Keyring.generate()[0])
-
-
-class SteppingClock:
-    """Each reading is one millisecond after the previous one."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        self._now += timedelta(milliseconds=1)
-        return self._now
-
-
-# ---------------------------------------------------------------------------------------------
-# Adapters
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def adapter(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
-    """The adapter's name and database URL (None for memory)."""
-    name: str = request.param
-    if name == "memory":
-        return name, None
-    if name == "sqlite":
-        return name, f"sqlite+aiosqlite:///{tmp_path / 'data' / 'flowbuilder.db'}"
-    return name, request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def adapter_name(adapter: tuple[str, str | None]) -> str:
-    return adapter[0]
-
-
-@pytest.fixture
-async def container(adapter: tuple[str, str | None]) -> AsyncIterator[AsyncContainer]:
-    _, url = adapter
-    if url is None:
-        providers: list[Any] = [MemoryProvider()]
-    else:
-        await upgrade(url)
-        providers = [SqlProvider(url), database_secrets()]
-    container = make_async_container(CoreProvider(clock=SteppingClock(T0)), *providers)
-    yield container
-    await container.close()
 
 
 # ---------------------------------------------------------------------------------------------

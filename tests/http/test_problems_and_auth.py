@@ -16,8 +16,8 @@ from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.memory import MemoryProvider
 from flowbuilder_core.workflows.ports import WorkflowRepository
 
-from conftest import make_test_app
 from support.factories import make_workflow_body
+from support.http_app import make_test_app
 
 Client = AsyncTestClient[Litestar]
 Auth = Callable[..., dict[str, str]]

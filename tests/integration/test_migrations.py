@@ -32,8 +32,9 @@ TABLES = {
     "workflow_credentials",
     "credentials",
     "credential_secrets",
+    "idempotency_keys",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

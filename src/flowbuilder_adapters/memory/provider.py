@@ -9,6 +9,7 @@ from flowbuilder_adapters.memory.credentials import (
     MemoryCredentialRepository,
 )
 from flowbuilder_adapters.memory.health import MemoryHealthProbe
+from flowbuilder_adapters.memory.idempotency import MemoryIdempotencyStore
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
@@ -16,6 +17,7 @@ from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.health import HealthProbe
+from flowbuilder_core.shared.idempotency import IdempotencyStore
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 
@@ -45,4 +47,5 @@ class MemoryProvider(Provider):
     def secrets(self, clock: Clock) -> SecretStore:
         return MemorySecretStore(clock)
 
+    idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flowbuilder_core.credentials.model import Credential, CredentialId
+from flowbuilder_core.shared.idempotency import RecordedResponse
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyEntry:
+    """A claimed key, and the response once its request completed."""
+
+    fingerprint: str
+    claimed_at: datetime
+    response: RecordedResponse | None = None
 
 
 @dataclass
@@ -15,3 +26,4 @@ class MemoryStore:
     workflows: dict[WorkflowId, Workflow] = field(default_factory=dict)
     versions: dict[tuple[WorkflowId, int], WorkflowVersion] = field(default_factory=dict)
     credentials: dict[CredentialId, Credential] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], IdempotencyEntry] = field(default_factory=dict)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from flowbuilder_core.shared.uow import UnitOfWork
 
@@ -17,13 +18,28 @@ class MemoryUnitOfWork(UnitOfWork):
     def __init__(self) -> None:
         self._checks: list[Callable[[], None]] = []
         self._changes: list[Callable[[], None]] = []
+        self._holding = False
 
     def stage(self, change: Callable[[], None], check: Callable[[], None] | None = None) -> None:
         if check is not None:
             self._checks.append(check)
         self._changes.append(change)
 
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        self._holding = True
+        try:
+            yield
+        except BaseException:
+            self._checks, self._changes = [], []
+            raise
+        finally:
+            self._holding = False
+        await self.commit()
+
     async def commit(self) -> None:
+        if self._holding:
+            return
         checks, changes = self._checks, self._changes
         self._checks, self._changes = [], []
         for run_check in checks:

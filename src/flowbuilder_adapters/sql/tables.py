@@ -167,3 +167,20 @@ credential_secrets = Table(
     PrimaryKeyConstraint("id"),
     Index("ix_credential_secrets_key", "key_id"),
 )
+
+# Idempotency keys of the last RETENTION (24 h): a claim while the first request runs, then its
+# recorded response. Keyed per user; the fingerprint covers the operation and the body.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner_id", Text(), nullable=False),
+    Column("key", Text(), nullable=False),
+    Column("fingerprint", Text(), nullable=False),
+    Column("claimed_at", UtcDateTime(), nullable=False),
+    Column("completed_at", UtcDateTime(), nullable=True),
+    Column("status", Integer(), nullable=True),
+    Column("headers", JsonDocument, nullable=True),
+    Column("body", LargeBinary(), nullable=True),
+    PrimaryKeyConstraint("owner_id", "key"),
+    Index("ix_idempotency_keys_claimed_at", "claimed_at"),
+)

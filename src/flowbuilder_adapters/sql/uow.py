@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
@@ -18,7 +21,23 @@ class SqlUnitOfWork(UnitOfWork):
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._holding = False
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        self._holding = True
+        try:
+            yield
+        except BaseException:
+            async with translate_errors():
+                await self._connection.rollback()
+            raise
+        finally:
+            self._holding = False
+        await self.commit()
 
     async def commit(self) -> None:
+        if self._holding:
+            return
         async with translate_errors():
             await self._connection.commit()

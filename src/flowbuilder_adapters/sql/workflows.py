@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Row, Table, and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowbuilder_adapters.sql.dialect import insert_unless_exists
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.tables import (
     workflow_credentials,
@@ -155,10 +155,8 @@ class SqlWorkflowRepository(WorkflowRepository):
 
     async def add(self, workflow: Workflow) -> None:
         async with translate_errors():
-            # ON CONFLICT DO NOTHING rather than catching the unique violation: on Postgres a
-            # failed statement would abort the whole transaction, not just this call.
             added = await self._connection.execute(
-                self._insert_new(workflows).values(workflow_to_row(workflow))
+                insert_unless_exists(self._connection, workflows).values(workflow_to_row(workflow))
             )
             if added.rowcount != 1:
                 raise ConflictError("A workflow with this id already exists.")
@@ -282,12 +280,6 @@ class SqlWorkflowRepository(WorkflowRepository):
             workflows.c.version == expected_version,
             workflows.c.deleted_at.is_(None),
         ]
-
-    def _insert_new(self, table: Table) -> Insert:
-        """INSERT that skips a row whose key exists; the one place the dialects differ here."""
-        if self._connection.dialect.name == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing()
-        return sqlite.insert(table).on_conflict_do_nothing()
 
     async def _insert_tags(self, workflow: Workflow) -> None:
         rows = tag_rows(workflow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
@@ -10,3 +11,11 @@ class UnitOfWork(Protocol):
     durable on `commit()`; leaving the scope without it discards them."""
 
     async def commit(self) -> None: ...
+
+    def held(self) -> AbstractAsyncContextManager[None]:
+        """A block whose writes commit together when it ends, or roll back if it raises.
+
+        Inside it `commit()` commits nothing yet, so a caller can add its own writes (the
+        recorded response of an idempotent request) to the transaction of a use case's.
+        """
+        ...

@@ -24,6 +24,7 @@ from flowbuilder_core.credentials.use_cases import (
 )
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.pagination import DEFAULT_LIMIT
+from flowbuilder_http.idempotency import IdempotencyKey, IdempotentResponder
 from flowbuilder_http.problems import problem_responses
 from flowbuilder_http.schemas import (
     CredentialCreateIn,
@@ -68,7 +69,7 @@ async def list_credentials(
     "/",
     summary="Create a credential",
     status_code=HTTP_201_CREATED,
-    responses=problem_responses(400, 401, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 409, 413, 415, 422, 503),
     response_headers=[LOCATION],
 )
 @inject
@@ -76,13 +77,21 @@ async def create_credential(
     data: JSONBody[CredentialCreateIn],
     principal: FromDishka[Principal],
     create: FromDishka[CreateCredential],
+    idempotently: FromDishka[IdempotentResponder],
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[CredentialOut]:
-    credential = await create(principal, CreateCredentialCommand(data.name, data.type, data.data))
-    return Response(
-        CredentialOut.of(credential),
-        status_code=HTTP_201_CREATED,
-        headers={"Location": f"/api/credentials/{credential.id}"},
-    )
+    async def run() -> Response[CredentialOut]:
+        command = CreateCredentialCommand(data.name, data.type, data.data)
+        credential = await create(principal, command)
+        return Response(
+            CredentialOut.of(credential),
+            status_code=HTTP_201_CREATED,
+            headers={"Location": f"/api/credentials/{credential.id}"},
+        )
+
+    # The values stay out of the fingerprint: no digest of a secret is ever stored.
+    identity = {"name": data.name, "type": data.type, "fields": sorted(data.data)}
+    return await idempotently(principal, idempotency_key, ("POST /api/credentials", identity), run)
 
 
 @get(

@@ -30,6 +30,7 @@ from flowbuilder_core.workflows.use_cases import (
     ValidateDefinition,
 )
 from flowbuilder_http.headers import etag, parse_if_match
+from flowbuilder_http.idempotency import IdempotencyKey, IdempotentResponder
 from flowbuilder_http.problems import problem_responses
 from flowbuilder_http.schemas import (
     PageOut,
@@ -42,6 +43,7 @@ from flowbuilder_http.schemas import (
 )
 
 READ = problem_responses(400, 401, 422, 503)
+CREATE = problem_responses(400, 401, 409, 413, 415, 422, 503)
 ONE = problem_responses(400, 401, 404, 422, 503)
 WRITE = problem_responses(400, 401, 413, 415, 422, 503)
 WRITE_ONE = problem_responses(400, 401, 404, 412, 413, 415, 422, 503)
@@ -87,7 +89,7 @@ async def list_workflows(
     "/",
     summary="Create a workflow",
     status_code=HTTP_201_CREATED,
-    responses=WRITE,
+    responses=CREATE,
     response_headers=[ETAG, LOCATION],
 )
 @inject
@@ -95,13 +97,18 @@ async def create_workflow(
     data: JSONBody[WorkflowCreateIn],
     principal: FromDishka[Principal],
     create: FromDishka[CreateWorkflow],
+    idempotently: FromDishka[IdempotentResponder],
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[WorkflowOut]:
-    workflow = await create(principal, data.to_input())
-    return Response(
-        WorkflowOut.of(workflow),
-        status_code=HTTP_201_CREATED,
-        headers={"ETag": etag(workflow.version), "Location": f"/api/workflows/{workflow.id}"},
-    )
+    async def run() -> Response[WorkflowOut]:
+        workflow = await create(principal, data.to_input())
+        return Response(
+            WorkflowOut.of(workflow),
+            status_code=HTTP_201_CREATED,
+            headers={"ETag": etag(workflow.version), "Location": f"/api/workflows/{workflow.id}"},
+        )
+
+    return await idempotently(principal, idempotency_key, ("POST /api/workflows", data), run)
 
 
 @post(

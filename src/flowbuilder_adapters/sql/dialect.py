@@ -1,0 +1,15 @@
+"""The few statements whose SQL differs between Postgres and SQLite, decided in one place."""
+
+from __future__ import annotations
+
+from sqlalchemy import Insert, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def insert_unless_exists(connection: AsyncConnection, table: Table) -> Insert:
+    """INSERT that skips a row whose key exists (rowcount 0), rather than raising: on Postgres a
+    failed statement would abort the whole transaction, not just this one."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()

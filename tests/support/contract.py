@@ -1,0 +1,26 @@
+"""Helpers of the contract suites: the adapters' providers and a controllable clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flowbuilder_adapters.bootstrap import DatabaseSecretsProvider
+from flowbuilder_adapters.secrets.keyring import Keyring
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def database_secrets() -> DatabaseSecretsProvider:
+    """The SQL adapters' secret store, which the credential use cases in the graph need."""
+    return DatabaseSecretsProvider(Keyring.generate()[0])
+
+
+class SteppingClock:
+    """Each reading is one millisecond after the previous one."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+
+    def now(self) -> datetime:
+        self._now += timedelta(milliseconds=1)
+        return self._now

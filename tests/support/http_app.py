@@ -1,0 +1,27 @@
+"""An API app over the adapters a test chooses, with tokens from a real RS256 dev issuer."""
+
+from __future__ import annotations
+
+from dishka import Provider, Scope, provide
+from litestar import Litestar
+
+from flowbuilder_adapters.bootstrap import CoreProvider
+from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.settings import Mode, Settings
+from flowbuilder_core.shared.identity import TokenVerifier
+from flowbuilder_http.app import create_app
+
+
+class VerifierProvider(Provider):
+    def __init__(self, verifier: TokenVerifier) -> None:
+        super().__init__()
+        self._verifier = verifier
+
+    @provide(scope=Scope.APP)
+    def verifier(self) -> TokenVerifier:
+        return self._verifier
+
+
+def make_test_app(issuer: DevTokenIssuer, *providers: Provider) -> Litestar:
+    settings = Settings(mode=Mode.EMBEDDED, database_url="sqlite+aiosqlite:///:memory:")
+    return create_app(settings, CoreProvider(), *providers, VerifierProvider(issuer.verifier()))
