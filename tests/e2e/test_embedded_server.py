@@ -67,3 +67,62 @@ def test_the_embedded_server_refuses_other_hosts_and_tokens_it_did_not_issue(
     assert response.status_code == 401
     assert refused.returncode == 2
     assert "--host" in refused.stderr
+
+
+def test_embedded_credentials_are_encrypted_under_a_key_of_its_own_and_never_shown(
+    tmp_path: Path,
+) -> None:
+    canary = "canary-embedded-b7e2-token"
+    port = free_port()
+    alice = dev_token(tmp_path, "alice")
+
+    with server(
+        ["serve", "--embedded", "--port", str(port)], clean_env(), port, cwd=tmp_path
+    ) as base:
+        created = httpx.post(
+            f"{base}/api/credentials",
+            json={"name": "Orders token", "type": "http_bearer", "data": {"token": canary}},
+            headers=alice,
+        )
+        url = f"{base}{created.headers['location']}"
+        workflow = httpx.post(
+            f"{base}/api/workflows",
+            json={
+                "name": "Fetch orders",
+                "definition": {
+                    "nodes": [
+                        {"id": "start", "type": "trigger.manual"},
+                        {
+                            "id": "fetch",
+                            "type": "http.request",
+                            "credential_id": created.json()["id"],
+                            "parameters": {"method": "GET", "url": "https://example.com/"},
+                        },
+                    ],
+                    "edges": [{"source": "start", "target": "fetch"}],
+                },
+            },
+            headers=alice,
+        )
+        responses = [
+            created,
+            httpx.get(f"{base}/api/credentials", headers=alice),
+            httpx.get(url, headers=alice),
+            httpx.put(url, json={"data": {"token": canary + "-rotated"}}, headers=alice),
+            httpx.delete(url, headers=alice),
+            httpx.delete(f"{base}{workflow.headers['location']}", headers=alice),
+            httpx.delete(url, headers=alice),
+        ]
+
+    assert [r.status_code for r in responses] == [201, 200, 200, 200, 409, 204, 204]
+    assert responses[4].json()["workflows"] == [
+        {"id": workflow.json()["id"], "name": "Fetch orders"}
+    ]
+    assert responses[2].json()["fields"] == ["token"]
+    for response in responses:
+        assert canary not in response.text
+    stored = b"".join(p.read_bytes() for p in (tmp_path / ".flowbuilder").glob("flowbuilder.db*"))
+    assert canary.encode() not in stored
+    assert canary not in next(tmp_path.glob("server-*.log")).read_text()
+    key_mode = stat.S_IMODE((tmp_path / ".flowbuilder" / "secrets.key").stat().st_mode)
+    assert key_mode == 0o600
