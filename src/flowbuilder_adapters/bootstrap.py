@@ -11,7 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore, reencrypt
-from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
+from flowbuilder_adapters.secrets.aws import (
+    DEFAULT_PREFIX,
+    SecretsManagerSecretStore,
+    secrets_manager_client,
+)
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import Settings
 from flowbuilder_adapters.sql.engine import create_engine
@@ -123,14 +127,14 @@ class DatabaseSecretsProvider(Provider):
 class SecretsManagerProvider(Provider):
     """Secrets in AWS Secrets Manager through one aioboto3 client for the process."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, *, prefix: str = DEFAULT_PREFIX) -> None:
         super().__init__()
-        self._region = region
+        self._region, self._prefix = region, prefix
 
     @provide(scope=Scope.APP)
     async def store(self, clock: Clock) -> AsyncIterator[SecretStore]:
         async with secrets_manager_client(aioboto3.Session(), self._region) as client:
-            yield SecretsManagerSecretStore(client, clock=clock)
+            yield SecretsManagerSecretStore(client, prefix=self._prefix, clock=clock)
 
 
 def secrets_provider(settings: Settings) -> Provider:

@@ -1,9 +1,9 @@
 """The SecretStore contract, run against every adapter: memory, AES-GCM in SQLite and in
 Postgres, and Secrets Manager (a local moto server).
 
-Each adapter has a small factory that yields a `Harness`: the store, the clock it dates
-secrets with, and `commit` (the database-backed store writes in the unit of work's
-transaction; the others write at once and commit nothing)."""
+Each adapter's store comes out of a real dishka container, wired as the application wires it,
+inside a `Harness`: the store, the clock it dates secrets with, and the scope's `commit` (the
+database-backed store writes in the unit of work's transaction; the others write at once)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aioboto3
 import pytest
+from dishka import Provider, make_async_container
 
+from flowbuilder_adapters.bootstrap import (
+    CoreProvider,
+    DatabaseSecretsProvider,
+    SecretsManagerProvider,
+)
+from flowbuilder_adapters.memory import MemoryProvider
+from flowbuilder_adapters.secrets.keyring import Keyring
+from flowbuilder_adapters.sql import SqlProvider
+from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_core.credentials.errors import SecretNotFoundError, SecretUnreadableError
 from flowbuilder_core.credentials.model import CredentialId, SecretBinding, SecretData, SecretRef
 from flowbuilder_core.credentials.ports import SecretStore
 from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.uow import UnitOfWork
 
 from support.aws_fixtures import AWS_REGION
 
@@ -60,41 +70,36 @@ class Harness:
 
 
 @asynccontextmanager
-async def memory_harness(clock: SteppingClock) -> AsyncIterator[Harness]:
-    from flowbuilder_adapters.memory.secrets import MemorySecretStore
+async def container_harness(clock: SteppingClock, *providers: Provider) -> AsyncIterator[Harness]:
+    """The store as the application wires it: out of a dishka container, in a request scope."""
+    container = make_async_container(CoreProvider(clock=clock), *providers)
+    try:
+        async with container() as scope:
+            store, uow = await scope.get(SecretStore), await scope.get(UnitOfWork)
+            yield Harness(store, clock, uow.commit)
+    finally:
+        await container.close()
 
-    yield Harness(MemorySecretStore(clock=clock), clock)
+
+def memory_harness(clock: SteppingClock) -> AbstractAsyncContextManager[Harness]:
+    return container_harness(clock, MemoryProvider())
 
 
 @asynccontextmanager
 async def aesgcm_harness(url: str, clock: SteppingClock) -> AsyncIterator[Harness]:
-    from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
-    from flowbuilder_adapters.secrets.keyring import Keyring
-    from flowbuilder_adapters.sql.engine import create_engine
-    from flowbuilder_adapters.sql.migrate import upgrade
-
     await upgrade(url)
     keyring, _ = Keyring.generate()
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            await connection.begin()
-            # After a commit the connection begins the next transaction on its next statement.
-            yield Harness(AesGcmSecretStore(connection, keyring, clock), clock, connection.commit)
-            await connection.rollback()
-    finally:
-        await engine.dispose()
+    async with container_harness(clock, SqlProvider(url), DatabaseSecretsProvider(keyring)) as h:
+        yield h
 
 
-@asynccontextmanager
-async def secretsmanager_harness(clock: SteppingClock) -> AsyncIterator[Harness]:
-    from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
-
+def secretsmanager_harness(clock: SteppingClock) -> AbstractAsyncContextManager[Harness]:
     # The server lives for the whole session: a prefix of its own keeps this test's secrets
     # apart from every other test's.
     prefix = f"flowbuilder-test/{uuid.uuid4().hex}/"
-    async with secrets_manager_client(aioboto3.Session(), AWS_REGION) as client:
-        yield Harness(SecretsManagerSecretStore(client, prefix=prefix, clock=clock), clock)
+    return container_harness(
+        clock, MemoryProvider(), SecretsManagerProvider(AWS_REGION, prefix=prefix)
+    )
 
 
 @pytest.fixture(
