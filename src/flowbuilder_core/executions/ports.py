@@ -1,0 +1,145 @@
+"""Ports of the executions context."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from flowbuilder_core.credentials.model import SecretData
+from flowbuilder_core.executions.model import (
+    Execution,
+    ExecutionId,
+    ExecutionRequested,
+    ExecutionStatus,
+    Json,
+    StepResult,
+)
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.pagination import PageRequest
+from flowbuilder_core.workflows.model import Node, WorkflowId
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFilter:
+    """List filters: any of `statuses`; one workflow; `created_after` inclusive and
+    `created_before` exclusive."""
+
+    statuses: frozenset[ExecutionStatus] = frozenset()
+    workflow_id: WorkflowId | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class ExecutionRepository(Protocol):
+    """Executions and their steps, in the unit of work of the current scope.
+
+    Lists are newest first on `(created_at, id)`, after a keyset position `(created_at as
+    RFC 3339 text, id as text)`, `limit + 1` rows at most, without `input` or `steps` (they are
+    left empty). `claim` is the one conditional move that makes a duplicate or concurrent
+    delivery run once: queued -> running, or nothing.
+    """
+
+    async def get(self, execution_id: ExecutionId) -> Execution | None: ...
+
+    async def add(self, execution: Execution) -> None: ...
+
+    async def save(self, execution: Execution) -> None:
+        """Store status, error and timestamps (not the steps: see `record_step`)."""
+
+    async def record_step(self, execution_id: ExecutionId, step: StepResult) -> None:
+        """Add the step, or replace the one of the same node."""
+
+    async def claim(self, execution_id: ExecutionId, at: datetime) -> Execution | None:
+        """Move a queued execution to running (started and heartbeat at `at`) and return it;
+        None when it is not queued (another worker has it, or it was cancelled)."""
+
+    async def heartbeat(self, execution_id: ExecutionId, at: datetime) -> ExecutionStatus | None:
+        """Refresh a running execution's heartbeat; its current status (None when gone)."""
+
+    async def stale(self, heartbeat_before: datetime, limit: int) -> Sequence[ExecutionId]:
+        """Running executions whose heartbeat is older than `heartbeat_before`."""
+
+    async def page(
+        self, owner: UserId, where: ExecutionFilter, request: PageRequest
+    ) -> Sequence[Execution]: ...
+
+
+class Outbox(Protocol):
+    """Messages written in the same transaction as the execution they announce, delivered to
+    the queue after commit (at least once) by a relay."""
+
+    async def add(self, message: ExecutionRequested) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A received queue message. `message` is None when the body is not a valid
+    execution.requested message (poison); `handle` is the queue's own receipt."""
+
+    message: ExecutionRequested | None
+    handle: object = field(repr=False)
+    receive_count: int = 1
+
+
+class ExecutionQueue(Protocol):
+    """The queue between API and workers (SQS in production).
+
+    Delivery is at least once: a message not acknowledged within its visibility timeout comes
+    back, and after the queue's maximum receive count goes to its dead-letter queue.
+    """
+
+    async def send(self, message: ExecutionRequested) -> None: ...
+
+    async def receive(self, max_messages: int, wait_seconds: float) -> Sequence[Delivery]: ...
+
+    async def extend(self, delivery: Delivery, seconds: int) -> None:
+        """Keep a message invisible while its run is in progress."""
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Delete the message: only once its run is recorded."""
+
+
+class RateLimiter(Protocol):
+    """A token bucket per user, shared by every API replica."""
+
+    async def take(self, owner: UserId, now: datetime) -> float | None:
+        """Take one token: None when taken, else the seconds until one is available."""
+
+
+class ExpressionEvaluator(Protocol):
+    """Evaluates JMESPath expressions over JSON data. Raises ExpressionError."""
+
+    def evaluate(self, expression: str, data: Json) -> Json: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSecret:
+    """A node's credential at run time: its type and values (never logged or recorded)."""
+
+    type: str
+    data: SecretData
+
+
+class CredentialResolver(Protocol):
+    """The values of the owner's credential, for the node that uses it."""
+
+    async def resolve(self, owner: UserId, credential_id: uuid.UUID) -> ResolvedSecret: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCall:
+    """What a node runner gets: the node, its parameters with every template resolved, and its
+    credential when it has one."""
+
+    node: Node
+    parameters: Mapping[str, Json]
+    credential: ResolvedSecret | None = None
+
+
+class NodeRunner(Protocol):
+    """Runs one node type. Returns the node's output (JSON); raises NodeFailedError."""
+
+    async def run(self, call: NodeCall) -> Json: ...
