@@ -31,6 +31,17 @@ from flowbuilder_core.credentials.use_cases import (
     ResolveCredential,
     SweepSecrets,
 )
+from flowbuilder_core.executions.use_cases import (
+    CancelExecution,
+    ExecuteWorkflow,
+    FinishExecution,
+    FinishLostExecutions,
+    GetExecution,
+    ListExecutions,
+    RecordStep,
+    RetryExecution,
+    StartExecution,
+)
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.identity import TokenVerifier
@@ -58,6 +69,15 @@ class CoreProvider(Provider):
         return self._clock
 
     use_cases = provide_all(
+        ExecuteWorkflow,
+        RetryExecution,
+        GetExecution,
+        ListExecutions,
+        CancelExecution,
+        StartExecution,
+        RecordStep,
+        FinishExecution,
+        FinishLostExecutions,
         CreateCredential,
         GetCredential,
         ListCredentials,

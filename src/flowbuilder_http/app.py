@@ -31,6 +31,7 @@ from flowbuilder_http.problems import (
     handle_validation_error,
 )
 from flowbuilder_http.routes.credentials import credentials_router
+from flowbuilder_http.routes.executions import executions_router
 from flowbuilder_http.routes.operations import live, node_types, ready
 from flowbuilder_http.routes.workflows import workflows_router
 
@@ -45,7 +46,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
     )
     api = Router(
         path="/api",
-        route_handlers=[workflows_router, credentials_router, node_types],
+        route_handlers=[workflows_router, credentials_router, executions_router, node_types],
         guards=[authenticate, require_json_body],
         security=[{"BearerAuth": []}],
     )

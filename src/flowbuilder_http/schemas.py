@@ -9,6 +9,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from flowbuilder_core.credentials.model import Credential, CredentialType
+from flowbuilder_core.executions.model import Execution, ExecutionError, StepResult
 from flowbuilder_core.nodes.catalogue import NodeType
 from flowbuilder_core.workflows.model import Definition, Workflow, WorkflowVersion
 from flowbuilder_core.workflows.use_cases import WorkflowInput
@@ -253,3 +254,75 @@ class CredentialTypeOut(Struct):
             title=credential_type.title,
             schema=_public_schema(credential_type.schema),
         )
+
+
+class ExecuteIn(_In):
+    input: dict[str, Any] | None = None
+
+
+class ExecutionErrorOut(Struct, omit_defaults=True):
+    code: str
+    message: str
+    node_id: str | None = None
+
+    @classmethod
+    def of(cls, error: ExecutionError | None) -> ExecutionErrorOut | None:
+        return None if error is None else cls(error.code, error.message, error.node_id)
+
+
+class StepOut(Struct, omit_defaults=True):
+    node_id: str
+    status: str
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    output: Any
+    error: ExecutionErrorOut | None
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, step: StepResult) -> StepOut:
+        return cls(
+            node_id=step.node_id,
+            status=step.status.value,
+            started_at=_maybe(step.started_at),
+            finished_at=_maybe(step.finished_at),
+            output=step.output,
+            error=ExecutionErrorOut.of(step.error),
+            truncated=step.truncated,
+        )
+
+
+class ExecutionOut(Struct, omit_defaults=True):
+    id: str
+    workflow_id: str
+    workflow_version: int
+    status: str
+    trigger: str
+    error: ExecutionErrorOut | None
+    attempt: int
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    input: dict[str, Any] | UnsetType = UNSET
+    steps: list[StepOut] | UnsetType = UNSET
+
+    @classmethod
+    def of(cls, execution: Execution, *, detailed: bool = True) -> ExecutionOut:
+        return cls(
+            id=str(execution.id),
+            workflow_id=str(execution.workflow_id),
+            workflow_version=execution.workflow_version,
+            status=execution.status.value,
+            trigger=execution.trigger,
+            error=ExecutionErrorOut.of(execution.error),
+            attempt=execution.attempt,
+            created_at=timestamp(execution.created_at),
+            started_at=_maybe(execution.started_at),
+            finished_at=_maybe(execution.finished_at),
+            input=dict(execution.input) if detailed else UNSET,
+            steps=[StepOut.of(s) for s in execution.steps] if detailed else UNSET,
+        )
+
+
+def _maybe(value: datetime | None) -> str | None:
+    return None if value is None else timestamp(value)

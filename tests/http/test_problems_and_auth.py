@@ -328,6 +328,12 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/api/credentials": {"get", "post"},
         "/api/credentials/types": {"get"},
         "/api/credentials/{credential_id}": {"get", "put", "delete"},
+        "/api/workflows/{workflow_id}/execute": {"post"},
+        "/api/workflows/{workflow_id}/executions": {"get"},
+        "/api/executions": {"get"},
+        "/api/executions/{execution_id}": {"get"},
+        "/api/executions/{execution_id}/cancel": {"post"},
+        "/api/executions/{execution_id}/retry": {"post"},
         "/health/live": {"get"},
         "/health/ready": {"get"},
     }

@@ -33,8 +33,12 @@ TABLES = {
     "credentials",
     "credential_secrets",
     "idempotency_keys",
+    "executions",
+    "execution_steps",
+    "outbox",
+    "rate_limit_buckets",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

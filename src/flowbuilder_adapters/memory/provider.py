@@ -8,6 +8,11 @@ from flowbuilder_adapters.memory.credentials import (
     MemoryCredentialDirectory,
     MemoryCredentialRepository,
 )
+from flowbuilder_adapters.memory.executions import (
+    MemoryExecutionRepository,
+    MemoryOutbox,
+    MemoryRateLimiter,
+)
 from flowbuilder_adapters.memory.health import MemoryHealthProbe
 from flowbuilder_adapters.memory.idempotency import MemoryIdempotencyStore
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
@@ -15,6 +20,7 @@ from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
 from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
+from flowbuilder_core.executions.ports import ExecutionRepository, Outbox, RateLimiter
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.idempotency import IdempotencyStore
@@ -25,9 +31,12 @@ from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowReposi
 class MemoryProvider(Provider):
     """The store lives for the container (APP); units of work and repositories per request."""
 
-    def __init__(self, store: MemoryStore | None = None) -> None:
+    def __init__(
+        self, store: MemoryStore | None = None, *, rate_per_second: float = 20, burst: int = 100
+    ) -> None:
         super().__init__()
         self._store = store if store is not None else MemoryStore()
+        self._rate_per_second, self._burst = rate_per_second, burst
 
     @provide(scope=Scope.APP)
     def store(self) -> MemoryStore:
@@ -46,6 +55,15 @@ class MemoryProvider(Provider):
     @provide(scope=Scope.APP)
     def secrets(self, clock: Clock) -> SecretStore:
         return MemorySecretStore(clock)
+
+    executions = provide(
+        MemoryExecutionRepository, scope=Scope.REQUEST, provides=ExecutionRepository
+    )
+    outbox = provide(MemoryOutbox, scope=Scope.REQUEST, provides=Outbox)
+
+    @provide(scope=Scope.APP)
+    def rate_limiter(self, store: MemoryStore) -> RateLimiter:
+        return MemoryRateLimiter(store, self._rate_per_second, self._burst)
 
     idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)

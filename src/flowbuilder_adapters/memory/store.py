@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flowbuilder_core.credentials.model import Credential, CredentialId
+from flowbuilder_core.executions.model import Execution, ExecutionId, ExecutionRequested
 from flowbuilder_core.shared.idempotency import RecordedResponse
+from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
 
 
@@ -27,3 +29,6 @@ class MemoryStore:
     versions: dict[tuple[WorkflowId, int], WorkflowVersion] = field(default_factory=dict)
     credentials: dict[CredentialId, Credential] = field(default_factory=dict)
     idempotency: dict[tuple[str, str], IdempotencyEntry] = field(default_factory=dict)
+    executions: dict[ExecutionId, Execution] = field(default_factory=dict)
+    outbox: list[ExecutionRequested] = field(default_factory=list)
+    buckets: dict[UserId, tuple[float, datetime]] = field(default_factory=dict)

@@ -11,10 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowbuilder_adapters.sql.credentials import SqlCredentialDirectory, SqlCredentialRepository
 from flowbuilder_adapters.sql.engine import create_engine
 from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
 from flowbuilder_core.credentials.ports import CredentialRepository
+from flowbuilder_core.executions.ports import ExecutionRepository
 from flowbuilder_core.shared.errors import DependencyUnavailableError
 from flowbuilder_core.shared.idempotency import IdempotencyStore
 from flowbuilder_core.shared.uow import UnitOfWork
@@ -65,6 +67,7 @@ class SqlProvider(Provider):
     uow = provide(SqlUnitOfWork, scope=Scope.REQUEST)
     uow_port = alias(source=SqlUnitOfWork, provides=UnitOfWork)
     workflows = provide(SqlWorkflowRepository, scope=Scope.REQUEST, provides=WorkflowRepository)
+    executions = provide(SqlExecutionRepository, scope=Scope.REQUEST, provides=ExecutionRepository)
     idempotency = provide(SqlIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     credentials = provide(
         SqlCredentialRepository, scope=Scope.REQUEST, provides=CredentialRepository

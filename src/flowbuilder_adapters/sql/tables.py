@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -183,4 +185,76 @@ idempotency_keys = Table(
     Column("body", LargeBinary(), nullable=True),
     PrimaryKeyConstraint("owner_id", "key"),
     Index("ix_idempotency_keys_claimed_at", "claimed_at"),
+)
+
+RUNNING = text("status = 'running'")
+
+# Executions: one pinned workflow version each. Keyset pagination on (created_at, id) with an
+# index per list filter (owner; owner + workflow; owner + status).
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", Uuid(), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    Column("workflow_id", Uuid(), ForeignKey("workflows.id"), nullable=False),
+    Column("workflow_version", Integer(), nullable=False),
+    Column("status", Text(), nullable=False),
+    Column("trigger", Text(), nullable=False),
+    Column("input", JsonDocument, nullable=False),
+    Column("error", JsonDocument, nullable=True),
+    Column("attempt", Integer(), nullable=False),
+    Column("retry_of", Uuid(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("heartbeat_at", UtcDateTime(), nullable=True),
+    PrimaryKeyConstraint("id"),
+    Index("ix_executions_owner", "owner_id", "created_at", "id"),
+    Index("ix_executions_owner_workflow", "owner_id", "workflow_id", "created_at", "id"),
+    Index("ix_executions_owner_status", "owner_id", "status", "created_at", "id"),
+    # The lost-worker sweep reads running executions by heartbeat age.
+    Index(
+        "ix_executions_running_heartbeat",
+        "heartbeat_at",
+        postgresql_where=RUNNING,
+        sqlite_where=RUNNING,
+    ),
+)
+
+execution_steps = Table(
+    "execution_steps",
+    metadata,
+    Column("execution_id", Uuid(), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False),
+    Column("position", Integer(), nullable=False),
+    Column("node_id", Text(), nullable=False),
+    Column("status", Text(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=True),
+    Column("output", JsonDocument, nullable=True),
+    Column("error", JsonDocument, nullable=True),
+    Column("truncated", Boolean(), nullable=False),
+    PrimaryKeyConstraint("execution_id", "node_id"),
+)
+
+# Messages written with the execution they announce and deleted once the queue has them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Uuid(), nullable=False),
+    Column("message", JsonDocument, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("available_at", UtcDateTime(), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index("ix_outbox_available_at", "available_at"),
+)
+
+# One token bucket per user for execute and retry, shared by every API replica.
+rate_limit_buckets = Table(
+    "rate_limit_buckets",
+    metadata,
+    Column("owner_id", Text(), nullable=False),
+    Column("tokens", Float(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("owner_id"),
 )

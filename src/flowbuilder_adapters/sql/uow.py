@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,6 +22,11 @@ class SqlUnitOfWork(UnitOfWork):
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
         self._holding = False
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the next commit succeeds (an outbox relay's wake-up, say)."""
+        self._after_commit.append(callback)
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
@@ -41,3 +46,6 @@ class SqlUnitOfWork(UnitOfWork):
             return
         async with translate_errors():
             await self._connection.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()

@@ -46,8 +46,9 @@ class ExecutionRepository(Protocol):
 
     async def add(self, execution: Execution) -> None: ...
 
-    async def save(self, execution: Execution) -> None:
-        """Store status, error and timestamps (not the steps: see `record_step`)."""
+    async def save(self, execution: Execution, *, expected: ExecutionStatus) -> bool:
+        """Store status, error and timestamps (not the steps: see `record_step`) if the stored
+        status is still `expected`; False when another writer moved it first."""
 
     async def record_step(self, execution_id: ExecutionId, step: StepResult) -> None:
         """Add the step, or replace the one of the same node."""

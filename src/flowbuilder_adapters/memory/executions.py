@@ -1,0 +1,128 @@
+"""Executions, outbox and rate limiting over the in-memory store."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import datetime
+
+from flowbuilder_adapters.memory.store import MemoryStore
+from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
+from flowbuilder_core.executions.model import (
+    Execution,
+    ExecutionId,
+    ExecutionRequested,
+    ExecutionStatus,
+    StepResult,
+)
+from flowbuilder_core.executions.ports import (
+    ExecutionFilter,
+    ExecutionRepository,
+    Outbox,
+    RateLimiter,
+)
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.pagination import PageRequest
+
+
+def _copy(execution: Execution) -> Execution:
+    return dataclasses.replace(execution, steps=list(execution.steps))
+
+
+class MemoryExecutionRepository(ExecutionRepository):
+    """Writes take effect at the unit of work's commit; status moves are checked there too."""
+
+    def __init__(self, store: MemoryStore, uow: MemoryUnitOfWork) -> None:
+        self._store, self._uow = store, uow
+
+    async def get(self, execution_id: ExecutionId) -> Execution | None:
+        found = self._store.executions.get(execution_id)
+        return None if found is None else _copy(found)
+
+    async def add(self, execution: Execution) -> None:
+        saved = _copy(execution)
+        self._uow.stage(lambda: self._store.executions.__setitem__(saved.id, saved))
+
+    async def save(self, execution: Execution, *, expected: ExecutionStatus) -> bool:
+        stored = self._store.executions.get(execution.id)
+        if stored is None or stored.status is not expected:
+            return False
+        saved = dataclasses.replace(_copy(execution), steps=stored.steps)
+        self._uow.stage(lambda: self._store.executions.__setitem__(saved.id, saved))
+        return True
+
+    async def record_step(self, execution_id: ExecutionId, step: StepResult) -> None:
+        def apply() -> None:
+            stored = self._store.executions.get(execution_id)
+            if stored is not None:
+                stored.record(step)
+
+        self._uow.stage(apply)
+
+    async def claim(self, execution_id: ExecutionId, at: datetime) -> Execution | None:
+        stored = self._store.executions.get(execution_id)
+        if stored is None or stored.status is not ExecutionStatus.QUEUED:
+            return None
+        stored.start(at=at)  # no await since the check: atomic on the event loop
+        return _copy(stored)
+
+    async def heartbeat(self, execution_id: ExecutionId, at: datetime) -> ExecutionStatus | None:
+        stored = self._store.executions.get(execution_id)
+        if stored is None:
+            return None
+        if stored.status is ExecutionStatus.RUNNING:
+            stored.heartbeat_at = at
+        return stored.status
+
+    async def stale(self, heartbeat_before: datetime, limit: int) -> Sequence[ExecutionId]:
+        return [
+            e.id
+            for e in self._store.executions.values()
+            if e.status is ExecutionStatus.RUNNING
+            and e.heartbeat_at is not None
+            and e.heartbeat_at < heartbeat_before
+        ][:limit]
+
+    async def page(
+        self, owner: UserId, where: ExecutionFilter, request: PageRequest
+    ) -> Sequence[Execution]:
+        rows = [
+            e
+            for e in self._store.executions.values()
+            if e.owner_id == owner
+            and (not where.statuses or e.status in where.statuses)
+            and (where.workflow_id is None or e.workflow_id == where.workflow_id)
+            and (where.created_after is None or e.created_at >= where.created_after)
+            and (where.created_before is None or e.created_at < where.created_before)
+        ]
+        if request.after is not None:
+            after = (datetime.fromisoformat(str(request.after[0])), str(request.after[1]))
+            rows = [e for e in rows if (e.created_at, str(e.id)) < after]
+        rows.sort(key=lambda e: (e.created_at, str(e.id)), reverse=True)
+        return [dataclasses.replace(e, input={}, steps=[]) for e in rows[: request.limit + 1]]
+
+
+class MemoryOutbox(Outbox):
+    """Committed messages wait in `MemoryStore.outbox` for a relay (or a test) to take them."""
+
+    def __init__(self, store: MemoryStore, uow: MemoryUnitOfWork) -> None:
+        self._store, self._uow = store, uow
+
+    async def add(self, message: ExecutionRequested) -> None:
+        self._uow.stage(lambda: self._store.outbox.append(message))
+
+
+class MemoryRateLimiter(RateLimiter):
+    """A token bucket per user in the store."""
+
+    def __init__(self, store: MemoryStore, rate_per_second: float = 20, burst: int = 100) -> None:
+        self._store, self._rate, self._burst = store, rate_per_second, burst
+
+    async def take(self, owner: UserId, now: datetime) -> float | None:
+        tokens, updated_at = self._store.buckets.get(owner, (float(self._burst), now))
+        elapsed = max(0.0, (now - updated_at).total_seconds())
+        tokens = min(float(self._burst), tokens + elapsed * self._rate)
+        if tokens < 1:
+            return (1 - tokens) / self._rate
+        self._store.buckets[owner] = (tokens - 1, now)
+        return None

@@ -1,0 +1,302 @@
+"""Executions, their steps, the outbox and the rate-limit buckets over SQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.tables import execution_steps, executions, outbox, rate_limit_buckets
+from flowbuilder_adapters.sql.uow import SqlUnitOfWork
+from flowbuilder_adapters.sql.workflows import keyset_before
+from flowbuilder_core.executions.model import (
+    Execution,
+    ExecutionError,
+    ExecutionId,
+    ExecutionRequested,
+    ExecutionStatus,
+    StepResult,
+    StepStatus,
+)
+from flowbuilder_core.executions.ports import (
+    ExecutionFilter,
+    ExecutionRepository,
+    Outbox,
+    RateLimiter,
+)
+from flowbuilder_core.shared.ids import UserId, new_uuid
+from flowbuilder_core.shared.pagination import PageRequest
+from flowbuilder_core.workflows.model import WorkflowId
+
+_SUMMARY = [c for c in executions.c if c.name != "input"]
+
+
+def error_to_json(error: ExecutionError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"code": error.code, "message": error.message, "node_id": error.node_id}
+
+
+def error_from_json(raw: Any) -> ExecutionError | None:
+    if raw is None:
+        return None
+    return ExecutionError(raw["code"], raw["message"], raw.get("node_id"))
+
+
+def execution_from_row(row: Row[Any], steps: Sequence[Row[Any]] = ()) -> Execution:
+    mapping = row._mapping
+    return Execution(
+        id=ExecutionId(row.id),
+        owner_id=UserId(row.owner_id),
+        workflow_id=WorkflowId(row.workflow_id),
+        workflow_version=row.workflow_version,
+        status=ExecutionStatus(row.status),
+        trigger=row.trigger,
+        input=mapping.get("input", {}),
+        steps=[step_from_row(step) for step in steps],
+        error=error_from_json(row.error),
+        attempt=row.attempt,
+        retry_of=None if row.retry_of is None else ExecutionId(row.retry_of),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        heartbeat_at=row.heartbeat_at,
+    )
+
+
+def step_from_row(row: Row[Any]) -> StepResult:
+    return StepResult(
+        node_id=row.node_id,
+        status=StepStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        output=row.output,
+        error=error_from_json(row.error),
+        truncated=row.truncated,
+    )
+
+
+class SqlExecutionRepository(ExecutionRepository):
+    """Status moves are conditional UPDATEs on the status read, so concurrent writers (a cancel
+    and a worker, two workers) can never move an execution backwards or twice."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def get(self, execution_id: ExecutionId) -> Execution | None:
+        async with translate_errors():
+            row = (
+                await self._connection.execute(
+                    select(executions).where(executions.c.id == execution_id)
+                )
+            ).one_or_none()
+            if row is None:
+                return None
+            steps = (
+                await self._connection.execute(
+                    select(execution_steps)
+                    .where(execution_steps.c.execution_id == execution_id)
+                    .order_by(execution_steps.c.position)
+                )
+            ).all()
+        return execution_from_row(row, steps)
+
+    async def add(self, execution: Execution) -> None:
+        async with translate_errors():
+            await self._connection.execute(
+                insert(executions).values(
+                    id=execution.id,
+                    owner_id=execution.owner_id,
+                    workflow_id=execution.workflow_id,
+                    workflow_version=execution.workflow_version,
+                    status=execution.status.value,
+                    trigger=execution.trigger,
+                    input=dict(execution.input),
+                    error=error_to_json(execution.error),
+                    attempt=execution.attempt,
+                    retry_of=execution.retry_of,
+                    created_at=execution.created_at,
+                    started_at=execution.started_at,
+                    finished_at=execution.finished_at,
+                    heartbeat_at=execution.heartbeat_at,
+                )
+            )
+
+    async def save(self, execution: Execution, *, expected: ExecutionStatus) -> bool:
+        async with translate_errors():
+            moved = await self._connection.execute(
+                update(executions)
+                .where(executions.c.id == execution.id, executions.c.status == expected.value)
+                .values(
+                    status=execution.status.value,
+                    error=error_to_json(execution.error),
+                    started_at=execution.started_at,
+                    finished_at=execution.finished_at,
+                    heartbeat_at=execution.heartbeat_at,
+                )
+            )
+        return bool(moved.rowcount == 1)
+
+    async def record_step(self, execution_id: ExecutionId, step: StepResult) -> None:
+        values = {
+            "status": step.status.value,
+            "started_at": step.started_at,
+            "finished_at": step.finished_at,
+            "output": step.output,
+            "error": error_to_json(step.error),
+            "truncated": step.truncated,
+        }
+        where = and_(
+            execution_steps.c.execution_id == execution_id,
+            execution_steps.c.node_id == step.node_id,
+        )
+        async with translate_errors():
+            updated = await self._connection.execute(
+                update(execution_steps).where(where).values(values)
+            )
+            if updated.rowcount == 1:
+                return
+            position = (
+                await self._connection.execute(
+                    select(func.count()).where(execution_steps.c.execution_id == execution_id)
+                )
+            ).scalar_one()
+            await self._connection.execute(
+                insert(execution_steps).values(
+                    execution_id=execution_id, node_id=step.node_id, position=position, **values
+                )
+            )
+
+    async def claim(self, execution_id: ExecutionId, at: datetime) -> Execution | None:
+        async with translate_errors():
+            claimed = await self._connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status == ExecutionStatus.QUEUED.value,
+                )
+                .values(status=ExecutionStatus.RUNNING.value, started_at=at, heartbeat_at=at)
+            )
+        if claimed.rowcount != 1:
+            return None
+        return await self.get(execution_id)
+
+    async def heartbeat(self, execution_id: ExecutionId, at: datetime) -> ExecutionStatus | None:
+        async with translate_errors():
+            await self._connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status == ExecutionStatus.RUNNING.value,
+                )
+                .values(heartbeat_at=at)
+            )
+            status = (
+                await self._connection.execute(
+                    select(executions.c.status).where(executions.c.id == execution_id)
+                )
+            ).scalar_one_or_none()
+        return None if status is None else ExecutionStatus(status)
+
+    async def stale(self, heartbeat_before: datetime, limit: int) -> Sequence[ExecutionId]:
+        query = (
+            select(executions.c.id)
+            .where(
+                executions.c.status == ExecutionStatus.RUNNING.value,
+                executions.c.heartbeat_at < heartbeat_before,
+            )
+            .limit(limit)
+        )
+        async with translate_errors():
+            rows = (await self._connection.execute(query)).all()
+        return [ExecutionId(row.id) for row in rows]
+
+    async def page(
+        self, owner: UserId, where: ExecutionFilter, request: PageRequest
+    ) -> Sequence[Execution]:
+        query = select(*_SUMMARY).where(executions.c.owner_id == owner)
+        if where.workflow_id is not None:
+            query = query.where(executions.c.workflow_id == where.workflow_id)
+        if where.statuses:
+            query = query.where(executions.c.status.in_(sorted(s.value for s in where.statuses)))
+        if where.created_after is not None:
+            query = query.where(executions.c.created_at >= where.created_after)
+        if where.created_before is not None:
+            query = query.where(executions.c.created_at < where.created_before)
+        if request.after is not None:
+            query = query.where(
+                keyset_before(
+                    executions.c.created_at,
+                    executions.c.id,
+                    datetime.fromisoformat(str(request.after[0])),
+                    uuid.UUID(str(request.after[1])),
+                )
+            )
+        query = query.order_by(executions.c.created_at.desc(), executions.c.id.desc())
+        async with translate_errors():
+            rows = (await self._connection.execute(query.limit(request.limit + 1))).all()
+        return [execution_from_row(row) for row in rows]
+
+
+class SqlOutbox(Outbox):
+    """Outbox rows in the scope's transaction: they commit with the execution, and `wake`
+    (the relay's kick) runs right after that commit."""
+
+    def __init__(
+        self, connection: AsyncConnection, uow: SqlUnitOfWork, wake: Callable[[], None]
+    ) -> None:
+        self._connection, self._uow, self._wake = connection, uow, wake
+
+    async def add(self, message: ExecutionRequested) -> None:
+        self._uow.after_commit(self._wake)
+        async with translate_errors():
+            await self._connection.execute(
+                insert(outbox).values(
+                    id=new_uuid(),
+                    message=message.to_json(),
+                    created_at=message.requested_at,
+                    available_at=message.requested_at,
+                    attempts=0,
+                )
+            )
+
+
+class SqlRateLimiter(RateLimiter):
+    """A token bucket row per user, read and written in the scope's transaction (the row lock
+    on Postgres makes concurrent requests of one user take turns)."""
+
+    def __init__(self, connection: AsyncConnection, rate_per_second: float, burst: int) -> None:
+        self._connection, self._rate, self._burst = connection, rate_per_second, burst
+
+    async def take(self, owner: UserId, now: datetime) -> float | None:
+        query = select(rate_limit_buckets).where(rate_limit_buckets.c.owner_id == owner)
+        if self._connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        async with translate_errors():
+            row = (await self._connection.execute(query)).one_or_none()
+            if row is None:
+                await self._connection.execute(
+                    insert(rate_limit_buckets).values(
+                        owner_id=owner, tokens=self._burst - 1, updated_at=now
+                    )
+                )
+                return None
+            elapsed = max(0.0, (now - row.updated_at).total_seconds())
+            tokens = min(float(self._burst), row.tokens + elapsed * self._rate)
+            if tokens < 1:
+                return float((1 - tokens) / self._rate)
+            await self._connection.execute(
+                update(rate_limit_buckets)
+                .where(rate_limit_buckets.c.owner_id == owner)
+                .values(tokens=tokens - 1, updated_at=now)
+            )
+        return None
+
+
+async def delete_outbox_rows(connection: AsyncConnection, ids: Sequence[uuid.UUID]) -> None:
+    await connection.execute(delete(outbox).where(outbox.c.id.in_(list(ids))))

@@ -1,0 +1,360 @@
+"""Use cases of the executions context: requesting runs, reading them, cancelling and retrying
+them, and the worker's side of a run."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flowbuilder_core.executions.errors import (
+    ExecutionNotFoundError,
+    IllegalTransitionError,
+    NotRunnableError,
+)
+from flowbuilder_core.executions.model import (
+    MAX_INPUT_BYTES,
+    Execution,
+    ExecutionError,
+    ExecutionId,
+    ExecutionRequested,
+    ExecutionStatus,
+    Json,
+    StepResult,
+)
+from flowbuilder_core.executions.ports import (
+    ExecutionFilter,
+    ExecutionRepository,
+    Outbox,
+    RateLimiter,
+)
+from flowbuilder_core.shared.clock import Clock
+from flowbuilder_core.shared.errors import FieldError, InvalidInputError, RateLimitedError
+from flowbuilder_core.shared.identity import Principal
+from flowbuilder_core.shared.ids import UserId, new_uuid
+from flowbuilder_core.shared.pagination import (
+    Page,
+    PageRequest,
+    check_limit,
+    decode_time_id_cursor,
+    page_of,
+    time_id_position,
+)
+from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.errors import WorkflowNotFoundError
+from flowbuilder_core.workflows.model import Definition, WorkflowId
+from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
+from flowbuilder_core.workflows.use_cases import runnability_of
+
+LOST_AFTER = timedelta(seconds=60)
+"""A running execution whose worker has not beaten its heart for this long is lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteCommand:
+    workflow_id: uuid.UUID
+    input: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListExecutionsQuery:
+    limit: int = 20
+    cursor: str | None = None
+    statuses: tuple[str, ...] = ()
+    workflow_id: uuid.UUID | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a worker needs to run a claimed execution."""
+
+    execution: Execution
+    definition: Definition
+
+
+async def _owned(
+    executions: ExecutionRepository, owner: UserId, execution_id: uuid.UUID
+) -> Execution:
+    execution = await executions.get(ExecutionId(execution_id))
+    if execution is None or execution.owner_id != owner:
+        raise ExecutionNotFoundError
+    return execution
+
+
+async def _take_token(rate: RateLimiter, owner: UserId, now: datetime) -> None:
+    wait = await rate.take(owner, now)
+    if wait is not None:
+        raise RateLimitedError(
+            "Too many executions requested; slow down.", retry_after=max(1, int(wait + 0.999))
+        )
+
+
+def _check_input(raw: object) -> Mapping[str, Json]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidInputError([FieldError("/input", "must be an object")])
+    size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_INPUT_BYTES:
+        raise InvalidInputError([FieldError("/input", "must be at most 64 KiB of JSON")])
+    return raw
+
+
+class _Requesting:
+    """What execute and retry share: runnability, the rate limit, the outbox."""
+
+    def __init__(
+        self,
+        workflows: WorkflowRepository,
+        credentials: CredentialDirectory,
+        executions: ExecutionRepository,
+        outbox: Outbox,
+        rate: RateLimiter,
+        uow: UnitOfWork,
+        clock: Clock,
+    ) -> None:
+        self._workflows, self._credentials = workflows, credentials
+        self._executions, self._outbox, self._rate = executions, outbox, rate
+        self._uow, self._clock = uow, clock
+
+    async def _check_runnable(self, actor: Principal, definition: Definition) -> None:
+        problems = await runnability_of(self._credentials, actor, definition)
+        if problems:
+            raise NotRunnableError(problems, "The workflow cannot run: " + problems[0].message)
+
+    async def _request(self, execution: Execution) -> Execution:
+        await _take_token(self._rate, execution.owner_id, self._clock.now())
+        await self._executions.add(execution)
+        await self._outbox.add(ExecutionRequested.of(execution))
+        await self._uow.commit()
+        return execution
+
+
+class ExecuteWorkflow(_Requesting):
+    """Request a run of one of the caller's workflows.
+
+    - The current definition must be runnable; 422 lists every problem.
+    - `input` is a JSON object of at most 64 KiB.
+    - It takes a token from the caller's bucket (shared with retry): RateLimitedError when empty.
+    - The execution pins the current version and is queued; it commits with its queue message
+      (the outbox), which a relay delivers after commit, at least once.
+    """
+
+    async def __call__(self, actor: Principal, command: ExecuteCommand) -> Execution:
+        workflow = await self._workflows.get(WorkflowId(command.workflow_id))
+        if workflow is None or workflow.owner_id != actor.user_id:
+            raise WorkflowNotFoundError
+        execution_input = _check_input(command.input)
+        await self._check_runnable(actor, workflow.definition)
+        return await self._request(
+            Execution(
+                id=ExecutionId(new_uuid()),
+                owner_id=actor.user_id,
+                workflow_id=workflow.id,
+                workflow_version=workflow.version,
+                input=execution_input,
+                created_at=self._clock.now(),
+            )
+        )
+
+
+class RetryExecution(_Requesting):
+    """Run a failed or cancelled execution again: a new execution of the same version and
+    input, `attempt` + 1. Anything else is a conflict. Shares execute's rate limit."""
+
+    async def __call__(self, actor: Principal, execution_id: uuid.UUID) -> Execution:
+        previous = await _owned(self._executions, actor.user_id, execution_id)
+        retry = previous.retried(id=ExecutionId(new_uuid()), at=self._clock.now())
+        version = await self._workflows.version(previous.workflow_id, previous.workflow_version)
+        if version is None:
+            raise IllegalTransitionError("The workflow version of this execution is gone.")
+        await self._check_runnable(actor, version.definition)
+        return await self._request(retry)
+
+
+class GetExecution:
+    """Read one of the caller's executions with its steps."""
+
+    def __init__(self, executions: ExecutionRepository) -> None:
+        self._executions = executions
+
+    async def __call__(self, actor: Principal, execution_id: uuid.UUID) -> Execution:
+        return await _owned(self._executions, actor.user_id, execution_id)
+
+
+class ListExecutions:
+    """List the caller's executions newest first (without input or steps), filtered by any of
+    several statuses, one workflow, and a creation window (after inclusive, before exclusive).
+    A workflow's list answers 404 when the workflow is not the caller's (or is deleted)."""
+
+    def __init__(self, executions: ExecutionRepository, workflows: WorkflowRepository) -> None:
+        self._executions, self._workflows = executions, workflows
+
+    async def __call__(
+        self, actor: Principal, query: ListExecutionsQuery, *, of_workflow: bool = False
+    ) -> Page[Execution]:
+        limit = check_limit(query.limit)
+        where = _filter(query)
+        if of_workflow:
+            workflow = await self._workflows.get(WorkflowId(query.workflow_id or uuid.UUID(int=0)))
+            if workflow is None or workflow.owner_id != actor.user_id:
+                raise WorkflowNotFoundError
+        scope = (
+            f"executions|{actor.user_id}|{sorted(where.statuses)}|{where.workflow_id}|"
+            f"{where.created_after}|{where.created_before}"
+        )
+        after = decode_time_id_cursor(query.cursor, scope) if query.cursor else None
+        request = PageRequest(limit, after)
+        rows = await self._executions.page(actor.user_id, where, request)
+        return page_of(rows, request, lambda e: time_id_position(e.created_at, e.id), scope)
+
+
+def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
+    errors: list[FieldError] = []
+    statuses: set[ExecutionStatus] = set()
+    for value in query.statuses:
+        try:
+            statuses.add(ExecutionStatus(value))
+        except ValueError:
+            errors.append(
+                FieldError(
+                    "query:status", "must be one of: " + ", ".join(s.value for s in ExecutionStatus)
+                )
+            )
+    for name, moment in (
+        ("created_after", query.created_after),
+        ("created_before", query.created_before),
+    ):
+        if moment is not None and moment.utcoffset() is None:
+            errors.append(FieldError(f"query:{name}", "must carry a time zone (use Z for UTC)"))
+    if errors:
+        raise InvalidInputError(list({e.field: e for e in errors}.values()))
+    return ExecutionFilter(
+        frozenset(statuses),
+        None if query.workflow_id is None else WorkflowId(query.workflow_id),
+        query.created_after,
+        query.created_before,
+    )
+
+
+class CancelExecution:
+    """Cancel a queued or running execution of the caller's; a finished one is a conflict. A
+    running one stops before its next node (the worker checks between nodes)."""
+
+    def __init__(self, executions: ExecutionRepository, uow: UnitOfWork, clock: Clock) -> None:
+        self._executions, self._uow, self._clock = executions, uow, clock
+
+    async def __call__(self, actor: Principal, execution_id: uuid.UUID) -> Execution:
+        for _ in range(3):
+            execution = await _owned(self._executions, actor.user_id, execution_id)
+            seen = execution.status
+            execution.cancel(at=self._clock.now())
+            if await self._executions.save(execution, expected=seen):
+                await self._uow.commit()
+                return execution
+        raise IllegalTransitionError("The execution keeps changing; try again.")
+
+
+class StartExecution:
+    """The worker's claim: queued -> running, once, however often the message is delivered.
+    None when the execution is not queued any more (done, taken, or cancelled)."""
+
+    def __init__(
+        self,
+        executions: ExecutionRepository,
+        workflows: WorkflowRepository,
+        uow: UnitOfWork,
+        clock: Clock,
+    ) -> None:
+        self._executions, self._workflows, self._uow, self._clock = (
+            executions,
+            workflows,
+            uow,
+            clock,
+        )
+
+    async def __call__(self, message: ExecutionRequested) -> Started | None:
+        execution = await self._executions.claim(message.execution_id, self._clock.now())
+        if execution is None:
+            return None
+        version = await self._workflows.version(execution.workflow_id, execution.workflow_version)
+        if version is None:
+            execution.fail(
+                ExecutionError("workflow_version_missing", "The workflow version is gone."),
+                at=self._clock.now(),
+            )
+            await self._executions.save(execution, expected=ExecutionStatus.RUNNING)
+            await self._uow.commit()
+            return None
+        await self._uow.commit()
+        return Started(execution, version.definition)
+
+
+class RecordStep:
+    """Record one step of a running execution and beat its heart; its current status after."""
+
+    def __init__(self, executions: ExecutionRepository, uow: UnitOfWork, clock: Clock) -> None:
+        self._executions, self._uow, self._clock = executions, uow, clock
+
+    async def __call__(
+        self, execution_id: ExecutionId, step: StepResult | None
+    ) -> ExecutionStatus | None:
+        if step is not None:
+            await self._executions.record_step(execution_id, step)
+        status = await self._executions.heartbeat(execution_id, self._clock.now())
+        await self._uow.commit()
+        return status
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: ExecutionStatus
+    error: ExecutionError | None = field(default=None)
+
+
+class FinishExecution:
+    """Record how a run ended, unless it was cancelled meanwhile (cancel wins)."""
+
+    def __init__(self, executions: ExecutionRepository, uow: UnitOfWork, clock: Clock) -> None:
+        self._executions, self._uow, self._clock = executions, uow, clock
+
+    async def __call__(self, execution_id: ExecutionId, outcome: Outcome) -> None:
+        execution = await self._executions.get(execution_id)
+        if execution is None or execution.status is not ExecutionStatus.RUNNING:
+            return
+        now = self._clock.now()
+        if outcome.status is ExecutionStatus.SUCCEEDED:
+            execution.succeed(at=now)
+        elif outcome.status is ExecutionStatus.CANCELLED:
+            execution.cancel(at=now)
+        else:
+            execution.fail(outcome.error or ExecutionError("failed", "The run failed."), at=now)
+        await self._executions.save(execution, expected=ExecutionStatus.RUNNING)
+        await self._uow.commit()
+
+
+class FinishLostExecutions:
+    """Fail running executions whose worker stopped beating its heart (`worker_lost`); `retry`
+    runs them again. Safe from several processes at once: each move is conditional."""
+
+    def __init__(self, executions: ExecutionRepository, uow: UnitOfWork, clock: Clock) -> None:
+        self._executions, self._uow, self._clock = executions, uow, clock
+
+    async def __call__(self, limit: int = 100) -> int:
+        now = self._clock.now()
+        finished = 0
+        for execution_id in await self._executions.stale(now - LOST_AFTER, limit):
+            execution = await self._executions.get(execution_id)
+            if execution is None or execution.status is not ExecutionStatus.RUNNING:
+                continue
+            execution.fail(
+                ExecutionError("worker_lost", "The worker running this execution stopped."),
+                at=now,
+            )
+            finished += await self._executions.save(execution, expected=ExecutionStatus.RUNNING)
+        await self._uow.commit()
+        return finished

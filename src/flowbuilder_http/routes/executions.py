@@ -1,0 +1,182 @@
+"""The executions API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from dishka.integrations.litestar import FromDishka, inject
+from litestar import Response, Router, get, post
+from litestar.datastructures import ResponseHeader
+from litestar.params import Body, FromPath, FromQuery, QueryParameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from flowbuilder_core.executions.model import Execution
+from flowbuilder_core.executions.use_cases import (
+    CancelExecution,
+    ExecuteCommand,
+    ExecuteWorkflow,
+    GetExecution,
+    ListExecutions,
+    ListExecutionsQuery,
+    RetryExecution,
+)
+from flowbuilder_core.shared.identity import Principal
+from flowbuilder_core.shared.pagination import DEFAULT_LIMIT
+from flowbuilder_http.idempotency import IdempotencyKey, IdempotentResponder
+from flowbuilder_http.problems import problem_responses
+from flowbuilder_http.schemas import ExecuteIn, ExecutionOut, PageOut
+
+Statuses = Annotated[
+    list[str] | None,
+    QueryParameter(name="status", description="repeatable: queued, running, succeeded, ..."),
+]
+LOCATION = ResponseHeader(
+    name="Location", description="The execution's URL", documentation_only=True
+)
+LISTING = problem_responses(400, 401, 404, 422, 503)
+
+
+def accepted(execution: Execution) -> Response[ExecutionOut]:
+    return Response(
+        ExecutionOut.of(execution),
+        status_code=HTTP_202_ACCEPTED,
+        headers={"Location": f"/api/executions/{execution.id}"},
+    )
+
+
+def _page(page_items: tuple[Execution, ...], cursor: str | None) -> PageOut[ExecutionOut]:
+    return PageOut([ExecutionOut.of(e, detailed=False) for e in page_items], cursor)
+
+
+@post(
+    "/workflows/{workflow_id:uuid}/execute",
+    summary="Run a workflow: 202 with the queued execution",
+    status_code=HTTP_202_ACCEPTED,
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429, 503),
+    response_headers=[LOCATION],
+    tags=["executions"],
+)
+@inject
+async def execute_workflow(
+    workflow_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    execute: FromDishka[ExecuteWorkflow],
+    idempotently: FromDishka[IdempotentResponder],
+    data: Annotated[ExecuteIn | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response[ExecutionOut]:
+    execution_input = None if data is None else data.input
+
+    async def run() -> Response[ExecutionOut]:
+        return accepted(await execute(principal, ExecuteCommand(workflow_id, execution_input)))
+
+    operation = f"POST /api/workflows/{workflow_id}/execute"
+    return await idempotently(principal, idempotency_key, (operation, execution_input), run)
+
+
+@get(
+    "/workflows/{workflow_id:uuid}/executions",
+    summary="A workflow's executions, newest first",
+    responses=LISTING,
+    tags=["executions"],
+)
+@inject
+async def list_workflow_executions(
+    workflow_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    list_them: FromDishka[ListExecutions],
+    statuses: Statuses = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
+    cursor: FromQuery[str | None] = None,
+) -> PageOut[ExecutionOut]:
+    query = ListExecutionsQuery(limit, cursor, tuple(statuses or ()), workflow_id)
+    page = await list_them(principal, query, of_workflow=True)
+    return _page(page.items, page.next_cursor)
+
+
+@get(
+    "/executions",
+    summary="Executions, newest first (without input and steps)",
+    responses=LISTING,
+    tags=["executions"],
+)
+@inject
+async def list_executions(
+    principal: FromDishka[Principal],
+    list_them: FromDishka[ListExecutions],
+    statuses: Statuses = None,
+    workflow_id: FromQuery[UUID | None] = None,
+    created_after: FromQuery[datetime | None] = None,
+    created_before: FromQuery[datetime | None] = None,
+    limit: FromQuery[int] = DEFAULT_LIMIT,
+    cursor: FromQuery[str | None] = None,
+) -> PageOut[ExecutionOut]:
+    query = ListExecutionsQuery(
+        limit, cursor, tuple(statuses or ()), workflow_id, created_after, created_before
+    )
+    page = await list_them(principal, query)
+    return _page(page.items, page.next_cursor)
+
+
+@get(
+    "/executions/{execution_id:uuid}",
+    summary="An execution with its steps",
+    responses=problem_responses(400, 401, 404, 503),
+    tags=["executions"],
+)
+@inject
+async def get_execution(
+    execution_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    get_one: FromDishka[GetExecution],
+) -> ExecutionOut:
+    return ExecutionOut.of(await get_one(principal, execution_id))
+
+
+@post(
+    "/executions/{execution_id:uuid}/cancel",
+    summary="Cancel a queued or running execution (409 once finished)",
+    status_code=HTTP_202_ACCEPTED,
+    responses=problem_responses(400, 401, 404, 409, 503),
+    tags=["executions"],
+)
+@inject
+async def cancel_execution(
+    execution_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    cancel: FromDishka[CancelExecution],
+) -> Response[ExecutionOut]:
+    execution = await cancel(principal, execution_id)
+    return Response(ExecutionOut.of(execution), status_code=HTTP_202_ACCEPTED)
+
+
+@post(
+    "/executions/{execution_id:uuid}/retry",
+    summary="Run a failed or cancelled execution again (attempt + 1, same version)",
+    status_code=HTTP_202_ACCEPTED,
+    responses=problem_responses(400, 401, 404, 409, 422, 429, 503),
+    response_headers=[LOCATION],
+    tags=["executions"],
+)
+@inject
+async def retry_execution(
+    execution_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    retry: FromDishka[RetryExecution],
+) -> Response[ExecutionOut]:
+    return accepted(await retry(principal, execution_id))
+
+
+executions_router = Router(
+    path="/",
+    route_handlers=[
+        execute_workflow,
+        list_workflow_executions,
+        list_executions,
+        get_execution,
+        cancel_execution,
+        retry_execution,
+    ],
+)
