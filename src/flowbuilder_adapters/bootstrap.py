@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
+from flowbuilder_adapters.queues.sqs import SqsExecutionQueue, sqs_client
+from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore, reencrypt
 from flowbuilder_adapters.secrets.aws import (
     DEFAULT_PREFIX,
@@ -19,8 +22,10 @@ from flowbuilder_adapters.secrets.aws import (
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import Settings
 from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.executions import SqlOutbox, SqlRateLimiter
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.provider import SqlProvider
+from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_core.credentials.ports import SecretStore
 from flowbuilder_core.credentials.use_cases import (
     CreateCredential,
@@ -31,6 +36,7 @@ from flowbuilder_core.credentials.use_cases import (
     ResolveCredential,
     SweepSecrets,
 )
+from flowbuilder_core.executions.ports import ExecutionQueue, Outbox, RateLimiter
 from flowbuilder_core.executions.use_cases import (
     CancelExecution,
     ExecuteWorkflow,
@@ -167,6 +173,55 @@ def secrets_provider(settings: Settings) -> Provider:
     return DatabaseSecretsProvider(keyring)
 
 
+class QueueProvider(Provider):
+    """The execution queue: SQS at `queue_url`, or, without one (embedded mode, maintenance
+    commands), an in-process queue."""
+
+    def __init__(
+        self, queue_url: str | None, region: str = "us-east-1", endpoint_url: str | None = None
+    ) -> None:
+        super().__init__()
+        self._queue_url, self._region, self._endpoint_url = queue_url, region, endpoint_url
+
+    @provide(scope=Scope.APP)
+    async def queue(self) -> AsyncIterator[ExecutionQueue]:
+        if self._queue_url is None:
+            yield InMemoryExecutionQueue()
+            return
+        session = aioboto3.Session()
+        async with sqs_client(session, self._region, self._endpoint_url) as client:
+            yield SqsExecutionQueue(client, self._queue_url)
+
+
+class OutboxProvider(Provider):
+    """The outbox in the database, its relay to the queue, and the shared rate limiter."""
+
+    def __init__(self, rate_per_second: float, burst: int) -> None:
+        super().__init__()
+        self._rate_per_second, self._burst = rate_per_second, burst
+
+    @provide(scope=Scope.APP)
+    def relay(self, engine: AsyncEngine, queue: ExecutionQueue, clock: Clock) -> OutboxRelay:
+        return OutboxRelay(engine, queue, clock)
+
+    @provide(scope=Scope.REQUEST)
+    def outbox(self, connection: AsyncConnection, uow: SqlUnitOfWork, relay: OutboxRelay) -> Outbox:
+        return SqlOutbox(connection, uow, relay.kick)
+
+    @provide(scope=Scope.REQUEST)
+    def rate_limiter(self, connection: AsyncConnection) -> RateLimiter:
+        return SqlRateLimiter(connection, self._rate_per_second, self._burst)
+
+
+def queue_provider(settings: Settings) -> QueueProvider:
+    queue_url = None if settings.embedded else settings.workflow_queue_url
+    return QueueProvider(queue_url, settings.aws_region, settings.sqs_endpoint_url)
+
+
+def outbox_provider(settings: Settings) -> OutboxProvider:
+    return OutboxProvider(settings.execution_rate_per_second, settings.execution_rate_burst)
+
+
 class SqlHealthProvider(Provider):
     @provide(scope=Scope.APP)
     def health(self, engine: AsyncEngine) -> HealthProbe:
@@ -180,6 +235,8 @@ def providers_for(settings: Settings) -> list[Provider]:
         SqlProvider(settings.database_url),
         SqlHealthProvider(),
         secrets_provider(settings),
+        queue_provider(settings),
+        outbox_provider(settings),
         AuthProvider(settings),
     ]
 
@@ -198,7 +255,11 @@ async def reencrypt_database(settings: Settings, batch_size: int) -> int:
 async def sweep_secrets(settings: Settings) -> int:
     """`flowbuilder secrets sweep`: delete the secrets that no credential references."""
     container = make_async_container(
-        CoreProvider(), SqlProvider(settings.database_url), secrets_provider(settings)
+        CoreProvider(),
+        SqlProvider(settings.database_url),
+        secrets_provider(settings),
+        QueueProvider(None),
+        outbox_provider(settings),
     )
     try:
         async with container() as scope:

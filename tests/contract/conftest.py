@@ -15,7 +15,7 @@ from flowbuilder_adapters.memory import MemoryProvider
 from flowbuilder_adapters.sql import SqlProvider
 from flowbuilder_adapters.sql.migrate import upgrade
 
-from support.contract import T0, SteppingClock, database_secrets
+from support.contract import T0, SteppingClock, sql_extras
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -41,7 +41,7 @@ async def container(adapter: tuple[str, str | None]) -> AsyncIterator[AsyncConta
         providers: list[Any] = [MemoryProvider()]
     else:
         await upgrade(url)
-        providers = [SqlProvider(url), database_secrets()]
+        providers = [SqlProvider(url), *sql_extras()]
     container = make_async_container(CoreProvider(clock=SteppingClock(T0)), *providers)
     yield container
     await container.close()

@@ -21,6 +21,8 @@ from dishka import Provider, make_async_container
 from flowbuilder_adapters.bootstrap import (
     CoreProvider,
     DatabaseSecretsProvider,
+    OutboxProvider,
+    QueueProvider,
     SecretsManagerProvider,
 )
 from flowbuilder_adapters.memory import MemoryProvider
@@ -89,7 +91,10 @@ def memory_harness(clock: SteppingClock) -> AbstractAsyncContextManager[Harness]
 async def aesgcm_harness(url: str, clock: SteppingClock) -> AsyncIterator[Harness]:
     await upgrade(url)
     keyring, _ = Keyring.generate()
-    async with container_harness(clock, SqlProvider(url), DatabaseSecretsProvider(keyring)) as h:
+    extras = [QueueProvider(None), OutboxProvider(20, 100)]
+    async with container_harness(
+        clock, SqlProvider(url), DatabaseSecretsProvider(keyring), *extras
+    ) as h:
         yield h
 
 

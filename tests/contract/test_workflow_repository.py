@@ -46,7 +46,7 @@ from flowbuilder_core.workflows.use_cases import (
     WorkflowInput,
 )
 
-from support.contract import T0, database_secrets
+from support.contract import T0, sql_extras
 
 OWNER = UserId("user_owner")
 OTHER = UserId("user_other")
@@ -602,7 +602,7 @@ async def test_listing_through_the_use_case_walks_every_page_with_real_cursors(
 
 async def test_an_unreachable_database_is_dependency_unavailable() -> None:
     url = "postgresql+asyncpg://nobody:secret@127.0.0.1:9/flowbuilder"
-    container = make_async_container(CoreProvider(), SqlProvider(url), database_secrets())
+    container = make_async_container(CoreProvider(), SqlProvider(url), *sql_extras())
     try:
         async with container() as scope:
             with pytest.raises(DependencyUnavailableError) as raised:
@@ -618,7 +618,7 @@ async def test_a_connection_lost_mid_scope_is_dependency_unavailable_and_the_nex
     postgres_url: str,
 ) -> None:
     await upgrade(postgres_url)
-    container = make_async_container(CoreProvider(), SqlProvider(postgres_url), database_secrets())
+    container = make_async_container(CoreProvider(), SqlProvider(postgres_url), *sql_extras())
     killer = create_engine(postgres_url)
     try:
         async with container() as scope:

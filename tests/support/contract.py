@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flowbuilder_adapters.bootstrap import DatabaseSecretsProvider
+from dishka import Provider
+
+from flowbuilder_adapters.bootstrap import DatabaseSecretsProvider, OutboxProvider, QueueProvider
 from flowbuilder_adapters.secrets.keyring import Keyring
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def sql_extras() -> list[Provider]:
+    """What the SQL adapters need beside SqlProvider for the whole use-case graph: a secret
+    store in the database, an in-process queue, the outbox and the rate limiter."""
+    return [database_secrets(), QueueProvider(None), OutboxProvider(20, 100)]
 
 
 def database_secrets() -> DatabaseSecretsProvider:

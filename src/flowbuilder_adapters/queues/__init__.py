@@ -1,0 +1,1 @@
+"""Execution queues: Amazon SQS (aioboto3) and an in-process queue for embedded mode and tests."""
