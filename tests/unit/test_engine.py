@@ -1,0 +1,657 @@
+"""The engine that runs a workflow definition, with a fake http.request runner and the real
+JMESPath evaluator."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from flowbuilder_adapters.nodes import JmesPathEvaluator, basic_runners
+from flowbuilder_core.credentials.errors import CredentialNotFoundError
+from flowbuilder_core.credentials.model import SecretData
+from flowbuilder_core.executions.engine import Engine, RunOutcome
+from flowbuilder_core.executions.errors import NodeFailedError
+from flowbuilder_core.executions.model import (
+    MAX_OUTPUT_BYTES,
+    ExecutionStatus,
+    Json,
+    StepResult,
+    StepStatus,
+)
+from flowbuilder_core.executions.ports import NodeCall, NodeRunner, ResolvedSecret
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.workflows.model import Definition, Edge, Node
+
+ALICE = UserId("user_alice")
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+TOKEN = "s3cr3t-t0ken"
+
+
+class SteppingClock:
+    """Each reading is one second after the last."""
+
+    def __init__(self) -> None:
+        self._now = T0
+
+    def now(self) -> datetime:
+        self._now += timedelta(seconds=1)
+        return self._now
+
+
+class FakeHttpRunner(NodeRunner):
+    """Stands in for http.request: answers from `responses` by node id (an output, or an
+    exception to raise) and remembers every call."""
+
+    def __init__(self, responses: Mapping[str, Json | Exception] | None = None) -> None:
+        self.responses = dict(responses or {})
+        self.calls: list[NodeCall] = []
+
+    async def run(self, call: NodeCall) -> Json:
+        self.calls.append(call)
+        response = self.responses.get(call.node.id, {"status": 200, "headers": {}, "body": {}})
+        if isinstance(response, Exception):
+            raise response
+        return response
+
+
+class FakeCredentials:
+    def __init__(self, secrets: Mapping[uuid.UUID, ResolvedSecret] | None = None) -> None:
+        self.secrets = dict(secrets or {})
+        self.asked: list[tuple[UserId, uuid.UUID]] = []
+
+    async def resolve(self, owner: UserId, credential_id: uuid.UUID) -> ResolvedSecret:
+        self.asked.append((owner, credential_id))
+        if credential_id not in self.secrets:
+            raise CredentialNotFoundError
+        return self.secrets[credential_id]
+
+
+@dataclass
+class Run:
+    outcome: RunOutcome
+    steps: list[StepResult] = field(default_factory=list)
+
+    def final(self, node_id: str) -> StepResult:
+        return [step for step in self.steps if step.node_id == node_id][-1]
+
+    def finals(self) -> list[StepResult]:
+        return [step for step in self.steps if step.status is not StepStatus.RUNNING]
+
+    def statuses(self) -> dict[str, StepStatus]:
+        return {step.node_id: step.status for step in self.finals()}
+
+    def output(self, node_id: str) -> Json:
+        return self.final(node_id).output
+
+
+def make_node(node_id: str, node_type: str = "data.set", **parameters: Any) -> Node:
+    return Node(node_id, node_type, parameters)
+
+
+def make_set(node_id: str, value: Any) -> Node:
+    return make_node(node_id, "data.set", value=value)
+
+
+def chain(*node_ids: str) -> tuple[Edge, ...]:
+    return tuple(Edge(a, b) for a, b in itertools.pairwise(node_ids))
+
+
+async def run(
+    nodes: tuple[Node, ...],
+    edges: tuple[Edge, ...],
+    *,
+    input: Mapping[str, Json] | None = None,
+    http: FakeHttpRunner | None = None,
+    credentials: FakeCredentials | None = None,
+    cancel_after: int | None = None,
+    runners: Mapping[str, NodeRunner] | None = None,
+) -> Run:
+    """Runs the graph; `cancel_after=n` answers "cancelled" from the n+1-th question on."""
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    all_runners: dict[str, NodeRunner] = {
+        **basic_runners(sleep=no_sleep),
+        "http.request": http or FakeHttpRunner(),
+    }
+    if runners is not None:
+        all_runners = dict(runners)
+    engine = Engine(all_runners, JmesPathEvaluator(), SteppingClock())
+    steps: list[StepResult] = []
+    questions = 0
+
+    async def on_step(step: StepResult) -> None:
+        steps.append(step)
+
+    async def cancelled() -> bool:
+        nonlocal questions
+        questions += 1
+        return cancel_after is not None and questions > cancel_after
+
+    outcome = await engine.run(
+        owner=ALICE,
+        definition=Definition(nodes, edges),
+        input=input or {},
+        credentials=credentials or FakeCredentials(),
+        on_step=on_step,
+        cancelled=cancelled,
+    )
+    return Run(outcome, steps)
+
+
+START = make_node("start", "trigger.manual")
+
+
+# --- order -------------------------------------------------------------------------------
+
+
+async def test_nodes_run_in_topological_order_and_the_ready_node_declared_first_goes_next() -> None:
+    nodes = (
+        make_set("join", "{{ [nodes.b, nodes.a] }}"),
+        make_set("b", "B"),
+        START,
+        make_set("a", "A"),
+        make_set("lonely", "L"),
+    )
+    edges = (Edge("start", "a"), Edge("start", "b"), Edge("a", "join"), Edge("b", "join"))
+
+    result = await run(nodes, edges)
+
+    assert result.outcome == RunOutcome(ExecutionStatus.SUCCEEDED)
+    assert [step.node_id for step in result.finals()] == ["start", "b", "a", "join", "lonely"]
+    assert result.output("join") == ["B", "A"]
+
+
+async def test_each_node_reports_running_before_its_final_step_with_clock_times() -> None:
+    result = await run((START, make_set("a", 1)), chain("start", "a"))
+
+    assert [(step.node_id, step.status) for step in result.steps] == [
+        ("start", StepStatus.RUNNING),
+        ("start", StepStatus.SUCCEEDED),
+        ("a", StepStatus.RUNNING),
+        ("a", StepStatus.SUCCEEDED),
+    ]
+    running, final = result.steps[2], result.steps[3]
+    assert running.started_at == final.started_at == T0 + timedelta(seconds=3)
+    assert running.finished_at is None
+    assert final.finished_at == T0 + timedelta(seconds=4)
+
+
+async def test_the_manual_trigger_outputs_the_execution_input() -> None:
+    result = await run((START,), (), input={"order": {"id": 7}})
+
+    assert result.output("start") == {"order": {"id": 7}}
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+async def test_a_whole_template_keeps_its_json_type_anywhere_in_the_parameters() -> None:
+    value = {
+        "number": "{{ input.n }}",
+        "object": "  {{ input.obj }}  ",
+        "nested": {"list": ["{{ input.flag }}", {"deep": "{{ nodes.start.n }}"}]},
+        "plain": "no template here",
+        "untouched": 3,
+    }
+    result = await run(
+        (START, make_set("set", value)),
+        chain("start", "set"),
+        input={"n": 4.5, "obj": {"a": [1, 2]}, "flag": False},
+    )
+
+    assert result.output("set") == {
+        "number": 4.5,
+        "object": {"a": [1, 2]},
+        "nested": {"list": [False, {"deep": 4.5}]},
+        "plain": "no template here",
+        "untouched": 3,
+    }
+
+
+async def test_templates_inside_text_are_stringified() -> None:
+    text = (
+        "n={{ input.n }} f={{ input.f }} s={{ input.s }} obj={{ input.obj }} "
+        "list={{ input.list }} flag={{ input.flag }} none={{ input.none }}"
+    )
+    result = await run(
+        (START, make_set("set", {"nested": [text]})),
+        chain("start", "set"),
+        input={
+            "n": 3,
+            "f": 2.5,
+            "s": "hi",
+            "obj": {"a": "é"},
+            "list": [1, "x"],
+            "flag": True,
+            "none": None,
+        },
+    )
+
+    assert result.output("set") == {
+        "nested": ['n=3 f=2.5 s=hi obj={"a":"é"} list=[1,"x"] flag=true none=null']
+    }
+
+
+async def test_two_templates_in_one_string_are_text_not_one_whole_template() -> None:
+    result = await run(
+        (START, make_set("set", "{{ input.a }}{{ input.b }}")),
+        chain("start", "set"),
+        input={"a": 1, "b": 2},
+    )
+
+    assert result.output("set") == "12"
+
+
+async def test_an_unknown_template_path_is_null() -> None:
+    result = await run(
+        (START, make_set("set", {"whole": "{{ nodes.nothing.here }}", "text": "x={{ input.no }}"})),
+        chain("start", "set"),
+    )
+
+    assert result.output("set") == {"whole": None, "text": "x=null"}
+
+
+async def test_later_nodes_see_earlier_outputs_and_the_input() -> None:
+    http = FakeHttpRunner({"fetch": {"status": 200, "headers": {}, "body": {"id": 42}}})
+    nodes = (
+        START,
+        make_node("fetch", "http.request", method="GET", url="https://x.test/{{ input.path }}"),
+        make_node(
+            "post",
+            "http.request",
+            method="POST",
+            url="https://x.test/orders/{{ nodes.fetch.body.id }}",
+            body={"id": "{{ nodes.fetch.body.id }}", "who": "{{ input.who }}"},
+        ),
+    )
+
+    result = await run(
+        nodes, chain("start", "fetch", "post"), input={"path": "orders", "who": "me"}, http=http
+    )
+
+    assert result.outcome.status is ExecutionStatus.SUCCEEDED
+    assert http.calls[0].parameters == {"method": "GET", "url": "https://x.test/orders"}
+    assert http.calls[1].parameters == {
+        "method": "POST",
+        "url": "https://x.test/orders/42",
+        "body": {"id": 42, "who": "me"},
+    }
+
+
+async def test_a_template_that_does_not_parse_fails_the_node_with_expression_error() -> None:
+    result = await run(
+        (START, make_set("set", "{{ input.[ }}"), make_set("after", 1)),
+        chain("start", "set", "after"),
+    )
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("expression_error", "set")
+    assert "/value" in error.message
+    assert result.statuses()["after"] is StepStatus.SKIPPED
+
+
+async def test_a_whole_template_failing_its_schema_fails_the_node_without_showing_the_value() -> (
+    None
+):
+    nodes = (START, make_node("wait", "util.delay", seconds="{{ input.s }}"))
+
+    result = await run(nodes, chain("start", "wait"), input={"s": 500})
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("invalid_parameters", "wait")
+    assert "/seconds" in error.message
+    assert "500" not in error.message
+    assert result.final("wait").status is StepStatus.FAILED
+
+
+async def test_a_text_template_that_breaks_a_pattern_fails_the_node() -> None:
+    nodes = (START, make_node("fetch", "http.request", method="GET", url="{{ input.u }}/x"))
+
+    result = await run(nodes, chain("start", "fetch"), input={"u": "ftp://files.test"})
+
+    error = result.outcome.error
+    assert error is not None
+    assert error.code == "invalid_parameters"
+    assert "/url" in error.message
+    assert "files.test" not in error.message
+
+
+async def test_a_missing_required_parameter_fails_the_node() -> None:
+    result = await run((START, make_node("set", "data.set")), chain("start", "set"))
+
+    assert result.outcome.error is not None
+    assert result.outcome.error.code == "invalid_parameters"
+    assert "/value" in result.outcome.error.message
+
+
+async def test_a_valid_whole_template_parameter_runs_the_node() -> None:
+    nodes = (START, make_node("wait", "util.delay", seconds="{{ input.s }}"))
+
+    result = await run(nodes, chain("start", "wait"), input={"s": 2})
+
+    assert result.outcome.status is ExecutionStatus.SUCCEEDED
+    assert result.output("wait") == {}
+
+
+# --- logic.if and data.transform ----------------------------------------------------------
+
+
+def branching(condition: str) -> tuple[tuple[Node, ...], tuple[Edge, ...]]:
+    """start -> check; check(true) -> yes -> join; check(false) -> no -> after_no -> join."""
+    nodes = (
+        START,
+        make_node("check", "logic.if", condition=condition),
+        make_set("yes", "Y"),
+        make_set("no", "N"),
+        make_set("after_no", "{{ nodes.no }}"),
+        make_set("join", "{{ [nodes.yes, nodes.after_no] }}"),
+    )
+    edges = (
+        Edge("start", "check"),
+        Edge("check", "yes", "true"),
+        Edge("check", "no", "false"),
+        Edge("no", "after_no"),
+        Edge("yes", "join"),
+        Edge("after_no", "join"),
+    )
+    return nodes, edges
+
+
+async def test_a_true_condition_skips_the_false_branch_and_the_join_still_runs() -> None:
+    result = await run(*branching("input.amount > `100`"), input={"amount": 150})
+
+    assert result.outcome == RunOutcome(ExecutionStatus.SUCCEEDED)
+    assert result.output("check") == {"result": True}
+    assert result.statuses() == {
+        "start": StepStatus.SUCCEEDED,
+        "check": StepStatus.SUCCEEDED,
+        "yes": StepStatus.SUCCEEDED,
+        "no": StepStatus.SKIPPED,
+        "after_no": StepStatus.SKIPPED,
+        "join": StepStatus.SUCCEEDED,
+    }
+    assert result.output("join") == ["Y", None]
+    assert result.final("no").output is None
+    assert result.final("no").started_at is None
+
+
+async def test_a_false_condition_skips_the_true_branch_and_runs_the_false_one() -> None:
+    result = await run(*branching("input.amount > `100`"), input={"amount": 5})
+
+    assert result.output("check") == {"result": False}
+    assert result.statuses()["yes"] is StepStatus.SKIPPED
+    assert result.statuses()["no"] is StepStatus.SUCCEEDED
+    assert result.statuses()["after_no"] is StepStatus.SUCCEEDED
+    assert result.output("join") == [None, "N"]
+
+
+async def test_a_node_reached_only_through_skipped_nodes_is_skipped() -> None:
+    nodes = (
+        START,
+        make_node("check", "logic.if", condition="`false`"),
+        make_set("yes", 1),
+        make_set("after_yes", 2),
+        make_set("after_after", 3),
+    )
+    edges = (Edge("start", "check"), Edge("check", "yes", "true"), *chain("yes", "after_yes"))
+    edges += (Edge("after_yes", "after_after"),)
+
+    result = await run(nodes, edges)
+
+    assert result.outcome.status is ExecutionStatus.SUCCEEDED
+    assert [result.statuses()[n] for n in ("yes", "after_yes", "after_after")] == [
+        StepStatus.SKIPPED
+    ] * 3
+
+
+@pytest.mark.parametrize(
+    ("value", "truthy"),
+    [
+        *[(0, True), (1, True), ("x", True), ([0], True), ({"a": None}, True), (True, True)],
+        *[(False, False), (None, False), ("", False), ([], False), ({}, False)],
+    ],
+)
+async def test_the_condition_follows_jmespath_truthiness(value: Json, truthy: bool) -> None:
+    nodes = (START, make_node("check", "logic.if", condition="input.v"))
+
+    result = await run(nodes, chain("start", "check"), input={"v": value})
+
+    assert result.output("check") == {"result": truthy}
+
+
+async def test_a_condition_written_as_a_whole_template_means_its_expression() -> None:
+    nodes = (START, make_node("check", "logic.if", condition="{{ input.ok }}"))
+
+    result = await run(nodes, chain("start", "check"), input={"ok": True})
+
+    assert result.output("check") == {"result": True}
+
+
+async def test_a_transform_outputs_its_expressions_value() -> None:
+    nodes = (
+        START,
+        make_node("total", "data.transform", expression="sum(input.items[].qty)"),
+        make_set("report", "total={{ nodes.total }}"),
+    )
+
+    result = await run(
+        nodes, chain("start", "total", "report"), input={"items": [{"qty": 2}, {"qty": 3}]}
+    )
+
+    assert result.output("total") == 5
+    assert result.output("report") == "total=5"
+
+
+async def test_a_failing_transform_expression_fails_the_node_with_expression_error() -> None:
+    nodes = (START, make_node("total", "data.transform", expression="length(input.n)"))
+
+    result = await run(nodes, chain("start", "total"), input={"n": 918273})
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("expression_error", "total")
+    assert "918273" not in error.message
+
+
+# --- failures ----------------------------------------------------------------------------
+
+
+async def test_a_failing_node_fails_the_run_and_every_later_node_is_skipped() -> None:
+    response = {"status": 503, "headers": {}, "body": "down"}
+    http = FakeHttpRunner(
+        {"fetch": NodeFailedError("http_status", "The server answered 503.", output=response)}
+    )
+    nodes = (
+        START,
+        make_node("fetch", "http.request", method="GET", url="https://x.test"),
+        make_set("after", 1),
+        make_set("unrelated", 2),
+    )
+
+    result = await run(nodes, chain("start", "fetch", "after"), http=http)
+
+    error = result.outcome.error
+    assert result.outcome.status is ExecutionStatus.FAILED
+    assert error is not None
+    assert (error.code, error.message, error.node_id) == (
+        "http_status",
+        "The server answered 503.",
+        "fetch",
+    )
+    failed = result.final("fetch")
+    assert (failed.status, failed.output, failed.error) == (StepStatus.FAILED, response, error)
+    assert failed.finished_at is not None
+    assert result.statuses() == {
+        "start": StepStatus.SUCCEEDED,
+        "fetch": StepStatus.FAILED,
+        "unrelated": StepStatus.SKIPPED,
+        "after": StepStatus.SKIPPED,
+    }
+
+
+async def test_an_unexpected_exception_is_an_internal_error_with_a_generic_message() -> None:
+    http = FakeHttpRunner({"fetch": RuntimeError(f"boom with {TOKEN}")})
+    nodes = (START, make_node("fetch", "http.request", method="GET", url="https://x.test"))
+
+    result = await run(nodes, chain("start", "fetch"), http=http)
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("internal_error", "fetch")
+    assert TOKEN not in error.message
+
+
+async def test_a_node_type_without_a_runner_fails_with_unknown_node_type() -> None:
+    nodes = (START, make_node("fetch", "http.request", method="GET", url="https://x.test"))
+
+    result = await run(nodes, chain("start", "fetch"), runners={})
+
+    assert result.outcome.error is not None
+    assert result.outcome.error.code == "unknown_node_type"
+
+
+async def test_a_cyclic_definition_fails_before_any_node_runs() -> None:
+    nodes = (START, make_set("a", 1), make_set("b", 2))
+
+    result = await run(nodes, (Edge("start", "a"), Edge("a", "b"), Edge("b", "a")))
+
+    assert result.outcome.status is ExecutionStatus.FAILED
+    assert result.outcome.error is not None
+    assert result.outcome.error.code == "invalid_definition"
+    assert set(result.statuses().values()) == {StepStatus.SKIPPED}
+
+
+def test_the_engine_refuses_a_runner_for_a_built_in_node_type() -> None:
+    with pytest.raises(ValueError, match=r"logic\.if"):
+        Engine({"logic.if": FakeHttpRunner()}, JmesPathEvaluator(), SteppingClock())
+
+
+# --- truncation --------------------------------------------------------------------------
+
+
+async def test_an_output_over_the_limit_is_stored_truncated_but_later_nodes_see_all_of_it() -> None:
+    big = 'x"' * MAX_OUTPUT_BYTES
+    nodes = (
+        START,
+        make_set("big", {"text": "{{ input.big }}"}),
+        make_node("size", "data.transform", expression="length(nodes.big.text)"),
+    )
+
+    result = await run(nodes, chain("start", "big", "size"), input={"big": big})
+
+    stored = result.final("big")
+    assert stored.truncated is True
+    assert set(stored.output) == {"truncated_json"}
+    full_json = json.dumps({"text": big}, separators=(",", ":"), ensure_ascii=False)
+    assert full_json.startswith(stored.output["truncated_json"])
+    stored_json = json.dumps(stored.output, separators=(",", ":"), ensure_ascii=False)
+    assert MAX_OUTPUT_BYTES - 10 <= len(stored_json.encode()) <= MAX_OUTPUT_BYTES
+    assert result.output("size") == 2 * MAX_OUTPUT_BYTES
+    assert result.final("size").truncated is False
+
+
+async def test_truncation_never_splits_a_multibyte_character() -> None:
+    nodes = (START, make_set("big", "{{ input.big }}"))
+
+    result = await run(nodes, chain("start", "big"), input={"big": "é" * MAX_OUTPUT_BYTES})
+
+    stored = result.final("big").output["truncated_json"]
+    assert stored.startswith('"é')
+    assert set(stored[1:]) == {"é"}
+
+
+async def test_a_large_output_with_a_lone_surrogate_is_still_measured_and_truncated() -> None:
+    nodes = (START, make_set("big", "{{ input.big }}"))
+
+    result = await run(nodes, chain("start", "big"), input={"big": "\ud800" * MAX_OUTPUT_BYTES})
+
+    assert result.final("big").truncated is True
+
+
+async def test_an_output_at_the_limit_is_stored_whole() -> None:
+    text = "x" * (MAX_OUTPUT_BYTES - 2)  # plus its two quotes: exactly the limit
+    nodes = (START, make_set("big", "{{ input.t }}"))
+
+    result = await run(nodes, chain("start", "big"), input={"t": text})
+
+    assert result.final("big").truncated is False
+    assert result.output("big") == text
+
+
+# --- cancellation ------------------------------------------------------------------------
+
+
+async def test_cancellation_between_nodes_skips_the_rest() -> None:
+    nodes = (START, make_set("a", 1), make_set("b", 2))
+
+    result = await run(nodes, chain("start", "a", "b"), cancel_after=2)
+
+    assert result.outcome == RunOutcome(ExecutionStatus.CANCELLED)
+    assert result.statuses() == {
+        "start": StepStatus.SUCCEEDED,
+        "a": StepStatus.SUCCEEDED,
+        "b": StepStatus.SKIPPED,
+    }
+    assert [step.node_id for step in result.steps if step.status is StepStatus.RUNNING] == [
+        "start",
+        "a",
+    ]
+
+
+async def test_a_run_cancelled_before_it_starts_runs_nothing() -> None:
+    result = await run((START, make_set("a", 1)), chain("start", "a"), cancel_after=0)
+
+    assert result.outcome.status is ExecutionStatus.CANCELLED
+    assert {step.status for step in result.steps} == {StepStatus.SKIPPED}
+
+
+# --- credentials -------------------------------------------------------------------------
+
+
+async def test_a_nodes_credential_is_resolved_for_its_owner_into_the_call() -> None:
+    credential_id = uuid.uuid4()
+    secret = ResolvedSecret("http_bearer", SecretData({"token": TOKEN}))
+    credentials = FakeCredentials({credential_id: secret})
+    http = FakeHttpRunner()
+    fetch = Node(
+        "fetch",
+        "http.request",
+        {"method": "GET", "url": "https://x.test"},
+        credential_id=credential_id,
+    )
+
+    result = await run((START, fetch), chain("start", "fetch"), http=http, credentials=credentials)
+
+    assert result.outcome.status is ExecutionStatus.SUCCEEDED
+    assert credentials.asked == [(ALICE, credential_id)]
+    assert http.calls[0].credential == secret
+    assert TOKEN not in repr(result.steps)
+
+
+async def test_a_credential_that_cannot_be_resolved_fails_the_node() -> None:
+    http = FakeHttpRunner()
+    fetch = Node(
+        "fetch",
+        "http.request",
+        {"method": "GET", "url": "https://x.test"},
+        credential_id=uuid.uuid4(),
+    )
+
+    result = await run((START, fetch, make_set("after", 1)), chain("start", "fetch", "after"))
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("credential_unavailable", "fetch")
+    assert http.calls == []
+    assert result.statuses()["after"] is StepStatus.SKIPPED
