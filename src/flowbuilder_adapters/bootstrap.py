@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 from collections.abc import AsyncIterator
 
 import aioboto3
-from dishka import Provider, Scope, make_async_container, provide, provide_all
+from dishka import AsyncContainer, Provider, Scope, make_async_container, provide, provide_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from flowbuilder_adapters.background import Background, Service
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.nodes.basic import basic_runners
+from flowbuilder_adapters.nodes.expressions import JmesPathEvaluator
+from flowbuilder_adapters.nodes.http_request import HttpRequestRunner
 from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
 from flowbuilder_adapters.queues.sqs import SqsExecutionQueue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
@@ -20,12 +27,13 @@ from flowbuilder_adapters.secrets.aws import (
     secrets_manager_client,
 )
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.settings import Settings
+from flowbuilder_adapters.settings import Mode, Settings
 from flowbuilder_adapters.sql.engine import create_engine
 from flowbuilder_adapters.sql.executions import SqlOutbox, SqlRateLimiter
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.provider import SqlProvider
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
+from flowbuilder_adapters.worker import Worker
 from flowbuilder_core.credentials.ports import SecretStore
 from flowbuilder_core.credentials.use_cases import (
     CreateCredential,
@@ -36,6 +44,7 @@ from flowbuilder_core.credentials.use_cases import (
     ResolveCredential,
     SweepSecrets,
 )
+from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.ports import ExecutionQueue, Outbox, RateLimiter
 from flowbuilder_core.executions.use_cases import (
     CancelExecution,
@@ -61,6 +70,8 @@ from flowbuilder_core.workflows.use_cases import (
     ReplaceWorkflow,
     ValidateDefinition,
 )
+
+_log = logging.getLogger(__name__)
 
 
 class CoreProvider(Provider):
@@ -224,12 +235,57 @@ def outbox_provider(settings: Settings) -> OutboxProvider:
 
 class SqlHealthProvider(Provider):
     @provide(scope=Scope.APP)
-    def health(self, engine: AsyncEngine) -> HealthProbe:
-        return SqlHealthProbe(engine)
+    def health(self, engine: AsyncEngine, relay: OutboxRelay) -> HealthProbe:
+        return SqlHealthProbe(engine, relay)
 
 
-def providers_for(settings: Settings) -> list[Provider]:
-    """Every provider a server process needs, chosen from `settings`."""
+class EngineProvider(Provider):
+    """The engine and its node runners, for whichever process runs executions."""
+
+    def __init__(self, allow_private_network: bool) -> None:
+        super().__init__()
+        self._allow_private_network = allow_private_network
+
+    @provide(scope=Scope.APP)
+    async def http_runner(self) -> AsyncIterator[HttpRequestRunner]:
+        runner = HttpRequestRunner(allow_private_network=self._allow_private_network)
+        try:
+            yield runner
+        finally:
+            await runner.aclose()
+
+    @provide(scope=Scope.APP)
+    def engine(self, http: HttpRequestRunner, clock: Clock) -> Engine:
+        return Engine({**basic_runners(), "http.request": http}, JmesPathEvaluator(), clock)
+
+
+class BackgroundProvider(Provider):
+    """What runs beside requests: the API relays its outbox; a worker (or embedded mode, which
+    is both) runs executions. Services are built from their dependencies, never looked up."""
+
+    def __init__(self, *, relay: bool, worker: bool, concurrency: int = 4) -> None:
+        super().__init__()
+        self._relay, self._worker, self._concurrency = relay, worker, concurrency
+
+    @provide(scope=Scope.APP)
+    def background(
+        self,
+        container: AsyncContainer,
+        relay: OutboxRelay,
+        queue: ExecutionQueue,
+        engine: Engine,
+    ) -> Background:
+        services: list[Service] = [relay.run] if self._relay else []
+        if self._worker:
+            worker = Worker(container, queue, engine, concurrency=self._concurrency)
+            services.append(worker.run)
+        return Background(services)
+
+
+def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Provider]:
+    """Every provider a process needs, chosen from `settings`: the API server relays its
+    outbox; a worker runs executions; embedded mode does both in one process."""
+    runs_executions = settings.mode in (Mode.WORKER, Mode.EMBEDDED)
     return [
         CoreProvider(),
         SqlProvider(settings.database_url),
@@ -237,6 +293,12 @@ def providers_for(settings: Settings) -> list[Provider]:
         secrets_provider(settings),
         queue_provider(settings),
         outbox_provider(settings),
+        EngineProvider(settings.http_node_allow_private_network),
+        BackgroundProvider(
+            relay=settings.mode is not Mode.WORKER,
+            worker=runs_executions,
+            concurrency=worker_concurrency,
+        ),
         AuthProvider(settings),
     ]
 
@@ -265,5 +327,23 @@ async def sweep_secrets(settings: Settings) -> int:
         async with container() as scope:
             sweep = await scope.get(SweepSecrets)
             return await sweep()
+    finally:
+        await container.close()
+
+
+async def run_worker(settings: Settings, concurrency: int) -> None:
+    """`flowbuilder worker`: run executions until SIGTERM or SIGINT, then stop gracefully."""
+    container = make_async_container(*providers_for(settings, worker_concurrency=concurrency))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    background = await container.get(Background)
+    try:
+        await background.start()
+        _log.info("worker started (concurrency %d)", concurrency)
+        await stop.wait()
+        _log.info("worker stopping: finishing the runs in progress")
+        await background.stop()
     finally:
         await container.close()

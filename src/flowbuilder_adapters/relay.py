@@ -15,6 +15,7 @@ from flowbuilder_adapters.sql.tables import outbox
 from flowbuilder_core.executions.model import ExecutionRequested
 from flowbuilder_core.executions.ports import ExecutionQueue
 from flowbuilder_core.shared.clock import Clock
+from flowbuilder_core.shared.errors import DependencyUnavailableError
 
 _log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=5)
@@ -55,11 +56,15 @@ class OutboxRelay:
             try:
                 while await self.deliver_due() == self._batch_size:
                     pass
+            except DependencyUnavailableError as exc:
+                _log.warning("outbox relay: %s Retrying.", exc.detail)
             except Exception:
                 _log.warning("outbox relay pass failed; retrying", exc_info=True)
             self._wake.clear()
             waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=self._sweep_seconds, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                waiters, timeout=self._sweep_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
             for waiter in waiters:
                 waiter.cancel()
 

@@ -25,6 +25,7 @@ class Mode(StrEnum):
     """What the process is for: each needs a different part of the configuration."""
 
     SERVE = "serve"
+    WORKER = "worker"
     EMBEDDED = "embedded"
     MIGRATE = "migrate"
 
@@ -115,16 +116,18 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
             "SECRETS_ENCRYPTION_KEY: required when USE_DB_SECRETS=true "
             "(comma-separated <key id>:<base64 of 32 bytes>)"
         )
-    if mode is Mode.SERVE:
-        if not (
-            settings.clerk_jwks_url or settings.clerk_frontend_url or settings.clerk_secret_key
-        ):
-            reader.problems.append(
-                "CLERK_FRONTEND_URL: not set (nor CLERK_JWKS_URL or CLERK_SECRET_KEY); "
-                "the server cannot verify sign-ins"
-            )
-        if settings.workflow_queue_url is None and "WORKFLOW_QUEUE_URL" not in reader.invalid:
-            reader.problems.append("WORKFLOW_QUEUE_URL: required outside embedded mode")
+    queue_missing = (
+        settings.workflow_queue_url is None and "WORKFLOW_QUEUE_URL" not in reader.invalid
+    )
+    if mode in (Mode.SERVE, Mode.WORKER) and queue_missing:
+        reader.problems.append("WORKFLOW_QUEUE_URL: required outside embedded mode")
+    if mode is Mode.SERVE and not (
+        settings.clerk_jwks_url or settings.clerk_frontend_url or settings.clerk_secret_key
+    ):
+        reader.problems.append(
+            "CLERK_FRONTEND_URL: not set (nor CLERK_JWKS_URL or CLERK_SECRET_KEY); "
+            "the server cannot verify sign-ins"
+        )
     if reader.problems:
         raise SettingsError(reader.problems)
     return settings

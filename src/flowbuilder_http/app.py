@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from flowbuilder_adapters.background import Background
 from flowbuilder_adapters.bootstrap import providers_for
 from flowbuilder_adapters.settings import Mode, Settings, load_settings
 from flowbuilder_core.shared.errors import FlowbuilderError
@@ -44,6 +45,13 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
     container = make_async_container(
         *chosen, PrincipalProvider(), IdempotencyProvider(), LitestarProvider()
     )
+
+    async def start_background() -> None:
+        await (await container.get(Background)).start()
+
+    async def stop_background() -> None:
+        await (await container.get(Background)).stop()
+
     api = Router(
         path="/api",
         route_handlers=[workflows_router, credentials_router, executions_router, node_types],
@@ -77,7 +85,8 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
                 }
             ),
         ),
-        on_shutdown=[container.close],
+        on_startup=[start_background],
+        on_shutdown=[stop_background, container.close],
         debug=False,
         logging_config=None,  # ours (configure_logging) stamps every line with the request id
     )

@@ -9,10 +9,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowbuilder_adapters.bootstrap import reencrypt_database, secrets_provider, sweep_secrets
+from flowbuilder_adapters.bootstrap import (
+    reencrypt_database,
+    run_worker,
+    secrets_provider,
+    sweep_secrets,
+)
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings, SettingsError, load_settings
 from flowbuilder_adapters.sql.migrate import upgrade
+from flowbuilder_http.observability import configure_logging
 
 EMBEDDED_BANNER = (
     "FlowBuilder is running in EMBEDDED mode: SQLite and a local token issuer under {dir}/, "
@@ -56,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         "--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default one day)"
     )
     dev_token.set_defaults(run=_dev_token)
+
+    worker = commands.add_parser("worker", help="run executions from the queue")
+    worker.add_argument(
+        "--concurrency", type=int, default=4, help="executions run at once (default 4)"
+    )
+    worker.set_defaults(run=_worker)
 
     secrets = commands.add_parser("secrets", help="maintain the stored credential secrets")
     secrets_commands = secrets.add_subparsers(required=True, metavar="ACTION")
@@ -107,6 +119,14 @@ def _run_server(host: str, port: int) -> None:
         workers=1,
         log_access=False,
     ).serve()
+
+
+def _worker(args: argparse.Namespace) -> None:
+    if args.concurrency < 1:
+        raise SettingsError(["--concurrency: must be at least 1"])
+    settings = load_settings(os.environ, Mode.WORKER)
+    configure_logging()
+    asyncio.run(run_worker(settings, args.concurrency))
 
 
 def _migrate(_: argparse.Namespace) -> None:

@@ -40,8 +40,9 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # At DEBUG, botocore logs whole request bodies: a Secrets Manager SecretString among them.
-    for chatty in ("botocore", "aiobotocore", "boto3", "urllib3"):
+    # At DEBUG, botocore logs whole request bodies (a SecretString among them), and httpx logs
+    # every URL a workflow node calls, query string and all.
+    for chatty in ("botocore", "aiobotocore", "boto3", "urllib3", "httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dishka import Provider, Scope, alias, provide
 
+from flowbuilder_adapters.background import Background
 from flowbuilder_adapters.memory.credentials import (
     MemoryCredentialDirectory,
     MemoryCredentialRepository,
@@ -64,6 +65,10 @@ class MemoryProvider(Provider):
     @provide(scope=Scope.APP)
     def rate_limiter(self, store: MemoryStore) -> RateLimiter:
         return MemoryRateLimiter(store, self._rate_per_second, self._burst)
+
+    @provide(scope=Scope.APP)
+    def background(self) -> Background:
+        return Background()
 
     idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)

@@ -47,16 +47,20 @@ async def live() -> LiveOut:
 @inject
 async def ready(health: FromDishka[HealthProbe]) -> Response[ReadyOut]:
     """200 when the database answers, else 503; the body is the readiness report either way.
-    The queue and the outbox arrive with the executions feature and never fail readiness."""
-    database_up = await health.database_ready()
+    The queue and the outbox backlog are reported but never fail readiness."""
+    readiness = await health.check()
     report = ReadyOut(
-        status="ready" if database_up else "unavailable",
+        status="ready" if readiness.database else "unavailable",
         checks={
-            "database": CheckOut("up" if database_up else "down"),
-            "queue": CheckOut("not_in_use"),
-            "outbox": CheckOut("not_in_use"),
+            "database": CheckOut("up" if readiness.database else "down"),
+            "queue": CheckOut(readiness.queue),
+            "outbox": CheckOut(
+                "unknown" if readiness.outbox_backlog is None else "ok",
+                backlog=readiness.outbox_backlog,
+            ),
         },
     )
+    database_up = readiness.database
     return Response(report, status_code=200 if database_up else 503)
 
 

@@ -1,0 +1,46 @@
+"""Long-running tasks of a process (the outbox relay; in embedded mode the worker too)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+_log = logging.getLogger(__name__)
+
+Service = Callable[[asyncio.Event], Awaitable[None]]
+"""Runs until the event is set, then returns."""
+
+
+class Background:
+    """Starts services with the application and stops them with it, in reverse order."""
+
+    def __init__(self, services: Sequence[Service] = ()) -> None:
+        self._services = list(services)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.create_task(_guarded(s, self._stop)) for s in self._services]
+
+    async def stop(self, grace_seconds: float = 30.0) -> None:
+        self._stop.set()
+        for task in reversed(self._tasks):
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace_seconds)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._tasks = []
+
+
+async def _guarded(service: Service, stop: asyncio.Event) -> None:
+    try:
+        await service(stop)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        _log.exception("background service stopped by an error")

@@ -1,0 +1,208 @@
+"""The queue consumer: claims executions and runs them (a driving adapter, like HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from dishka import AsyncContainer
+
+from flowbuilder_core.credentials.use_cases import ResolveCredential
+from flowbuilder_core.executions.engine import Engine
+from flowbuilder_core.executions.model import (
+    ExecutionError,
+    ExecutionId,
+    ExecutionStatus,
+    StepResult,
+)
+from flowbuilder_core.executions.ports import (
+    CredentialResolver,
+    Delivery,
+    ExecutionQueue,
+    ResolvedSecret,
+)
+from flowbuilder_core.executions.use_cases import (
+    FinishExecution,
+    FinishLostExecutions,
+    Outcome,
+    RecordStep,
+    StartExecution,
+)
+from flowbuilder_core.shared.errors import DependencyUnavailableError
+from flowbuilder_core.shared.ids import UserId
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+class ScopedCredentialResolver(CredentialResolver):
+    """Resolves a credential in a scope of its own (a short transaction, never held by a run)."""
+
+    def __init__(self, container: AsyncContainer) -> None:
+        self._container = container
+
+    async def resolve(self, owner: UserId, credential_id: uuid.UUID) -> ResolvedSecret:
+        async with self._container() as scope:
+            resolved = await (await scope.get(ResolveCredential))(owner, credential_id)
+        return ResolvedSecret(resolved.credential.type, resolved.data)
+
+
+class Worker:
+    """Runs up to `concurrency` executions at once from `queue`.
+
+    - A run holds no database connection: each step, heartbeat and status change is its own
+      short transaction, so a slow node blocks nobody (embedded SQLite has one connection).
+    - While a run is in progress its message stays invisible (`extend`) and its heartbeat
+      fresh; the message is acknowledged only after the outcome is recorded, so a worker that
+      dies loses no run: the message returns, and a claimed run whose heartbeat stops is
+      finished as `worker_lost` by any worker's sweep.
+    - `stop` set (SIGTERM): no new messages; runs in progress get `grace_seconds` to finish,
+      then are recorded as failed (`worker_stopped`, retryable) and acknowledged.
+    """
+
+    def __init__(
+        self,
+        container: AsyncContainer,
+        queue: ExecutionQueue,
+        engine: Engine,
+        *,
+        concurrency: int = 4,
+        visibility_seconds: int = 60,
+        heartbeat_seconds: float = 15.0,
+        sweep_seconds: float = 30.0,
+        poll_seconds: float = 10.0,
+        grace_seconds: float = 25.0,
+    ) -> None:
+        self._container, self._queue, self._engine = container, queue, engine
+        self._concurrency = concurrency
+        self._visibility, self._heartbeat = visibility_seconds, heartbeat_seconds
+        self._sweep_every, self._poll, self._grace = sweep_seconds, poll_seconds, grace_seconds
+        self._credentials = ScopedCredentialResolver(container)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        runs: set[asyncio.Task[None]] = set()
+        sweeper = asyncio.create_task(self._sweep(stop))
+        try:
+            while not stop.is_set():
+                if len(runs) >= self._concurrency:
+                    await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                deliveries = await self._receive(self._concurrency - len(runs), stop)
+                for delivery in deliveries:
+                    task = asyncio.create_task(self._handle(delivery))
+                    runs.add(task)
+                    task.add_done_callback(runs.discard)
+        finally:
+            sweeper.cancel()
+            if runs:
+                _, late = await asyncio.wait(runs, timeout=self._grace)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+
+    async def _receive(self, room: int, stop: asyncio.Event) -> list[Delivery]:
+        receiving = asyncio.ensure_future(self._queue.receive(min(room, 10), self._poll))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not receiving.done():
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
+            return []
+        try:
+            return list(receiving.result())
+        except DependencyUnavailableError:
+            _log.warning("the queue is unavailable; retrying in a few seconds")
+            await _sleep_unless(stop, 5)
+            return []
+
+    async def _handle(self, delivery: Delivery) -> None:
+        message = delivery.message
+        if message is None:
+            # Not acknowledged: after the queue's maximum receive count it goes to the DLQ.
+            _log.error("an undecodable queue message was received; leaving it to the DLQ")
+            return
+        keep_alive = asyncio.create_task(self._keep_alive(delivery, message.execution_id))
+        try:
+            await self._run(delivery, message.execution_id)
+        except asyncio.CancelledError:
+            stopped = ExecutionError("worker_stopped", "The worker stopped before the run ended.")
+            await asyncio.shield(
+                self._finish(message.execution_id, ExecutionStatus.FAILED, stopped)
+            )
+            await asyncio.shield(self._queue.ack(delivery))
+            raise
+        except Exception:
+            _log.exception("a run failed outside its nodes; the message will come back")
+        finally:
+            keep_alive.cancel()
+
+    async def _run(self, delivery: Delivery, execution_id: ExecutionId) -> None:
+        message = delivery.message
+        assert message is not None
+        started = await self._use(StartExecution, lambda start: start(message))
+        if started is None:  # a duplicate delivery, or cancelled before it started
+            await self._queue.ack(delivery)
+            return
+        execution = started.execution
+
+        async def on_step(step: StepResult) -> None:
+            await self._use(RecordStep, lambda record: record(execution_id, step))
+
+        async def cancelled() -> bool:
+            status = await self._use(RecordStep, lambda record: record(execution_id, None))
+            return status is ExecutionStatus.CANCELLED
+
+        outcome = await self._engine.run(
+            owner=execution.owner_id,
+            definition=started.definition,
+            input=execution.input,
+            credentials=self._credentials,
+            on_step=on_step,
+            cancelled=cancelled,
+        )
+        await self._finish(execution_id, outcome.status, outcome.error)
+        await self._queue.ack(delivery)
+
+    async def _finish(
+        self, execution_id: ExecutionId, status: ExecutionStatus, error: ExecutionError | None
+    ) -> None:
+        await self._use(
+            FinishExecution, lambda finish: finish(execution_id, Outcome(status, error))
+        )
+
+    async def _keep_alive(self, delivery: Delivery, execution_id: ExecutionId) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await self._queue.extend(delivery, self._visibility)
+                await self._use(RecordStep, lambda record: record(execution_id, None))
+            except Exception:
+                _log.warning("heartbeat failed; will try again", exc_info=True)
+
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                lost = await self._use(FinishLostExecutions, lambda sweep: sweep())
+                if lost:
+                    _log.warning("finished %d execution(s) whose worker was lost", lost)
+            except Exception:
+                _log.warning("the lost-execution sweep failed", exc_info=True)
+            await _sleep_unless(stop, self._sweep_every)
+
+    async def _use(self, kind: type[U], call: Callable[[U], Awaitable[T]]) -> T:
+        async with self._container() as scope:
+            return await call(await scope.get(kind))
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
