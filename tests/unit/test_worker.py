@@ -1,0 +1,190 @@
+"""The worker over the in-memory adapters and queue: claim once, run, record, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from dishka import AsyncContainer, make_async_container
+
+from flowbuilder_adapters.bootstrap import CoreProvider, EngineProvider
+from flowbuilder_adapters.memory import MemoryProvider, MemoryStore
+from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
+from flowbuilder_adapters.worker import Worker
+from flowbuilder_core.executions.engine import Engine
+from flowbuilder_core.executions.model import ExecutionRequested, ExecutionStatus, StepStatus
+from flowbuilder_core.executions.use_cases import (
+    CancelExecution,
+    ExecuteCommand,
+    ExecuteWorkflow,
+    FinishLostExecutions,
+    StartExecution,
+)
+from flowbuilder_core.shared.clock import SystemClock
+from flowbuilder_core.shared.identity import Principal
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.workflows.use_cases import CreateWorkflow, WorkflowInput
+
+ALICE = Principal(UserId("user_alice"))
+
+
+def chain(*nodes: dict[str, Any]) -> dict[str, Any]:
+    all_nodes = [{"id": "start", "type": "trigger.manual"}, *nodes]
+    edges = [{"source": a["id"], "target": b["id"]} for a, b in itertools.pairwise(all_nodes)]
+    return {"nodes": all_nodes, "edges": edges}
+
+
+@dataclass
+class Harness:
+    container: AsyncContainer
+    store: MemoryStore
+    queue: InMemoryExecutionQueue
+
+    async def use(self, kind: type[Any]) -> Any:
+        async with self.container() as scope:
+            return await scope.get(kind)
+
+    async def request(self, definition: dict[str, Any], execution_input: Any = None) -> uuid.UUID:
+        async with self.container() as scope:
+            workflow = await (await scope.get(CreateWorkflow))(
+                ALICE, WorkflowInput("w", definition=definition)
+            )
+        async with self.container() as scope:
+            execution = await (await scope.get(ExecuteWorkflow))(
+                ALICE, ExecuteCommand(workflow.id, execution_input)
+            )
+        for message in self.store.outbox:
+            await self.queue.send(message)
+        self.store.outbox.clear()
+        return execution.id
+
+    def status(self, execution_id: uuid.UUID) -> ExecutionStatus:
+        return next(e for i, e in self.store.executions.items() if i == execution_id).status
+
+
+@pytest.fixture(name="h")
+async def harness() -> AsyncIterator[Harness]:
+    store = MemoryStore()
+    container = make_async_container(
+        CoreProvider(), MemoryProvider(store), EngineProvider(allow_private_network=False)
+    )
+    yield Harness(container, store, InMemoryExecutionQueue(visibility_timeout=5))
+    await container.close()
+
+
+async def eventually(condition: Any, seconds: float = 10) -> None:
+    """Poll a condition another task makes true (no event exists to wait on)."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - the state lives in another task's store
+            await asyncio.sleep(0.01)
+
+
+async def run_worker(h: Harness, until: Any, **options: Any) -> None:
+    stop = asyncio.Event()
+    worker = Worker(h.container, h.queue, await h.container.get(Engine), **options)
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await eventually(until)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_a_queued_execution_runs_to_success_with_every_step_recorded(h: Harness) -> None:
+    execution_id = await h.request(
+        chain({"id": "set", "type": "data.set", "parameters": {"value": "{{ input.n }}"}}),
+        {"n": 7},
+    )
+
+    await run_worker(h, lambda: h.status(execution_id).finished, poll_seconds=0.05)
+
+    execution = h.store.executions[execution_id]  # type: ignore[index]
+    assert execution.status is ExecutionStatus.SUCCEEDED
+    assert [(s.node_id, s.status, s.output) for s in execution.steps] == [
+        ("start", StepStatus.SUCCEEDED, {"n": 7}),
+        ("set", StepStatus.SUCCEEDED, 7),
+    ]
+    assert len(h.queue) == 0
+
+
+async def test_a_message_delivered_twice_runs_once(h: Harness) -> None:
+    execution_id = await h.request(
+        chain({"id": "set", "type": "data.set", "parameters": {"value": 1}})
+    )
+    await h.queue.send(ExecutionRequested.of(h.store.executions[execution_id]))  # type: ignore[index]
+
+    await run_worker(h, lambda: len(h.queue) == 0, poll_seconds=0.05)
+
+    started = await h.use(StartExecution)
+    assert await started(ExecutionRequested.of(h.store.executions[execution_id])) is None  # type: ignore[index]
+    assert h.status(execution_id) is ExecutionStatus.SUCCEEDED
+    assert len(h.store.executions[execution_id].steps) == 2  # type: ignore[index]
+
+
+async def test_a_cancelled_run_stops_before_its_next_node(h: Harness) -> None:
+    execution_id = await h.request(
+        chain(
+            {"id": "wait", "type": "util.delay", "parameters": {"seconds": 0.3}},
+            {"id": "after", "type": "data.set", "parameters": {"value": 1}},
+        )
+    )
+
+    async def cancel_when_waiting() -> None:
+        await eventually(lambda: h.status(execution_id) is ExecutionStatus.RUNNING)
+        await (await h.use(CancelExecution))(ALICE, execution_id)
+
+    canceller = asyncio.create_task(cancel_when_waiting())
+    await run_worker(h, lambda: len(h.queue) == 0 and canceller.done(), poll_seconds=0.05)
+
+    execution = h.store.executions[execution_id]  # type: ignore[index]
+    assert execution.status is ExecutionStatus.CANCELLED
+    assert {s.node_id: s.status for s in execution.steps}["after"] is StepStatus.SKIPPED
+
+
+async def test_a_stopping_worker_records_an_unfinished_run_as_stopped(h: Harness) -> None:
+    execution_id = await h.request(
+        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 30}})
+    )
+
+    await run_worker(
+        h,
+        lambda: h.status(execution_id) is ExecutionStatus.RUNNING,
+        poll_seconds=0.05,
+        grace_seconds=0.1,
+    )
+
+    execution = h.store.executions[execution_id]  # type: ignore[index]
+    assert execution.status is ExecutionStatus.FAILED
+    assert execution.error is not None
+    assert execution.error.code == "worker_stopped"
+    assert len(h.queue) == 0
+
+
+async def test_a_run_whose_heartbeat_stopped_is_finished_as_worker_lost(h: Harness) -> None:
+    execution_id = await h.request(chain())
+    message = ExecutionRequested.of(h.store.executions[execution_id])  # type: ignore[index]
+    await (await h.use(StartExecution))(message)
+
+    class Later(SystemClock):
+        def now(self) -> datetime:
+            return datetime.now(UTC) + timedelta(minutes=2)
+
+    later = make_async_container(
+        CoreProvider(clock=Later()), MemoryProvider(h.store), EngineProvider(False)
+    )
+    async with later() as scope:
+        finished = await (await scope.get(FinishLostExecutions))()
+    await later.close()
+
+    execution = h.store.executions[execution_id]  # type: ignore[index]
+    assert finished == 1
+    assert (execution.status, execution.error and execution.error.code) == (
+        ExecutionStatus.FAILED,
+        "worker_lost",
+    )
