@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.keyset import newest_first
 from flowbuilder_adapters.sql.tables import credentials
-from flowbuilder_adapters.sql.workflows import keyset_before
 from flowbuilder_core.credentials.model import Credential, CredentialId, SecretRef
 from flowbuilder_core.credentials.ports import CredentialRepository
 from flowbuilder_core.shared.ids import UserId
@@ -84,18 +83,9 @@ class SqlCredentialRepository(CredentialRepository):
         query = select(credentials).where(credentials.c.owner_id == owner)
         if credential_type is not None:
             query = query.where(credentials.c.type == credential_type)
-        if request.after is not None:
-            query = query.where(
-                keyset_before(
-                    credentials.c.created_at,
-                    credentials.c.id,
-                    datetime.fromisoformat(str(request.after[0])),
-                    uuid.UUID(str(request.after[1])),
-                )
-            )
-        query = query.order_by(credentials.c.created_at.desc(), credentials.c.id.desc())
+        query = newest_first(query, credentials.c.created_at, credentials.c.id, request)
         async with translate_errors():
-            rows = (await self._connection.execute(query.limit(request.limit + 1))).all()
+            rows = (await self._connection.execute(query)).all()
         return [credential_from_row(row) for row in rows]
 
     async def secret_refs(self) -> set[SecretRef]:

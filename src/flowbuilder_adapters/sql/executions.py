@@ -11,9 +11,9 @@ from sqlalchemy import Row, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.keyset import newest_first
 from flowbuilder_adapters.sql.tables import execution_steps, executions, outbox, rate_limit_buckets
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
-from flowbuilder_adapters.sql.workflows import keyset_before
 from flowbuilder_core.executions.model import (
     Execution,
     ExecutionError,
@@ -228,18 +228,9 @@ class SqlExecutionRepository(ExecutionRepository):
             query = query.where(executions.c.created_at >= where.created_after)
         if where.created_before is not None:
             query = query.where(executions.c.created_at < where.created_before)
-        if request.after is not None:
-            query = query.where(
-                keyset_before(
-                    executions.c.created_at,
-                    executions.c.id,
-                    datetime.fromisoformat(str(request.after[0])),
-                    uuid.UUID(str(request.after[1])),
-                )
-            )
-        query = query.order_by(executions.c.created_at.desc(), executions.c.id.desc())
+        query = newest_first(query, executions.c.created_at, executions.c.id, request)
         async with translate_errors():
-            rows = (await self._connection.execute(query.limit(request.limit + 1))).all()
+            rows = (await self._connection.execute(query)).all()
         return [execution_from_row(row) for row in rows]
 
 

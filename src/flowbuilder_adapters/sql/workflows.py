@@ -7,11 +7,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists
 from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.keyset import newest_first
 from flowbuilder_adapters.sql.tables import (
     workflow_credentials,
     workflow_tags,
@@ -228,11 +229,7 @@ class SqlWorkflowRepository(WorkflowRepository):
         if where.q is not None:
             pattern = like_contains(where.q)
             query = query.where(func.lower(workflows.c.name).like(func.lower(pattern), escape="\\"))
-        if request.after is not None:
-            after_created_at = datetime.fromisoformat(str(request.after[0]))
-            after_id = uuid.UUID(str(request.after[1]))
-            query = query.where(keyset_before(created_at, id_, after_created_at, after_id))
-        query = query.order_by(created_at.desc(), id_.desc()).limit(request.limit + 1)
+        query = newest_first(query, created_at, id_, request)
         async with translate_errors():
             rows = (await self._connection.execute(query)).all()
         return [workflow_from_row(row) for row in rows]
@@ -306,18 +303,3 @@ class SqlWorkflowRepository(WorkflowRepository):
         await self._connection.execute(
             delete(workflow_tags).where(workflow_tags.c.workflow_id == workflow_id)
         )
-
-
-def keyset_before(
-    created_at: ColumnElement[datetime],
-    id_: ColumnElement[uuid.UUID],
-    after_created_at: datetime,
-    after_id: uuid.UUID,
-) -> ColumnElement[bool]:
-    """`(created_at, id) < (after_created_at, after_id)`, spelled so that SQLite understands it
-    and both planners bound the index scan: the leading `created_at <=` is implied by the rest,
-    but without it the OR would make Postgres read every newer row before the position."""
-    return and_(
-        created_at <= after_created_at,
-        or_(created_at < after_created_at, and_(created_at == after_created_at, id_ < after_id)),
-    )
