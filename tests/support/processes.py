@@ -112,3 +112,36 @@ def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, st
 
 def bearer(key: SigningKey, issuer: str, user: str, **claims: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(key, sub=user, iss=issuer, **claims)}"}
+
+
+@contextmanager
+def worker(
+    args: list[str], env: Mapping[str, str], cwd: Path, name: str = "worker"
+) -> Iterator[Path]:
+    """`flowbuilder worker <args>` until its log says it started; SIGTERM afterwards, then a
+    wait for it to finish its runs in progress. Yields the path of its log (stdout + stderr)."""
+    log = cwd / f"{name}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [FLOWBUILDER, "worker", *args],
+            env=dict(env),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "worker started" not in log.read_text():
+            if process.poll() is not None:
+                raise AssertionError(f"worker exited with {process.returncode}:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=40)  # the worker gives runs in progress 25 s to finish
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -200,7 +200,11 @@ class ListExecutions:
         limit = check_limit(query.limit)
         where = _filter(query)
         if of_workflow:
-            workflow = await self._workflows.get(WorkflowId(query.workflow_id or uuid.UUID(int=0)))
+            workflow = (
+                await self._workflows.get(WorkflowId(query.workflow_id))
+                if query.workflow_id is not None
+                else None
+            )
             if workflow is None or workflow.owner_id != actor.user_id:
                 raise WorkflowNotFoundError
         scope = (
