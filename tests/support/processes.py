@@ -96,18 +96,18 @@ def server(
 
 def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, str]:
     url = make_url(database_url)
-    return clean_env(
-        DB_HOST=str(url.host),
-        DB_PORT=str(url.port),
-        DB_NAME=str(url.database),
-        DB_USER=str(url.username),
-        DB_PASSWORD=url.password or "",
-        DB_SSL_MODE="disable",
-        CLERK_FRONTEND_URL=frontend_url,
-        CLERK_AUTHORIZED_PARTIES=AUTHORIZED_PARTY,
-        WORKFLOW_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
-        **extra,
-    )
+    settings = {
+        "DB_HOST": str(url.host),
+        "DB_PORT": str(url.port),
+        "DB_NAME": str(url.database),
+        "DB_USER": str(url.username),
+        "DB_PASSWORD": url.password or "",
+        "DB_SSL_MODE": "disable",
+        "CLERK_FRONTEND_URL": frontend_url,
+        "CLERK_AUTHORIZED_PARTIES": AUTHORIZED_PARTY,
+        "WORKFLOW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
+    }
+    return clean_env(**{**settings, **extra})
 
 
 def bearer(key: SigningKey, issuer: str, user: str, **claims: Any) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowbuilder_adapters.sql.dialect import insert_unless_exists
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.keyset import newest_first
 from flowbuilder_adapters.sql.tables import execution_steps, executions, outbox, rate_limit_buckets
@@ -269,14 +270,14 @@ class SqlRateLimiter(RateLimiter):
         if self._connection.dialect.name == "postgresql":
             query = query.with_for_update()
         async with translate_errors():
-            row = (await self._connection.execute(query)).one_or_none()
-            if row is None:
-                await self._connection.execute(
-                    insert(rate_limit_buckets).values(
-                        owner_id=owner, tokens=self._burst - 1, updated_at=now
-                    )
+            # A full bucket for a new user first; concurrent first requests then all find the
+            # row and queue on its lock instead of racing to insert it.
+            await self._connection.execute(
+                insert_unless_exists(self._connection, rate_limit_buckets).values(
+                    owner_id=owner, tokens=float(self._burst), updated_at=now
                 )
-                return None
+            )
+            row = (await self._connection.execute(query)).one()
             elapsed = max(0.0, (now - row.updated_at).total_seconds())
             tokens = min(float(self._burst), row.tokens + elapsed * self._rate)
             if tokens < 1:
@@ -284,7 +285,7 @@ class SqlRateLimiter(RateLimiter):
             await self._connection.execute(
                 update(rate_limit_buckets)
                 .where(rate_limit_buckets.c.owner_id == owner)
-                .values(tokens=tokens - 1, updated_at=now)
+                .values(tokens=tokens - 1, updated_at=max(now, row.updated_at))
             )
         return None
 

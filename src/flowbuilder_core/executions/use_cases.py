@@ -127,9 +127,10 @@ class _Requesting:
             raise NotRunnableError(problems, "The workflow cannot run: " + problems[0].message)
 
     async def _request(self, execution: Execution) -> Execution:
-        await _take_token(self._rate, execution.owner_id, self._clock.now())
         await self._executions.add(execution)
         await self._outbox.add(ExecutionRequested.of(execution))
+        # Last before the commit: the bucket's row lock is then held as briefly as possible.
+        await _take_token(self._rate, execution.owner_id, self._clock.now())
         await self._uow.commit()
         return execution
 

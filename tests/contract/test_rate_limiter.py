@@ -1,0 +1,57 @@
+"""The RateLimiter contract: a token bucket per user, over every adapter."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from dishka import AsyncContainer
+
+from flowbuilder_core.executions.ports import RateLimiter
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.uow import UnitOfWork
+
+from support.contract import T0
+
+ALICE, BOB = UserId("user_alice"), UserId("user_bob")
+
+
+async def take(container: AsyncContainer, owner: UserId, seconds: float = 0) -> float | None:
+    async with container() as scope:
+        wait = await (await scope.get(RateLimiter)).take(owner, T0 + timedelta(seconds=seconds))
+        await (await scope.get(UnitOfWork)).commit()
+        return wait
+
+
+async def test_a_full_bucket_gives_its_burst_then_says_how_long_to_wait(
+    container: AsyncContainer,
+) -> None:
+    taken = [await take(container, ALICE) for _ in range(100)]
+
+    refused = await take(container, ALICE)
+
+    assert taken == [None] * 100
+    assert refused is not None
+    assert 0 < refused <= 1 / 20
+
+
+async def test_the_bucket_refills_at_its_rate_and_each_user_has_their_own(
+    container: AsyncContainer,
+) -> None:
+    for _ in range(100):
+        await take(container, ALICE)
+
+    after_a_second = [await take(container, ALICE, 1) for _ in range(21)]
+    bob = await take(container, BOB)
+
+    assert after_a_second[:20] == [None] * 20
+    assert after_a_second[20] is not None
+    assert bob is None
+
+
+async def test_concurrent_first_requests_of_a_new_user_all_take_a_token(
+    container: AsyncContainer,
+) -> None:
+    results = await asyncio.gather(*(take(container, UserId("user_new")) for _ in range(10)))
+
+    assert results == [None] * 10
