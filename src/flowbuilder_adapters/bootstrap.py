@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
+from functools import partial
 
 import aioboto3
 from dishka import AsyncContainer, Provider, Scope, make_async_container, provide, provide_all
@@ -33,7 +34,7 @@ from flowbuilder_adapters.sql.executions import SqlOutbox, SqlRateLimiter
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.provider import SqlProvider
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
-from flowbuilder_adapters.worker import Worker
+from flowbuilder_adapters.worker import Worker, sweep_lost_executions
 from flowbuilder_core.credentials.ports import SecretStore
 from flowbuilder_core.credentials.use_cases import (
     CreateCredential,
@@ -275,7 +276,9 @@ class BackgroundProvider(Provider):
         queue: ExecutionQueue,
         engine: Engine,
     ) -> Background:
-        services: list[Service] = [relay.run] if self._relay else []
+        services: list[Service] = [partial(sweep_lost_executions, container)]
+        if self._relay:
+            services.append(relay.run)
         if self._worker:
             worker = Worker(container, queue, engine, concurrency=self._concurrency)
             services.append(worker.run)

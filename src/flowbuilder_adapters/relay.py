@@ -21,6 +21,10 @@ _log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=5)
 
 
+def _backoff(attempts: int) -> timedelta:
+    return min(MAX_BACKOFF, timedelta(seconds=2 ** min(attempts, 12)))
+
+
 class OutboxRelay:
     """Delivers outbox rows to the queue, at least once.
 
@@ -82,19 +86,24 @@ class OutboxRelay:
         sent = []
         async with translate_errors(), self._engine.begin() as connection:
             rows = (await connection.execute(query)).all()
-            for row in rows:
+            for index, row in enumerate(rows):
                 try:
                     await self._queue.send(ExecutionRequested.from_json(row.message))
                 except Exception as exc:
+                    # The queue is down: back the rest of the batch off now rather than hold
+                    # these row locks through one timeout per row.
                     self.queue_up = False
                     _log.warning("queue send failed (%s); will retry", type(exc).__name__)
-                    delay = min(MAX_BACKOFF, timedelta(seconds=2 ** min(row.attempts, 12)))
-                    await connection.execute(
-                        update(outbox)
-                        .where(outbox.c.id == row.id)
-                        .values(attempts=row.attempts + 1, available_at=now + delay)
-                    )
-                    continue
+                    for unsent in rows[index:]:
+                        await connection.execute(
+                            update(outbox)
+                            .where(outbox.c.id == unsent.id)
+                            .values(
+                                attempts=unsent.attempts + 1,
+                                available_at=now + _backoff(unsent.attempts),
+                            )
+                        )
+                    break
                 self.queue_up = True
                 sent.append(row.id)
             if sent:

@@ -60,7 +60,7 @@ class Worker:
     - While a run is in progress its message stays invisible (`extend`) and its heartbeat
       fresh; the message is acknowledged only after the outcome is recorded, so a worker that
       dies loses no run: the message returns, and a claimed run whose heartbeat stops is
-      finished as `worker_lost` by any worker's sweep.
+      finished as `worker_lost` by `sweep_lost_executions` (run by every API and worker).
     - `stop` set (SIGTERM): no new messages; runs in progress get `grace_seconds` to finish,
       then are recorded as failed (`worker_stopped`, retryable) and acknowledged.
     """
@@ -74,19 +74,17 @@ class Worker:
         concurrency: int = 4,
         visibility_seconds: int = 60,
         heartbeat_seconds: float = 15.0,
-        sweep_seconds: float = 30.0,
         poll_seconds: float = 10.0,
         grace_seconds: float = 25.0,
     ) -> None:
         self._container, self._queue, self._engine = container, queue, engine
         self._concurrency = concurrency
         self._visibility, self._heartbeat = visibility_seconds, heartbeat_seconds
-        self._sweep_every, self._poll, self._grace = sweep_seconds, poll_seconds, grace_seconds
+        self._poll, self._grace = poll_seconds, grace_seconds
         self._credentials = ScopedCredentialResolver(container)
 
     async def run(self, stop: asyncio.Event) -> None:
         runs: set[asyncio.Task[None]] = set()
-        sweeper = asyncio.create_task(self._sweep(stop))
         try:
             while not stop.is_set():
                 if len(runs) >= self._concurrency:
@@ -98,7 +96,6 @@ class Worker:
                     runs.add(task)
                     task.add_done_callback(runs.discard)
         finally:
-            sweeper.cancel()
             if runs:
                 _, late = await asyncio.wait(runs, timeout=self._grace)
                 for task in late:
@@ -121,8 +118,10 @@ class Worker:
             return list(receiving.result())
         except DependencyUnavailableError:
             _log.warning("the queue is unavailable; retrying in a few seconds")
-            await _sleep_unless(stop, 5)
-            return []
+        except Exception:  # a misconfigured queue, say: keep saying so rather than go idle
+            _log.exception("receiving from the queue failed; retrying in a few seconds")
+        await _sleep_unless(stop, 5)
+        return []
 
     async def _handle(self, delivery: Delivery) -> None:
         message = delivery.message
@@ -180,27 +179,40 @@ class Worker:
         )
 
     async def _keep_alive(self, delivery: Delivery, execution_id: ExecutionId) -> None:
+        """Each beat on its own: a queue outage must not make a live run look lost."""
         while True:
-            await asyncio.sleep(self._heartbeat)
             try:
                 await self._queue.extend(delivery, self._visibility)
+            except Exception:
+                _log.warning("could not extend the message's visibility; will try again")
+            await asyncio.sleep(self._heartbeat)
+            try:
                 await self._use(RecordStep, lambda record: record(execution_id, None))
             except Exception:
                 _log.warning("heartbeat failed; will try again", exc_info=True)
 
-    async def _sweep(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                lost = await self._use(FinishLostExecutions, lambda sweep: sweep())
-                if lost:
-                    _log.warning("finished %d execution(s) whose worker was lost", lost)
-            except Exception:
-                _log.warning("the lost-execution sweep failed", exc_info=True)
-            await _sleep_unless(stop, self._sweep_every)
-
     async def _use(self, kind: type[U], call: Callable[[U], Awaitable[T]]) -> T:
-        async with self._container() as scope:
-            return await call(await scope.get(kind))
+        return await _use(self._container, kind, call)
+
+
+async def sweep_lost_executions(
+    container: AsyncContainer, stop: asyncio.Event, every_seconds: float = 30.0
+) -> None:
+    """Finish lost runs as `worker_lost` until `stop`; the API runs it too, so that runs are
+    finished even while no worker is alive."""
+    while not stop.is_set():
+        try:
+            lost = await _use(container, FinishLostExecutions, lambda sweep: sweep())
+            if lost:
+                _log.warning("finished %d execution(s) whose worker was lost", lost)
+        except Exception:
+            _log.warning("the lost-execution sweep failed", exc_info=True)
+        await _sleep_unless(stop, every_seconds)
+
+
+async def _use(container: AsyncContainer, kind: type[U], call: Callable[[U], Awaitable[T]]) -> T:
+    async with container() as scope:
+        return await call(await scope.get(kind))
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
