@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 
 import httpx
@@ -126,3 +127,53 @@ def test_embedded_credentials_are_encrypted_under_a_key_of_its_own_and_never_sho
     assert canary not in next(tmp_path.glob("server-*.log")).read_text()
     key_mode = stat.S_IMODE((tmp_path / ".flowbuilder" / "secrets.key").stat().st_mode)
     assert key_mode == 0o600
+
+
+def test_embedded_mode_runs_an_execution_in_process_within_a_second(tmp_path: Path) -> None:
+    port = free_port()
+    alice = dev_token(tmp_path, "alice")
+    definition = {
+        "nodes": [
+            {"id": "start", "type": "trigger.manual"},
+            {"id": "check", "type": "logic.if", "parameters": {"condition": "input.go"}},
+            {"id": "yes", "type": "data.transform", "parameters": {"expression": "input.n"}},
+            {"id": "no", "type": "data.set", "parameters": {"value": "skipped"}},
+        ],
+        "edges": [
+            {"source": "start", "target": "check"},
+            {"source": "check", "target": "yes", "source_output": "true"},
+            {"source": "check", "target": "no", "source_output": "false"},
+        ],
+    }
+
+    with server(
+        ["serve", "--embedded", "--port", str(port)], clean_env(), port, cwd=tmp_path
+    ) as base:
+        workflow = httpx.post(
+            f"{base}/api/workflows",
+            json={"name": "branch", "definition": definition},
+            headers=alice,
+        )
+        started = time.monotonic()
+        queued = httpx.post(
+            f"{base}{workflow.headers['location']}/execute",
+            json={"input": {"go": True, "n": 42}},
+            headers=alice,
+        )
+        url = f"{base}{queued.headers['location']}"
+        execution = httpx.get(url, headers=alice).json()
+        while execution["status"] in ("queued", "running") and time.monotonic() - started < 5:
+            time.sleep(0.02)
+            execution = httpx.get(url, headers=alice).json()
+        elapsed = time.monotonic() - started
+
+    assert queued.status_code == 202
+    assert execution["status"] == "succeeded"
+    assert elapsed < 1.0
+    assert [(s["node_id"], s["status"]) for s in execution["steps"]] == [
+        ("start", "succeeded"),
+        ("check", "succeeded"),
+        ("yes", "succeeded"),
+        ("no", "skipped"),
+    ]
+    assert execution["steps"][2]["output"] == 42
