@@ -56,7 +56,23 @@ def decode_session_token(
     authorized_parties: frozenset[str] | None,
     leeway: float,
 ) -> UserId:
-    """The user id (`sub`) of a session token signed by `key`.
+    """The user id (`sub`) of a session token signed by `key`; see `decode_session_claims`."""
+    user_id, _ = decode_session_claims(
+        token, key, issuer=issuer, authorized_parties=authorized_parties, leeway=leeway
+    )
+    return user_id
+
+
+def decode_session_claims(
+    token: str,
+    key: RSAPublicKey,
+    *,
+    issuer: str | None,
+    authorized_parties: frozenset[str] | None,
+    leeway: float,
+) -> tuple[UserId, float]:
+    """The user id (`sub`) and expiry (`exp`, seconds since the epoch) of a session token
+    signed by `key`.
 
     Checks: RS256 signature by `key` (no other algorithm, never a key named in the header);
     `exp`, `nbf` and `sub` present, the times valid within `leeway` seconds; `iss` equal to
@@ -93,7 +109,7 @@ def decode_session_token(
             raise UnauthenticatedError("token has no azp but authorized parties are configured")
         if azp not in authorized_parties:
             raise UnauthenticatedError(f"token azp {_quote(azp)} is not an authorized party")
-    return UserId(sub)
+    return UserId(sub), float(claims["exp"])
 
 
 class ClerkTokenVerifier(TokenVerifier):
@@ -113,6 +129,9 @@ class ClerkTokenVerifier(TokenVerifier):
     - `headers` are sent with every fetch: `{"Authorization": "Bearer <CLERK_SECRET_KEY>"}`
       for Clerk's Backend API (`https://api.clerk.com/v1/jwks`).
     - `clock` is monotonic seconds; tests inject one to cross the cooldown without sleeping.
+    - A verified token is remembered (up to `cache_size` of them) until its `exp` plus the
+      leeway by `wall_clock` (epoch seconds): a UI polling with its session token pays the
+      RSA check once. Only verified tokens are remembered.
     """
 
     def __init__(
@@ -128,6 +147,8 @@ class ClerkTokenVerifier(TokenVerifier):
         leeway_s: float = 5.0,
         fetch_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
     ) -> None:
         self._jwks_url = jwks_url
         self._issuer = issuer
@@ -144,12 +165,20 @@ class ClerkTokenVerifier(TokenVerifier):
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
         self._lock = asyncio.Lock()
+        self._wall_clock, self._cache_size = wall_clock, cache_size
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if self._wall_clock() <= expires_at + self._leeway_s:
+                return principal
+            del self._verified[token]
         try:
             kid = read_kid(token)
             key = await self._key_for(kid)
-            user_id = decode_session_token(
+            user_id, expires_at = decode_session_claims(
                 token,
                 key,
                 issuer=self._issuer,
@@ -159,7 +188,16 @@ class ClerkTokenVerifier(TokenVerifier):
         except UnauthenticatedError as exc:
             logger.debug("session token rejected: %s", exc.detail)
             raise
-        return Principal(user_id)
+        principal = Principal(user_id)
+        self._remember(token, principal, expires_at)
+        return principal
+
+    def _remember(self, token: str, principal: Principal, expires_at: float) -> None:
+        """A verified token stays good until it expires: the signature and claims cannot change,
+        so a repeat (a UI polling with its session token) skips the RSA check. Bounded."""
+        if len(self._verified) >= self._cache_size:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = (principal, expires_at)
 
     async def aclose(self) -> None:
         """Close the HTTP client, if this verifier created it."""

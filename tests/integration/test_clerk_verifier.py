@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from flowbuilder_adapters import clerk
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_core.shared.errors import DependencyUnavailableError, UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal
@@ -525,3 +526,41 @@ async def test_the_verifier_recovers_once_the_endpoint_answers_again(
     principal = await verifier.verify(mint_token(key))
 
     assert principal.user_id.startswith("user_")
+
+
+# --- remembered verifications -------------------------------------------------------------------
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(
+    make_verifier: MakeVerifier, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [time.time()]
+    verifier = make_verifier(wall_clock=lambda: now[0])
+    token = mint_token(key, sub="user_cached", now=int(now[0]), exp=int(now[0]) + 60)
+    await verifier.verify(token)
+    decoded: list[str] = []
+    real_decode = clerk.decode_session_claims
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        decoded.append("decoded")
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(clerk, "decode_session_claims", counting_decode)
+
+    again = await verifier.verify(token)
+    now[0] += 60 + 5 + 1  # past exp and its leeway: the token is checked afresh
+    await verifier.verify(token)
+
+    assert again == Principal(UserId("user_cached"))
+    assert decoded == ["decoded"]
+
+
+async def test_a_rejected_token_is_never_remembered(
+    verifier: ClerkTokenVerifier, key: SigningKey
+) -> None:
+    token = mint_token(key, sub="user_x", azp="https://evil.test")
+
+    first = await rejected(verifier, token)
+    second = await rejected(verifier, token)
+
+    assert first.detail == second.detail
