@@ -10,6 +10,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from flowbuilder_adapters.sql.provider import Access
 from flowbuilder_core.shared.errors import UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal, TokenVerifier
 
@@ -28,7 +29,12 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
 
 
 class PrincipalProvider(Provider):
-    """The request's Principal, established by the `authenticate` guard."""
+    """The request's Principal, established by the `authenticate` guard, and what the request
+    does with the database (GET and HEAD only read)."""
+
+    @provide(scope=Scope.REQUEST, override=True)
+    def access(self, request: Request) -> Access:  # type: ignore[type-arg]
+        return Access.READ_ONLY if request.method in ("GET", "HEAD") else Access.READ_WRITE
 
     @provide(scope=Scope.REQUEST)
     def principal(self, request: Request) -> Principal:  # type: ignore[type-arg]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from enum import Enum
 
 from dishka import Provider, Scope, alias, provide
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,6 +24,13 @@ from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 
 _log = logging.getLogger(__name__)
+
+
+class Access(Enum):
+    """What a scope does with the database: a read-only scope runs without a transaction."""
+
+    READ_ONLY = "read-only"
+    READ_WRITE = "read-write"
 
 
 class SqlProvider(Provider):
@@ -51,11 +59,22 @@ class SqlProvider(Provider):
             await engine.dispose()
 
     @provide(scope=Scope.REQUEST)
-    async def connection(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    def access(self) -> Access:
+        """Scopes write unless their driver knows better (the HTTP adapter, for GETs)."""
+        return Access.READ_WRITE
+
+    @provide(scope=Scope.REQUEST)
+    async def connection(
+        self, engine: AsyncEngine, access: Access
+    ) -> AsyncIterator[AsyncConnection]:
         async with translate_errors():
             connection = await engine.connect()
             try:
-                await connection.begin()
+                if access is Access.READ_ONLY:
+                    # No BEGIN and no ROLLBACK round trips for a scope that only reads.
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")
+                else:
+                    await connection.begin()
             except BaseException:
                 await connection.close()
                 raise
