@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, select, update
+from sqlalchemy import Row, and_, delete, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists
@@ -266,20 +267,22 @@ class SqlRateLimiter(RateLimiter):
         self._connection, self._rate, self._burst = connection, rate_per_second, burst
 
     async def take(self, owner: UserId, now: datetime) -> float | None:
-        query = select(rate_limit_buckets).where(rate_limit_buckets.c.owner_id == owner)
-        if self._connection.dialect.name == "postgresql":
-            query = query.with_for_update()
         async with translate_errors():
-            # A full bucket for a new user first; concurrent first requests then all find the
-            # row and queue on its lock instead of racing to insert it.
-            await self._connection.execute(
-                insert_unless_exists(self._connection, rate_limit_buckets).values(
-                    owner_id=owner, tokens=float(self._burst), updated_at=now
+            if self._connection.dialect.name == "postgresql":
+                if await self._take_in_one_statement(owner, now):
+                    return None
+            else:
+                await self._connection.execute(
+                    insert_unless_exists(self._connection, rate_limit_buckets).values(
+                        owner_id=owner, tokens=float(self._burst), updated_at=now
+                    )
                 )
-            )
-            row = (await self._connection.execute(query)).one()
-            elapsed = max(0.0, (now - row.updated_at).total_seconds())
-            tokens = min(float(self._burst), row.tokens + elapsed * self._rate)
+            row = (
+                await self._connection.execute(
+                    select(rate_limit_buckets).where(rate_limit_buckets.c.owner_id == owner)
+                )
+            ).one()
+            tokens = self._refilled(row.tokens, row.updated_at, now)
             if tokens < 1:
                 return float((1 - tokens) / self._rate)
             await self._connection.execute(
@@ -288,6 +291,31 @@ class SqlRateLimiter(RateLimiter):
                 .values(tokens=tokens - 1, updated_at=max(now, row.updated_at))
             )
         return None
+
+    async def _take_in_one_statement(self, owner: UserId, now: datetime) -> bool:
+        """Postgres: create, refill and take in one upsert (one round trip, and the row lock
+        makes concurrent requests of one user take turns). False when the bucket is empty."""
+        bucket = rate_limit_buckets.c
+        elapsed = func.greatest(0.0, func.extract("epoch", literal(now) - bucket.updated_at))
+        refilled = func.least(float(self._burst), bucket.tokens + elapsed * self._rate)
+        statement = (
+            postgresql.insert(rate_limit_buckets)
+            .values(owner_id=owner, tokens=float(self._burst) - 1, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=[bucket.owner_id],
+                set_={
+                    "tokens": refilled - 1,
+                    "updated_at": func.greatest(literal(now), bucket.updated_at),
+                },
+                where=refilled >= 1,
+            )
+            .returning(bucket.tokens)
+        )
+        return (await self._connection.execute(statement)).first() is not None
+
+    def _refilled(self, tokens: float, updated_at: datetime, now: datetime) -> float:
+        elapsed = max(0.0, (now - updated_at).total_seconds())
+        return min(float(self._burst), tokens + elapsed * self._rate)
 
 
 async def delete_outbox_rows(connection: AsyncConnection, ids: Sequence[uuid.UUID]) -> None:
