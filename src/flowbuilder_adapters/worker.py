@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from dishka import AsyncContainer
@@ -36,8 +38,15 @@ from flowbuilder_core.shared.errors import DependencyUnavailableError
 from flowbuilder_core.shared.ids import UserId
 
 _log = logging.getLogger(__name__)
+_STATUS_FRESH_SECONDS = 0.5
 T = TypeVar("T")
 U = TypeVar("U")
+
+
+@dataclass
+class _Seen:
+    status: ExecutionStatus | None
+    at: float
 
 
 class ScopedCredentialResolver(CredentialResolver):
@@ -153,12 +162,21 @@ class Worker:
             return
         execution = started.execution
 
+        # Recording a step also answers the execution's current status: between nodes that
+        # answer is fresh, and asking again would cost a transaction per node.
+        seen = _Seen(ExecutionStatus.RUNNING, time.monotonic())
+
+        async def record(step: StepResult | None) -> None:
+            status = await self._use(RecordStep, lambda use: use(execution_id, step))
+            seen.status, seen.at = status, time.monotonic()
+
         async def on_step(step: StepResult) -> None:
-            await self._use(RecordStep, lambda record: record(execution_id, step))
+            await record(step)
 
         async def cancelled() -> bool:
-            status = await self._use(RecordStep, lambda record: record(execution_id, None))
-            return status is ExecutionStatus.CANCELLED
+            if time.monotonic() - seen.at > _STATUS_FRESH_SECONDS:
+                await record(None)
+            return seen.status is ExecutionStatus.CANCELLED
 
         outcome = await self._engine.run(
             owner=execution.owner_id,

@@ -38,7 +38,7 @@ TABLES = {
     "outbox",
     "rate_limit_buckets",
 }
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -7,9 +7,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
+def upsert(connection: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT, for `.on_conflict_do_update(...)`."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def insert_unless_exists(connection: AsyncConnection, table: Table) -> Insert:
     """INSERT that skips a row whose key exists (rowcount 0), rather than raising: on Postgres a
     failed statement would abort the whole transaction, not just this one."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+    return upsert(connection, table).on_conflict_do_nothing()

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, literal, select, update
+from sqlalchemy import Row, Select, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowbuilder_adapters.sql.dialect import insert_unless_exists
+from flowbuilder_adapters.sql.dialect import insert_unless_exists, upsert
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.keyset import newest_first
 from flowbuilder_adapters.sql.tables import execution_steps, executions, outbox, rate_limit_buckets
@@ -153,26 +153,16 @@ class SqlExecutionRepository(ExecutionRepository):
             "error": error_to_json(step.error),
             "truncated": step.truncated,
         }
-        where = and_(
-            execution_steps.c.execution_id == execution_id,
-            execution_steps.c.node_id == step.node_id,
+        steps = execution_steps.c
+        # One statement: a new step goes last; a node's second record replaces its first.
+        position = select(func.count()).where(steps.execution_id == execution_id).scalar_subquery()
+        statement = (
+            upsert(self._connection, execution_steps)
+            .values(execution_id=execution_id, node_id=step.node_id, position=position, **values)
+            .on_conflict_do_update(index_elements=[steps.execution_id, steps.node_id], set_=values)
         )
         async with translate_errors():
-            updated = await self._connection.execute(
-                update(execution_steps).where(where).values(values)
-            )
-            if updated.rowcount == 1:
-                return
-            position = (
-                await self._connection.execute(
-                    select(func.count()).where(execution_steps.c.execution_id == execution_id)
-                )
-            ).scalar_one()
-            await self._connection.execute(
-                insert(execution_steps).values(
-                    execution_id=execution_id, node_id=step.node_id, position=position, **values
-                )
-            )
+            await self._connection.execute(statement)
 
     async def claim(self, execution_id: ExecutionId, at: datetime) -> Execution | None:
         async with translate_errors():
@@ -190,14 +180,19 @@ class SqlExecutionRepository(ExecutionRepository):
 
     async def heartbeat(self, execution_id: ExecutionId, at: datetime) -> ExecutionStatus | None:
         async with translate_errors():
-            await self._connection.execute(
-                update(executions)
-                .where(
-                    executions.c.id == execution_id,
-                    executions.c.status == ExecutionStatus.RUNNING.value,
+            beaten = (
+                await self._connection.execute(
+                    update(executions)
+                    .where(
+                        executions.c.id == execution_id,
+                        executions.c.status == ExecutionStatus.RUNNING.value,
+                    )
+                    .values(heartbeat_at=at)
+                    .returning(executions.c.status)
                 )
-                .values(heartbeat_at=at)
-            )
+            ).first()
+            if beaten is not None:
+                return ExecutionStatus.RUNNING
             status = (
                 await self._connection.execute(
                     select(executions.c.status).where(executions.c.id == execution_id)
@@ -224,16 +219,43 @@ class SqlExecutionRepository(ExecutionRepository):
         query = select(*_SUMMARY).where(executions.c.owner_id == owner)
         if where.workflow_id is not None:
             query = query.where(executions.c.workflow_id == where.workflow_id)
-        if where.statuses:
-            query = query.where(executions.c.status.in_(sorted(s.value for s in where.statuses)))
         if where.created_after is not None:
             query = query.where(executions.c.created_at >= where.created_after)
         if where.created_before is not None:
             query = query.where(executions.c.created_at < where.created_before)
-        query = newest_first(query, executions.c.created_at, executions.c.id, request)
+        statuses = sorted(s.value for s in where.statuses)
+        if len(statuses) > 1:
+            query = _merged_by_status(query, statuses, request)
+        else:
+            if statuses:
+                query = query.where(executions.c.status == statuses[0])
+            query = newest_first(query, executions.c.created_at, executions.c.id, request)
         async with translate_errors():
             rows = (await self._connection.execute(query)).all()
         return [execution_from_row(row) for row in rows]
+
+
+def _merged_by_status(query: Select[Any], statuses: list[str], request: PageRequest) -> Select[Any]:
+    """Several statuses: one newest-first page per status, each read in order from the
+    (owner, [workflow,] status, created_at, id) index, merged and cut again. An `IN` list
+    instead would walk the owner's whole history when the chosen statuses are rare."""
+    branches = [
+        select(
+            newest_first(
+                query.where(executions.c.status == status),
+                executions.c.created_at,
+                executions.c.id,
+                request,
+            ).subquery()
+        )
+        for status in statuses
+    ]
+    merged = union_all(*branches).subquery("page")
+    return (
+        select(merged)
+        .order_by(merged.c.created_at.desc(), merged.c.id.desc())
+        .limit(request.limit + 1)
+    )
 
 
 class SqlOutbox(Outbox):

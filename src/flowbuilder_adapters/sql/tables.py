@@ -212,6 +212,14 @@ executions = Table(
     Index("ix_executions_owner", "owner_id", "created_at", "id"),
     Index("ix_executions_owner_workflow", "owner_id", "workflow_id", "created_at", "id"),
     Index("ix_executions_owner_status", "owner_id", "status", "created_at", "id"),
+    Index(
+        "ix_executions_owner_workflow_status",
+        "owner_id",
+        "workflow_id",
+        "status",
+        "created_at",
+        "id",
+    ),
     # The lost-worker sweep reads running executions by heartbeat age.
     Index(
         "ix_executions_running_heartbeat",
