@@ -1,0 +1,195 @@
+"""The ExecutionRepository contract over every adapter: status moves are conditional, steps
+keep their order, lists page newest first with every filter."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from dishka import AsyncContainer
+
+from flowbuilder_core.executions.model import (
+    Execution,
+    ExecutionError,
+    ExecutionId,
+    ExecutionStatus,
+    StepResult,
+    StepStatus,
+)
+from flowbuilder_core.executions.ports import ExecutionFilter, ExecutionRepository
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.pagination import PageRequest
+from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.model import Workflow, WorkflowFields, WorkflowId
+from flowbuilder_core.workflows.ports import WorkflowRepository
+
+from support.contract import T0
+
+OWNER = UserId("user_owner")
+
+
+async def make_workflow(container: AsyncContainer) -> WorkflowId:
+    workflow = Workflow.create(
+        id=WorkflowId(uuid.uuid4()), owner_id=OWNER, fields=WorkflowFields("w"), at=T0
+    )
+    async with container() as scope:
+        await (await scope.get(WorkflowRepository)).add(workflow)
+        await (await scope.get(UnitOfWork)).commit()
+    return workflow.id
+
+
+def make_execution(workflow_id: WorkflowId, seconds: int = 0, **overrides: Any) -> Execution:
+    values: dict[str, Any] = {
+        "id": ExecutionId(uuid.uuid4()),
+        "owner_id": OWNER,
+        "workflow_id": workflow_id,
+        "workflow_version": 1,
+        "input": {"n": seconds},
+        "created_at": T0 + timedelta(seconds=seconds),
+    }
+    values.update(overrides)
+    return Execution(**values)
+
+
+async def add(container: AsyncContainer, *executions: Execution) -> None:
+    async with container() as scope:
+        repository = await scope.get(ExecutionRepository)
+        for execution in executions:
+            await repository.add(execution)
+        await (await scope.get(UnitOfWork)).commit()
+
+
+async def in_scope(container: AsyncContainer, call: Any) -> Any:
+    async with container() as scope:
+        result = await call(await scope.get(ExecutionRepository))
+        await (await scope.get(UnitOfWork)).commit()
+        return result
+
+
+async def test_an_execution_reads_back_as_it_was_added(container: AsyncContainer) -> None:
+    execution = make_execution(await make_workflow(container), input={"a": [1, "two", None]})
+    await add(container, execution)
+
+    found = await in_scope(container, lambda r: r.get(execution.id))
+
+    assert found == execution
+
+
+async def test_a_queued_execution_is_claimed_once(container: AsyncContainer) -> None:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+
+    first = await in_scope(container, lambda r: r.claim(execution.id, T0))
+    second = await in_scope(container, lambda r: r.claim(execution.id, T0))
+
+    assert first is not None
+    assert first.status is ExecutionStatus.RUNNING
+    assert second is None
+
+
+async def test_a_save_from_a_status_that_moved_on_changes_nothing(
+    container: AsyncContainer,
+) -> None:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+    running = await in_scope(container, lambda r: r.claim(execution.id, T0))
+    execution.cancel(at=T0)
+
+    stale = await in_scope(container, lambda r: r.save(execution, expected=ExecutionStatus.QUEUED))
+    running.cancel(at=T0)
+    current = await in_scope(container, lambda r: r.save(running, expected=ExecutionStatus.RUNNING))
+    found = await in_scope(container, lambda r: r.get(execution.id))
+
+    assert (stale, current) == (False, True)
+    assert found.status is ExecutionStatus.CANCELLED
+
+
+async def test_steps_keep_their_order_and_a_second_record_replaces_the_first(
+    container: AsyncContainer,
+) -> None:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+    await in_scope(container, lambda r: r.claim(execution.id, T0))
+
+    for step in (
+        StepResult("start", StepStatus.RUNNING, T0),
+        StepResult("start", StepStatus.SUCCEEDED, T0, T0, {"n": 0}),
+        StepResult("fetch", StepStatus.RUNNING, T0),
+        StepResult(
+            "fetch",
+            StepStatus.FAILED,
+            T0,
+            T0,
+            {"status": 500},
+            ExecutionError("http_status", "500", "fetch"),
+        ),
+        StepResult("after", StepStatus.SKIPPED),
+    ):
+        await in_scope(container, lambda r, s=step: r.record_step(execution.id, s))
+    found = await in_scope(container, lambda r: r.get(execution.id))
+
+    assert [(s.node_id, s.status, s.output) for s in found.steps] == [
+        ("start", StepStatus.SUCCEEDED, {"n": 0}),
+        ("fetch", StepStatus.FAILED, {"status": 500}),
+        ("after", StepStatus.SKIPPED, None),
+    ]
+    assert found.steps[1].error == ExecutionError("http_status", "500", "fetch")
+
+
+async def test_a_heartbeat_answers_the_status_and_stale_runs_are_found(
+    container: AsyncContainer,
+) -> None:
+    workflow_id = await make_workflow(container)
+    beating, silent, cancelled = (make_execution(workflow_id, s) for s in (1, 2, 3))
+    await add(container, beating, silent, cancelled)
+    for execution in (beating, silent):
+        await in_scope(container, lambda r, e=execution: r.claim(e.id, T0))
+    cancelled.cancel(at=T0)
+    await in_scope(container, lambda r: r.save(cancelled, expected=ExecutionStatus.QUEUED))
+
+    status = await in_scope(container, lambda r: r.heartbeat(beating.id, T0 + timedelta(minutes=5)))
+    gone = await in_scope(container, lambda r: r.heartbeat(cancelled.id, T0))
+    stale = await in_scope(container, lambda r: r.stale(T0 + timedelta(minutes=1), 10))
+
+    assert (status, gone) == (ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED)
+    assert stale == [silent.id]
+
+
+async def test_lists_page_newest_first_with_every_filter(container: AsyncContainer) -> None:
+    one, two = await make_workflow(container), await make_workflow(container)
+    executions = [make_execution(one if i % 2 else two, i) for i in range(12)]
+    await add(container, *executions)
+    for execution in executions[::3]:
+        await in_scope(container, lambda r, e=execution: r.claim(e.id, T0))
+    other = make_execution(one, 99, owner_id=UserId("user_other"))
+    await add(container, other)
+
+    async def ids(where: ExecutionFilter, limit: int = 100) -> list[int]:
+        names, after = [], None
+        while True:
+            page = await in_scope(
+                container, lambda r, a=after: r.page(OWNER, where, PageRequest(limit, a))
+            )
+            names += [e.created_at.second for e in page[:limit]]
+            if len(page) <= limit:
+                return names
+            last = page[limit - 1]
+            after = (last.created_at.isoformat(), str(last.id))
+
+    running, queued = ExecutionStatus.RUNNING, ExecutionStatus.QUEUED
+    assert await ids(ExecutionFilter(), limit=5) == list(range(11, -1, -1))
+    assert await ids(ExecutionFilter(frozenset({running}))) == [9, 6, 3, 0]
+    assert await ids(ExecutionFilter(frozenset({running, queued})), limit=3) == list(
+        range(11, -1, -1)
+    )
+    assert await ids(ExecutionFilter(workflow_id=one), limit=2) == [11, 9, 7, 5, 3, 1]
+    assert await ids(ExecutionFilter(frozenset({running}), workflow_id=one)) == [9, 3]
+    window = ExecutionFilter(
+        created_after=T0 + timedelta(seconds=3), created_before=T0 + timedelta(seconds=6)
+    )
+    assert await ids(window) == [5, 4, 3]
+    summaries = await in_scope(
+        container, lambda r: r.page(OWNER, ExecutionFilter(), PageRequest(1, None))
+    )
+    assert (summaries[0].input, summaries[0].steps) == ({}, [])
