@@ -13,6 +13,7 @@ from litestar.handlers import BaseRouteHandler
 from flowbuilder_adapters.sql.provider import Access
 from flowbuilder_core.shared.errors import UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal, TokenVerifier
+from flowbuilder_http.observability import current_request_method
 
 _STATE_KEY = "principal"
 
@@ -33,8 +34,11 @@ class PrincipalProvider(Provider):
     does with the database (GET and HEAD only read)."""
 
     @provide(scope=Scope.REQUEST, override=True)
-    def access(self, request: Request) -> Access:  # type: ignore[type-arg]
-        return Access.READ_ONLY if request.method in ("GET", "HEAD") else Access.READ_WRITE
+    def access(self) -> Access:
+        # From the request being served, not from the container: background scopes of the
+        # same container (the relay, the sweep, the embedded worker) have no request.
+        method = current_request_method()
+        return Access.READ_ONLY if method in ("GET", "HEAD") else Access.READ_WRITE
 
     @provide(scope=Scope.REQUEST)
     def principal(self, request: Request) -> Principal:  # type: ignore[type-arg]

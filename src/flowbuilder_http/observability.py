@@ -14,11 +14,19 @@ from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Sen
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_request_method: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_method", default=None
+)
 _access_log = logging.getLogger("flowbuilder.access")
 
 
 def current_request_id() -> str:
     return _request_id.get()
+
+
+def current_request_method() -> str | None:
+    """The method of the HTTP request being served; None outside one (background tasks)."""
+    return _request_method.get()
 
 
 class RequestIdFilter(logging.Filter):
@@ -56,6 +64,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             return
         request_id = _incoming_id(scope) or uuid.uuid4().hex
         token = _request_id.set(request_id)
+        method_token = _request_method.set(scope.get("method"))
         started = time.perf_counter()
         status = 500
 
@@ -76,6 +85,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             elapsed_ms = (time.perf_counter() - started) * 1000
             _access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
             _request_id.reset(token)
+            _request_method.reset(method_token)
 
     return middleware
 
