@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PG_BIN ?= /usr/lib/postgresql/15/bin
 PORT ?= 8000
 
-.PHONY: install run test lint fmt migrate postgres-binaries clean
+.PHONY: install run test lint fmt migrate postgres-binaries clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,17 +32,25 @@ test: $(STAMP) postgres-binaries
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
 
 migrate: $(STAMP)
 	$(BIN)/flowbuilder migrate
 
 clean:
 	rm -rf $(VENV) .flowbuilder .mypy_cache .ruff_cache .pytest_cache
+
+# FlowBuilder's API under wrk against a raw ASGI + asyncpg ceiling app; writes docs/benchmarks.md.
+# Loopback only, about 5 minutes (more with benchmarks/scale.py and engine.py). BENCH_ARGS: see
+# `.venv/bin/python -m benchmarks --help`.
+bench: $(STAMP) postgres-binaries
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)

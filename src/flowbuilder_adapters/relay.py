@@ -58,7 +58,7 @@ class OutboxRelay:
         """Relay until `stop` is set; never raises (failures are logged and retried)."""
         while not stop.is_set():
             try:
-                while await self.deliver_due() == self._batch_size:
+                while await self.deliver_due() == self._batch_size and not stop.is_set():
                     pass
             except DependencyUnavailableError as exc:
                 _log.warning("outbox relay: %s Retrying.", exc.detail)

@@ -9,16 +9,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowbuilder_adapters.bootstrap import (
-    reencrypt_database,
-    run_worker,
-    secrets_provider,
-    sweep_secrets,
-)
-from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings, SettingsError, load_settings
-from flowbuilder_adapters.sql.migrate import upgrade
-from flowbuilder_http.observability import configure_logging
+
+# The rest is imported where a command needs it: `serve` runs the app in granian's worker
+# process, and its parent (this process) would otherwise hold a second copy of everything.
 
 EMBEDDED_BANNER = (
     "FlowBuilder is running in EMBEDDED mode: SQLite and a local token issuer under {dir}/, "
@@ -99,6 +93,10 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _prepare_embedded(settings: Settings) -> None:
+    from flowbuilder_adapters.bootstrap import secrets_provider
+    from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+    from flowbuilder_adapters.sql.migrate import upgrade
+
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     DevTokenIssuer.load_or_create(settings.data_dir)
     secrets_provider(settings)  # creates the embedded secrets key now, not in the worker
@@ -124,18 +122,25 @@ def _run_server(host: str, port: int) -> None:
 def _worker(args: argparse.Namespace) -> None:
     if args.concurrency < 1:
         raise SettingsError(["--concurrency: must be at least 1"])
+    from flowbuilder_adapters.bootstrap import run_worker
+    from flowbuilder_http.observability import configure_logging
+
     settings = load_settings(os.environ, Mode.WORKER)
     configure_logging()
     asyncio.run(run_worker(settings, args.concurrency))
 
 
 def _migrate(_: argparse.Namespace) -> None:
+    from flowbuilder_adapters.sql.migrate import upgrade
+
     settings = load_settings(os.environ, Mode.MIGRATE)
     asyncio.run(upgrade(settings.database_url))
     print("flowbuilder: the database schema is up to date", file=sys.stderr)
 
 
 def _dev_token(args: argparse.Namespace) -> None:
+    from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+
     issuer = DevTokenIssuer.load_or_create(EMBEDDED_DIR)
     print(issuer.issue(args.user, ttl_s=args.ttl))
 
@@ -145,6 +150,8 @@ def _maintenance_settings(args: argparse.Namespace) -> Settings:
 
 
 def _reencrypt(args: argparse.Namespace) -> None:
+    from flowbuilder_adapters.bootstrap import reencrypt_database
+
     settings = _maintenance_settings(args)
     if not settings.secrets_in_database:
         raise SettingsError(["USE_DB_SECRETS: reencrypt moves secrets kept in the database (true)"])
@@ -153,6 +160,8 @@ def _reencrypt(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
+    from flowbuilder_adapters.bootstrap import sweep_secrets
+
     swept = asyncio.run(sweep_secrets(_maintenance_settings(args)))
     print(f"flowbuilder: {swept} unreferenced secret(s) deleted", file=sys.stderr)
 
