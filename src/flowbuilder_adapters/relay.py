@@ -86,26 +86,23 @@ class OutboxRelay:
         sent = []
         async with translate_errors(), self._engine.begin() as connection:
             rows = (await connection.execute(query)).all()
-            for index, row in enumerate(rows):
-                try:
-                    await self._queue.send(ExecutionRequested.from_json(row.message))
-                except Exception as exc:
-                    # The queue is down: back the rest of the batch off now rather than hold
-                    # these row locks through one timeout per row.
-                    self.queue_up = False
-                    _log.warning("queue send failed (%s); will retry", type(exc).__name__)
-                    for unsent in rows[index:]:
-                        await connection.execute(
-                            update(outbox)
-                            .where(outbox.c.id == unsent.id)
-                            .values(
-                                attempts=unsent.attempts + 1,
-                                available_at=now + _backoff(unsent.attempts),
-                            )
-                        )
-                    break
-                self.queue_up = True
-                sent.append(row.id)
+            messages = {row.id: ExecutionRequested.from_json(row.message) for row in rows}
+            try:
+                delivered = await self._queue.send_many(list(messages.values())) if rows else set()
+            except Exception as exc:
+                _log.warning("queue send failed (%s); will retry", type(exc).__name__)
+                delivered = set()
+            if rows:
+                self.queue_up = bool(delivered)
+            sent = [row.id for row in rows if messages[row.id].execution_id in delivered]
+            for row in rows:
+                if messages[row.id].execution_id in delivered:
+                    continue
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(attempts=row.attempts + 1, available_at=now + _backoff(row.attempts))
+                )
             if sent:
                 await delete_outbox_rows(connection, sent)
         return len(sent)

@@ -219,6 +219,24 @@ async def test_a_sent_message_is_received_whole_with_receive_count_1(
     assert delivery.receive_count == 1
 
 
+async def test_messages_sent_many_at_once_all_arrive_and_are_reported_sent(
+    queue: ExecutionQueue,
+) -> None:
+    messages = [make_message() for _ in range(13)]  # more than one SQS batch of ten
+
+    sent = await queue.send_many(messages)
+    received: list[Delivery] = []
+    for _ in range(10):
+        received += await queue.receive(10, 1)
+        if len(received) >= len(messages):
+            break
+
+    assert sent == {m.execution_id for m in messages}
+    assert sorted(str(d.message.execution_id) for d in received if d.message) == sorted(
+        str(m.execution_id) for m in messages
+    )
+
+
 async def test_an_empty_queue_gives_nothing_after_the_wait(queue: ExecutionQueue) -> None:
     started = time.perf_counter()
     assert await queue.receive(10, 1) == []

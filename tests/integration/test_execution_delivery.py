@@ -49,6 +49,7 @@ from flowbuilder_adapters.worker import Worker
 from flowbuilder_core.executions.engine import Engine, RunOutcome
 from flowbuilder_core.executions.model import (
     Execution,
+    ExecutionId,
     ExecutionRequested,
     ExecutionStatus,
     Json,
@@ -123,6 +124,11 @@ class RecordingQueue(ExecutionQueue):
     async def send(self, message: ExecutionRequested) -> None:
         await self._inner.send(message)
         self.sent[message.execution_id] += 1
+
+    async def send_many(self, messages: Sequence[ExecutionRequested]) -> set[ExecutionId]:
+        sent = await self._inner.send_many(messages)
+        self.sent.update(sent)
+        return sent
 
     async def receive(self, max_messages: int, wait_seconds: float) -> Sequence[Delivery]:
         deliveries = await self._inner.receive(max_messages, wait_seconds)

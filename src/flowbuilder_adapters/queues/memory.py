@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from flowbuilder_core.executions.model import ExecutionRequested
+from flowbuilder_core.executions.model import ExecutionId, ExecutionRequested
 from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
 
 
@@ -80,6 +80,11 @@ class InMemoryExecutionQueue(ExecutionQueue):
         entry = _Entry(uuid.uuid4(), body)
         self._entries[entry.id] = entry
         self._wake()
+
+    async def send_many(self, messages: Sequence[ExecutionRequested]) -> set[ExecutionId]:
+        for message in messages:
+            await self.send(message)
+        return {message.execution_id for message in messages}
 
     async def receive(self, max_messages: int, wait_seconds: float) -> Sequence[Delivery]:
         deadline = self._clock() + max(wait_seconds, 0.0)

@@ -13,7 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from flowbuilder_core.executions.model import ExecutionRequested
+from flowbuilder_core.executions.model import ExecutionId, ExecutionRequested
 from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
 from flowbuilder_core.shared.errors import DependencyUnavailableError
 
@@ -95,18 +95,32 @@ class SqsExecutionQueue(ExecutionQueue):
         return f"SqsExecutionQueue(queue_url={self._queue_url!r})"
 
     async def send(self, message: ExecutionRequested) -> None:
-        request: dict[str, Any] = {
-            "QueueUrl": self._queue_url,
+        async with _translated():
+            await self._client.send_message(QueueUrl=self._queue_url, **self._entry(message))
+
+    async def send_many(self, messages: Sequence[ExecutionRequested]) -> set[ExecutionId]:
+        sent: set[ExecutionId] = set()
+        for start in range(0, len(messages), MAX_BATCH):
+            chunk = {str(i): m for i, m in enumerate(messages[start : start + MAX_BATCH])}
+            entries = [{"Id": key, **self._entry(m)} for key, m in chunk.items()]
+            async with _translated():
+                response = await self._client.send_message_batch(
+                    QueueUrl=self._queue_url, Entries=entries
+                )
+            sent |= {chunk[ok["Id"]].execution_id for ok in response.get("Successful") or ()}
+        return sent
+
+    def _entry(self, message: ExecutionRequested) -> dict[str, Any]:
+        entry: dict[str, Any] = {
             "MessageBody": json.dumps(message.to_json(), separators=(",", ":")),
             "MessageAttributes": {
                 _TYPE_ATTRIBUTE: {"DataType": "String", "StringValue": ExecutionRequested.TYPE}
             },
         }
         if self._fifo:
-            request["MessageGroupId"] = str(message.workflow_id)
-            request["MessageDeduplicationId"] = str(message.execution_id)
-        async with _translated():
-            await self._client.send_message(**request)
+            entry["MessageGroupId"] = str(message.workflow_id)
+            entry["MessageDeduplicationId"] = str(message.execution_id)
+        return entry
 
     async def receive(self, max_messages: int, wait_seconds: float) -> Sequence[Delivery]:
         async with _translated():

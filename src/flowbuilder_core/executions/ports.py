@@ -94,6 +94,10 @@ class ExecutionQueue(Protocol):
 
     async def send(self, message: ExecutionRequested) -> None: ...
 
+    async def send_many(self, messages: Sequence[ExecutionRequested]) -> set[ExecutionId]:
+        """Send several at once (a relay's batch); the execution ids of those sent. Raises
+        DependencyUnavailableError when the queue cannot be reached at all."""
+
     async def receive(self, max_messages: int, wait_seconds: float) -> Sequence[Delivery]: ...
 
     async def extend(self, delivery: Delivery, seconds: int) -> None:
