@@ -11,7 +11,12 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from flowbuilder_core.credentials.model import Credential, CredentialType
 from flowbuilder_core.executions.model import Execution, ExecutionError, StepResult
 from flowbuilder_core.nodes.catalogue import NodeType
-from flowbuilder_core.workflows.model import Definition, Workflow, WorkflowVersion
+from flowbuilder_core.workflows.model import (
+    Definition,
+    Workflow,
+    WorkflowSummary,
+    WorkflowVersion,
+)
 from flowbuilder_core.workflows.use_cases import WorkflowInput
 from flowbuilder_core.workflows.validation import ValidationReport
 
@@ -112,7 +117,8 @@ class WorkflowOut(Struct, omit_defaults=True):
     definition: DefinitionOut | UnsetType = UNSET
 
     @classmethod
-    def of(cls, workflow: Workflow, *, with_definition: bool = True) -> WorkflowOut:
+    def of(cls, workflow: Workflow | WorkflowSummary) -> WorkflowOut:
+        """With the definition for a workflow; without it for a summary (list items)."""
         return cls(
             id=str(workflow.id),
             name=workflow.name,
@@ -121,7 +127,9 @@ class WorkflowOut(Struct, omit_defaults=True):
             version=workflow.version,
             created_at=timestamp(workflow.created_at),
             updated_at=timestamp(workflow.updated_at),
-            definition=DefinitionOut.of(workflow.definition) if with_definition else UNSET,
+            definition=(
+                DefinitionOut.of(workflow.definition) if isinstance(workflow, Workflow) else UNSET
+            ),
         )
 
 

@@ -636,3 +636,21 @@ async def test_a_connection_lost_mid_scope_is_dependency_unavailable_and_the_nex
     finally:
         await killer.dispose()
         await container.close()
+
+
+async def test_summaries_list_what_page_lists_without_definitions(
+    container: AsyncContainer,
+) -> None:
+    workflows = [make_workflow(created_at=T0 + timedelta(seconds=s)) for s in range(5)]
+    await add_committed(container, *workflows)
+
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        request = PageRequest(3, None)
+        pages = await repository.page(OWNER, EVERYTHING, request)
+        summaries = await repository.summaries(OWNER, EVERYTHING, request)
+        tagged = await repository.summaries(OWNER, WorkflowFilter(tag="orders"), request)
+
+    assert list(summaries) == [w.summary() for w in pages]
+    assert [s.id for s in tagged] == [w.id for w in pages]
+    assert not hasattr(summaries[0], "definition")

@@ -13,7 +13,12 @@ from flowbuilder_core.shared.errors import ConflictError
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
 from flowbuilder_core.workflows.errors import ConcurrentUpdateError
-from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
+from flowbuilder_core.workflows.model import (
+    Workflow,
+    WorkflowId,
+    WorkflowSummary,
+    WorkflowVersion,
+)
 from flowbuilder_core.workflows.ports import WorkflowFilter, WorkflowRef, WorkflowRepository
 
 
@@ -63,6 +68,11 @@ class MemoryWorkflowRepository(WorkflowRepository):
             rows = [w for w in rows if (w.created_at, str(w.id)) < after]
         rows.sort(key=lambda w: (w.created_at, str(w.id)), reverse=True)
         return [dataclasses.replace(w) for w in rows[: request.limit + 1]]
+
+    async def summaries(
+        self, owner: UserId, where: WorkflowFilter, request: PageRequest
+    ) -> Sequence[WorkflowSummary]:
+        return [w.summary() for w in await self.page(owner, where, request)]
 
     async def versions(
         self, workflow_id: WorkflowId, request: PageRequest

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists
@@ -30,6 +30,7 @@ from flowbuilder_core.workflows.model import (
     Position,
     Workflow,
     WorkflowId,
+    WorkflowSummary,
     WorkflowVersion,
 )
 from flowbuilder_core.workflows.ports import WorkflowFilter, WorkflowRef, WorkflowRepository
@@ -94,6 +95,22 @@ def workflow_from_row(row: Row[Any]) -> Workflow:
         created_at=row.created_at,
         updated_at=row.updated_at,
         deleted_at=row.deleted_at,
+    )
+
+
+_SUMMARY_COLUMNS = [c for c in workflows.c if c.name != "definition"]
+
+
+def summary_from_row(row: Row[Any]) -> WorkflowSummary:
+    return WorkflowSummary(
+        id=WorkflowId(row.id),
+        owner_id=UserId(row.owner_id),
+        name=row.name,
+        description=row.description,
+        tags=tuple(row.tags),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -209,30 +226,39 @@ class SqlWorkflowRepository(WorkflowRepository):
     async def page(
         self, owner: UserId, where: WorkflowFilter, request: PageRequest
     ) -> Sequence[Workflow]:
+        query = self._listing(select(workflows), owner, where, request)
+        async with translate_errors():
+            rows = (await self._connection.execute(query)).all()
+        return [workflow_from_row(row) for row in rows]
+
+    async def summaries(
+        self, owner: UserId, where: WorkflowFilter, request: PageRequest
+    ) -> Sequence[WorkflowSummary]:
+        # The definition is most of a row, and lists mostly do not show it.
+        query = self._listing(select(*_SUMMARY_COLUMNS), owner, where, request)
+        async with translate_errors():
+            rows = (await self._connection.execute(query)).all()
+        return [summary_from_row(row) for row in rows]
+
+    @staticmethod
+    def _listing(
+        query: Select[Any], owner: UserId, where: WorkflowFilter, request: PageRequest
+    ) -> Select[Any]:
         if where.tag is None:
-            query = select(workflows).where(
-                workflows.c.owner_id == owner, workflows.c.deleted_at.is_(None)
-            )
+            query = query.where(workflows.c.owner_id == owner, workflows.c.deleted_at.is_(None))
             created_at, id_ = workflows.c.created_at, workflows.c.id
         else:
             # Ordered by the tag row's copies of (created_at, id): ix_workflow_tags_owner_tag.
-            query = (
-                select(workflows)
-                .join(workflow_tags, workflow_tags.c.workflow_id == workflows.c.id)
-                .where(
-                    workflow_tags.c.owner_id == owner,
-                    workflow_tags.c.tag == where.tag,
-                    workflows.c.deleted_at.is_(None),
-                )
+            query = query.join(workflow_tags, workflow_tags.c.workflow_id == workflows.c.id).where(
+                workflow_tags.c.owner_id == owner,
+                workflow_tags.c.tag == where.tag,
+                workflows.c.deleted_at.is_(None),
             )
             created_at, id_ = workflow_tags.c.created_at, workflow_tags.c.workflow_id
         if where.q is not None:
             pattern = like_contains(where.q)
             query = query.where(func.lower(workflows.c.name).like(func.lower(pattern), escape="\\"))
-        query = newest_first(query, created_at, id_, request)
-        async with translate_errors():
-            rows = (await self._connection.execute(query)).all()
-        return [workflow_from_row(row) for row in rows]
+        return newest_first(query, created_at, id_, request)
 
     async def versions(
         self, workflow_id: WorkflowId, request: PageRequest

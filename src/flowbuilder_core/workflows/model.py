@@ -121,6 +121,18 @@ class Workflow:
         self.version += 1
         self.updated_at = at
 
+    def summary(self) -> WorkflowSummary:
+        return WorkflowSummary(
+            id=self.id,
+            owner_id=self.owner_id,
+            name=self.name,
+            description=self.description,
+            tags=self.tags,
+            version=self.version,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
     def current_version(self) -> WorkflowVersion:
         return WorkflowVersion(
             workflow_id=self.id,
@@ -140,3 +152,17 @@ class WorkflowVersion:
     name: str
     definition: Definition
     created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkflowSummary:
+    """A workflow without its definition: what lists show unless asked for definitions."""
+
+    id: WorkflowId
+    owner_id: UserId
+    name: str
+    description: str
+    tags: tuple[str, ...]
+    version: int
+    created_at: datetime
+    updated_at: datetime

@@ -10,7 +10,12 @@ from typing import Protocol
 
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
-from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
+from flowbuilder_core.workflows.model import (
+    Workflow,
+    WorkflowId,
+    WorkflowSummary,
+    WorkflowVersion,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,11 @@ class WorkflowRepository(Protocol):
     async def page(
         self, owner: UserId, where: WorkflowFilter, request: PageRequest
     ) -> Sequence[Workflow]: ...
+
+    async def summaries(
+        self, owner: UserId, where: WorkflowFilter, request: PageRequest
+    ) -> Sequence[WorkflowSummary]:
+        """As `page`, without reading any definition."""
 
     async def versions(
         self, workflow_id: WorkflowId, request: PageRequest

@@ -28,7 +28,13 @@ from flowbuilder_core.workflows.errors import (
     WorkflowNotFoundError,
     WorkflowVersionNotFoundError,
 )
-from flowbuilder_core.workflows.model import Definition, Workflow, WorkflowId, WorkflowVersion
+from flowbuilder_core.workflows.model import (
+    Definition,
+    Workflow,
+    WorkflowId,
+    WorkflowSummary,
+    WorkflowVersion,
+)
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowFilter, WorkflowRepository
 from flowbuilder_core.workflows.validation import (
     MAX_NAME,
@@ -78,6 +84,7 @@ class ListWorkflowsQuery:
     limit: int = 20
     cursor: str | None = None
     where: WorkflowFilter = field(default_factory=WorkflowFilter)
+    include_definition: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +116,7 @@ def _is_version_number(version: int) -> bool:
     return 1 <= version <= MAX_VERSION
 
 
-def _workflow_position(workflow: Workflow) -> Position:
+def _workflow_position(workflow: Workflow | WorkflowSummary) -> Position:
     return time_id_position(workflow.created_at, workflow.id)
 
 
@@ -151,19 +158,26 @@ class GetWorkflow:
 class ListWorkflows:
     """List the caller's workflows, newest first, optionally by tag or name substring.
 
+    - Without `include_definition` the items are summaries: no definition is read.
     - The cursor is bound to the caller and to the filters; any other cursor is refused.
     """
 
     def __init__(self, workflows: WorkflowRepository) -> None:
         self._workflows = workflows
 
-    async def __call__(self, actor: Principal, query: ListWorkflowsQuery) -> Page[Workflow]:
+    async def __call__(
+        self, actor: Principal, query: ListWorkflowsQuery
+    ) -> Page[Workflow] | Page[WorkflowSummary]:
         limit = check_limit(query.limit)
         where = _check_filter(query.where)
         scope = f"workflows|{actor.user_id}|tag={where.tag!r}|q={where.q!r}"
         after = decode_time_id_cursor(query.cursor, scope) if query.cursor else None
-        rows = await self._workflows.page(actor.user_id, where, PageRequest(limit, after))
-        return page_of(rows, PageRequest(limit, after), _workflow_position, scope)
+        request = PageRequest(limit, after)
+        if query.include_definition:
+            rows = await self._workflows.page(actor.user_id, where, request)
+            return page_of(rows, request, _workflow_position, scope)
+        summaries = await self._workflows.summaries(actor.user_id, where, request)
+        return page_of(summaries, request, _workflow_position, scope)
 
 
 def _check_filter(where: WorkflowFilter) -> WorkflowFilter:

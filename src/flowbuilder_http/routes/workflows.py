@@ -77,12 +77,14 @@ async def list_workflows(
 ) -> PageOut[WorkflowOut]:
     if include not in (None, "definition"):
         raise InvalidInputError([FieldError("query:include", 'the only value is "definition"')])
-    query = ListWorkflowsQuery(limit=limit, cursor=cursor, where=WorkflowFilter(tag=tag, q=q))
-    page = await list_them(principal, query)
-    with_definition = include == "definition"
-    return PageOut(
-        [WorkflowOut.of(w, with_definition=with_definition) for w in page.items], page.next_cursor
+    query = ListWorkflowsQuery(
+        limit=limit,
+        cursor=cursor,
+        where=WorkflowFilter(tag=tag, q=q),
+        include_definition=include == "definition",
     )
+    page = await list_them(principal, query)
+    return PageOut([WorkflowOut.of(w) for w in page.items], page.next_cursor)
 
 
 @post(
