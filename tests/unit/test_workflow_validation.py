@@ -253,3 +253,11 @@ def test_every_invalid_workflow_field_is_reported_at_once() -> None:
         "/tags/20",
         "/definition/nodes",
     }
+
+
+def test_a_string_with_two_templates_is_not_one_whole_template_and_is_checked_at_save() -> None:
+    definition = make_definition(nodes=[make_node(), make_http_node(url="{{ a }} and {{ b }}")])
+
+    assert save_errors(definition) == {
+        "/definition/nodes/1/parameters/url": "must be an http or https URL with a host"
+    }

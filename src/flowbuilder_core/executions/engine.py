@@ -78,7 +78,7 @@ from flowbuilder_core.executions.ports import (
     NodeRunner,
 )
 from flowbuilder_core.nodes.catalogue import NODE_TYPES
-from flowbuilder_core.nodes.schema import check, missing_required, pointer_join
+from flowbuilder_core.nodes.schema import WHOLE_TEMPLATE, check, missing_required, pointer_join
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Definition, Edge, Node
@@ -91,7 +91,6 @@ BUILT_IN_TYPES: Final = frozenset({TRIGGER, IF, TRANSFORM})
 
 _EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_WHOLE_TEMPLATE = re.compile(r"\s*\{\{((?:(?!\}\}).)*)\}\}\s*", re.DOTALL)
 _MAX_REPORTED_PROBLEMS = 5
 _TRUNCATED = "truncated_json"
 
@@ -301,7 +300,7 @@ class Engine:
         return value
 
     def _render(self, text: str, context: Mapping[str, Json], at: str) -> Json:
-        whole = _WHOLE_TEMPLATE.fullmatch(text)
+        whole = WHOLE_TEMPLATE.fullmatch(text)
         if whole is not None:
             return self._evaluate(whole.group(1), context, at)
         if "{{" not in text:
@@ -344,7 +343,7 @@ async def _skip(nodes: Sequence[Node], on_step: Callable[[StepResult], Awaitable
 def _unwrap(expression: Json) -> Json:
     """`{{ expr }}` in an expression parameter means `expr`."""
     if isinstance(expression, str):
-        whole = _WHOLE_TEMPLATE.fullmatch(expression)
+        whole = WHOLE_TEMPLATE.fullmatch(expression)
         if whole is not None:
             return whole.group(1)
     return expression

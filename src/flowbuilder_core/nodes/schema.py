@@ -17,7 +17,8 @@ from flowbuilder_core.shared.errors import FieldError
 
 JsonSchema = Mapping[str, Any]
 
-_WHOLE_TEMPLATE = re.compile(r"^\s*\{\{.*\}\}\s*$", re.DOTALL)
+WHOLE_TEMPLATE = re.compile(r"\s*\{\{((?:(?!\}\}).)*)\}\}\s*", re.DOTALL)
+"""A string that is one `{{ expr }}` and nothing else (group 1 is `expr`); use `fullmatch`."""
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "number": (int, float),
@@ -36,7 +37,7 @@ def pointer(*parts: str | int) -> str:
 
 def is_whole_template(value: object) -> bool:
     """A string that is one whole `{{ expr }}` template: it is checked when the node runs."""
-    return isinstance(value, str) and _WHOLE_TEMPLATE.match(value) is not None
+    return isinstance(value, str) and WHOLE_TEMPLATE.fullmatch(value) is not None
 
 
 def check(value: object, schema: JsonSchema, at: str) -> list[FieldError]:
