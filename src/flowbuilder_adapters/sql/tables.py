@@ -86,8 +86,8 @@ workflows = Table(
     CheckConstraint("version >= 1", name="version_positive"),
     # Keyset pagination of an owner's live workflows, newest first on (created_at, id): both
     # engines scan the index backwards for the DESC order. The `q` filter (name contains,
-    # case-insensitive) walks this index too and filters names on the way: an owner's list is
-    # small enough, and a trigram index would need the pg_trgm extension (and nothing on SQLite).
+    # case-insensitive) reads the owner's rows through this index, filters the names and sorts
+    # (bounded by one owner's list); a trigram index would need the pg_trgm extension.
     Index(
         "ix_workflows_owner_live",
         "owner_id",
