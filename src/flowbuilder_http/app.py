@@ -17,8 +17,8 @@ from flowbuilder_adapters.background import Background
 from flowbuilder_adapters.bootstrap import providers_for
 from flowbuilder_adapters.settings import Mode, Settings, load_settings
 from flowbuilder_core.shared.errors import FlowbuilderError
-from flowbuilder_http.auth import PrincipalProvider, authenticate
-from flowbuilder_http.guards import require_json_body
+from flowbuilder_http.admission import admit
+from flowbuilder_http.auth import PrincipalProvider
 from flowbuilder_http.idempotency import IdempotencyProvider
 from flowbuilder_http.observability import (
     configure_logging,
@@ -56,7 +56,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
     api = Router(
         path="/api",
         route_handlers=[workflows_router, credentials_router, executions_router, node_types],
-        guards=[authenticate, require_json_body],
+        middleware=[admit],
         security=[{"BearerAuth": []}],
     )
     app = Litestar(
