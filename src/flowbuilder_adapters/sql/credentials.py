@@ -10,7 +10,7 @@ from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
-from flowbuilder_adapters.sql.keyset import newest_first
+from flowbuilder_adapters.sql.keyset import newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import credentials
 from flowbuilder_core.credentials.model import Credential, CredentialId, SecretRef
 from flowbuilder_core.credentials.ports import CredentialRepository
@@ -83,9 +83,11 @@ class SqlCredentialRepository(CredentialRepository):
         query = select(credentials).where(credentials.c.owner_id == owner)
         if credential_type is not None:
             query = query.where(credentials.c.type == credential_type)
-        query = newest_first(query, credentials.c.created_at, credentials.c.id, request)
+        query = newest_first(
+            query, credentials.c.created_at, credentials.c.id, after=request.after is not None
+        )
         async with translate_errors():
-            rows = (await self._connection.execute(query)).all()
+            rows = (await self._connection.execute(query, page_parameters(request))).all()
         return [credential_from_row(row) for row in rows]
 
     async def secret_refs(self) -> set[SecretRef]:

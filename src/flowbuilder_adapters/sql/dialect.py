@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import Insert, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,5 +18,12 @@ def upsert(connection: AsyncConnection, table: Table) -> postgresql.Insert | sql
 
 def insert_unless_exists(connection: AsyncConnection, table: Table) -> Insert:
     """INSERT that skips a row whose key exists (rowcount 0), rather than raising: on Postgres a
-    failed statement would abort the whole transaction, not just this one."""
-    return upsert(connection, table).on_conflict_do_nothing()
+    failed statement would abort the whole transaction, not just this one. Built once per
+    dialect and table; give it the row as execution parameters."""
+    return _insert_unless_exists(connection.dialect.name == "postgresql", table)
+
+
+@functools.cache
+def _insert_unless_exists(postgres: bool, table: Table) -> Insert:
+    insert = postgresql.insert(table) if postgres else sqlite.insert(table)
+    return insert.on_conflict_do_nothing()

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists, upsert
 from flowbuilder_adapters.sql.errors import translate_errors
-from flowbuilder_adapters.sql.keyset import newest_first
+from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import execution_steps, executions, outbox, rate_limit_buckets
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_core.executions.model import (
@@ -36,6 +49,17 @@ from flowbuilder_core.shared.pagination import PageRequest
 from flowbuilder_core.workflows.model import WorkflowId
 
 _SUMMARY = [c for c in executions.c if c.name != "input"]
+
+# Statements built once: building a statement costs more than running a cached one.
+_e = executions.c
+_GET = select(executions).where(_e.id == bindparam("b_id"))
+_STEPS = (
+    select(execution_steps)
+    .where(execution_steps.c.execution_id == bindparam("b_id"))
+    .order_by(execution_steps.c.position)
+)
+_INSERT = insert(executions)
+_INSERT_OUTBOX = insert(outbox)
 
 
 def error_to_json(error: ExecutionError | None) -> dict[str, Any] | None:
@@ -92,42 +116,31 @@ class SqlExecutionRepository(ExecutionRepository):
 
     async def get(self, execution_id: ExecutionId) -> Execution | None:
         async with translate_errors():
-            row = (
-                await self._connection.execute(
-                    select(executions).where(executions.c.id == execution_id)
-                )
-            ).one_or_none()
+            row = (await self._connection.execute(_GET, {"b_id": execution_id})).one_or_none()
             if row is None:
                 return None
-            steps = (
-                await self._connection.execute(
-                    select(execution_steps)
-                    .where(execution_steps.c.execution_id == execution_id)
-                    .order_by(execution_steps.c.position)
-                )
-            ).all()
+            steps = (await self._connection.execute(_STEPS, {"b_id": execution_id})).all()
         return execution_from_row(row, steps)
 
     async def add(self, execution: Execution) -> None:
+        row = {
+            "id": execution.id,
+            "owner_id": execution.owner_id,
+            "workflow_id": execution.workflow_id,
+            "workflow_version": execution.workflow_version,
+            "status": execution.status.value,
+            "trigger": execution.trigger,
+            "input": dict(execution.input),
+            "error": error_to_json(execution.error),
+            "attempt": execution.attempt,
+            "retry_of": execution.retry_of,
+            "created_at": execution.created_at,
+            "started_at": execution.started_at,
+            "finished_at": execution.finished_at,
+            "heartbeat_at": execution.heartbeat_at,
+        }
         async with translate_errors():
-            await self._connection.execute(
-                insert(executions).values(
-                    id=execution.id,
-                    owner_id=execution.owner_id,
-                    workflow_id=execution.workflow_id,
-                    workflow_version=execution.workflow_version,
-                    status=execution.status.value,
-                    trigger=execution.trigger,
-                    input=dict(execution.input),
-                    error=error_to_json(execution.error),
-                    attempt=execution.attempt,
-                    retry_of=execution.retry_of,
-                    created_at=execution.created_at,
-                    started_at=execution.started_at,
-                    finished_at=execution.finished_at,
-                    heartbeat_at=execution.heartbeat_at,
-                )
-            )
+            await self._connection.execute(_INSERT, row)
 
     async def save(self, execution: Execution, *, expected: ExecutionStatus) -> bool:
         async with translate_errors():
@@ -216,46 +229,64 @@ class SqlExecutionRepository(ExecutionRepository):
     async def page(
         self, owner: UserId, where: ExecutionFilter, request: PageRequest
     ) -> Sequence[Execution]:
-        query = select(*_SUMMARY).where(executions.c.owner_id == owner)
-        if where.workflow_id is not None:
-            query = query.where(executions.c.workflow_id == where.workflow_id)
-        if where.created_after is not None:
-            query = query.where(executions.c.created_at >= where.created_after)
-        if where.created_before is not None:
-            query = query.where(executions.c.created_at < where.created_before)
         statuses = sorted(s.value for s in where.statuses)
-        if len(statuses) > 1:
-            query = _merged_by_status(query, statuses, request)
-        else:
-            if statuses:
-                query = query.where(executions.c.status == statuses[0])
-            query = newest_first(query, executions.c.created_at, executions.c.id, request)
+        query = _page(
+            by_workflow=where.workflow_id is not None,
+            created_after=where.created_after is not None,
+            created_before=where.created_before is not None,
+            statuses=len(statuses),
+            after=request.after is not None,
+        )
+        parameters = {
+            "b_owner": owner,
+            "b_workflow_id": where.workflow_id,
+            "b_created_after": where.created_after,
+            "b_created_before": where.created_before,
+            **{f"b_status_{i}": status for i, status in enumerate(statuses)},
+            **page_parameters(request),
+        }
         async with translate_errors():
-            rows = (await self._connection.execute(query)).all()
+            rows = (await self._connection.execute(query, parameters)).all()
         return [execution_from_row(row) for row in rows]
 
 
-def _merged_by_status(query: Select[Any], statuses: list[str], request: PageRequest) -> Select[Any]:
+@functools.cache
+def _page(
+    *, by_workflow: bool, created_after: bool, created_before: bool, statuses: int, after: bool
+) -> Select[Any]:
+    """A page of one owner's executions (`b_owner`), filtered by `b_workflow_id`,
+    `b_created_after`, `b_created_before` and `statuses` statuses (`b_status_0`, ...)."""
+    query = select(*_SUMMARY).where(_e.owner_id == bindparam("b_owner"))
+    if by_workflow:
+        query = query.where(_e.workflow_id == bindparam("b_workflow_id"))
+    if created_after:
+        query = query.where(_e.created_at >= bindparam("b_created_after"))
+    if created_before:
+        query = query.where(_e.created_at < bindparam("b_created_before"))
+    if statuses > 1:
+        return _merged_by_status(query, statuses, after=after)
+    if statuses:
+        query = query.where(_e.status == bindparam("b_status_0"))
+    return newest_first(query, _e.created_at, _e.id, after=after)
+
+
+def _merged_by_status(query: Select[Any], statuses: int, *, after: bool) -> Select[Any]:
     """Several statuses: one newest-first page per status, each read in order from the
     (owner, [workflow,] status, created_at, id) index, merged and cut again. An `IN` list
     instead would walk the owner's whole history when the chosen statuses are rare."""
     branches = [
         select(
             newest_first(
-                query.where(executions.c.status == status),
-                executions.c.created_at,
-                executions.c.id,
-                request,
+                query.where(_e.status == bindparam(f"b_status_{i}")),
+                _e.created_at,
+                _e.id,
+                after=after,
             ).subquery()
         )
-        for status in statuses
+        for i in range(statuses)
     ]
     merged = union_all(*branches).subquery("page")
-    return (
-        select(merged)
-        .order_by(merged.c.created_at.desc(), merged.c.id.desc())
-        .limit(request.limit + 1)
-    )
+    return select(merged).order_by(merged.c.created_at.desc(), merged.c.id.desc()).limit(LIMIT)
 
 
 class SqlOutbox(Outbox):
@@ -271,14 +302,36 @@ class SqlOutbox(Outbox):
         self._uow.after_commit(self._wake)
         async with translate_errors():
             await self._connection.execute(
-                insert(outbox).values(
-                    id=new_uuid(),
-                    message=message.to_json(),
-                    created_at=message.requested_at,
-                    available_at=message.requested_at,
-                    attempts=0,
-                )
+                _INSERT_OUTBOX,
+                {
+                    "id": new_uuid(),
+                    "message": message.to_json(),
+                    "created_at": message.requested_at,
+                    "available_at": message.requested_at,
+                    "attempts": 0,
+                },
             )
+
+
+def _take_token() -> Any:
+    bucket = rate_limit_buckets.c
+    now = bindparam("b_now", type_=DateTime(timezone=True))
+    burst, rate = bindparam("b_burst", type_=Float), bindparam("b_rate", type_=Float)
+    elapsed = func.greatest(0.0, func.extract("epoch", now - bucket.updated_at))
+    refilled = func.least(burst, bucket.tokens + elapsed * rate)
+    return (
+        postgresql.insert(rate_limit_buckets)
+        .values(tokens=burst - 1)
+        .on_conflict_do_update(
+            index_elements=[bucket.owner_id],
+            set_={"tokens": refilled - 1, "updated_at": func.greatest(now, bucket.updated_at)},
+            where=refilled >= 1,
+        )
+        .returning(bucket.tokens)
+    )
+
+
+_TAKE_TOKEN = _take_token()
 
 
 class SqlRateLimiter(RateLimiter):
@@ -317,23 +370,14 @@ class SqlRateLimiter(RateLimiter):
     async def _take_in_one_statement(self, owner: UserId, now: datetime) -> bool:
         """Postgres: create, refill and take in one upsert (one round trip, and the row lock
         makes concurrent requests of one user take turns). False when the bucket is empty."""
-        bucket = rate_limit_buckets.c
-        elapsed = func.greatest(0.0, func.extract("epoch", literal(now) - bucket.updated_at))
-        refilled = func.least(float(self._burst), bucket.tokens + elapsed * self._rate)
-        statement = (
-            postgresql.insert(rate_limit_buckets)
-            .values(owner_id=owner, tokens=float(self._burst) - 1, updated_at=now)
-            .on_conflict_do_update(
-                index_elements=[bucket.owner_id],
-                set_={
-                    "tokens": refilled - 1,
-                    "updated_at": func.greatest(literal(now), bucket.updated_at),
-                },
-                where=refilled >= 1,
-            )
-            .returning(bucket.tokens)
-        )
-        return (await self._connection.execute(statement)).first() is not None
+        parameters = {
+            "owner_id": owner,
+            "updated_at": now,
+            "b_now": now,
+            "b_burst": float(self._burst),
+            "b_rate": float(self._rate),
+        }
+        return (await self._connection.execute(_TAKE_TOKEN, parameters)).first() is not None
 
     def _refilled(self, tokens: float, updated_at: datetime, now: datetime) -> float:
         elapsed = max(0.0, (now - updated_at).total_seconds())

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, delete, func, select, update
+from sqlalchemy import Row, Select, String, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists
 from flowbuilder_adapters.sql.errors import translate_errors
-from flowbuilder_adapters.sql.keyset import newest_first
+from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import (
     workflow_credentials,
     workflow_tags,
@@ -134,7 +136,9 @@ def version_from_row(row: Row[Any]) -> WorkflowVersion:
     )
 
 
-def tag_rows(workflow: Workflow) -> list[dict[str, Any]]:
+def tag_rows(workflow: Workflow, tags: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """The tag rows of `workflow` (of just `tags`, when given)."""
+    chosen = dict.fromkeys(workflow.tags) if tags is None else tags  # a tag counts once
     return [
         {
             "workflow_id": workflow.id,
@@ -142,8 +146,14 @@ def tag_rows(workflow: Workflow) -> list[dict[str, Any]]:
             "tag": tag,
             "created_at": workflow.created_at,
         }
-        for tag in dict.fromkeys(workflow.tags)  # a tag counts once, in its first position
+        for tag in chosen
     ]
+
+
+def credential_uses(workflow: Workflow) -> frozenset[uuid.UUID]:
+    return frozenset(
+        node.credential_id for node in workflow.definition.nodes if node.credential_id is not None
+    )
 
 
 def like_contains(text: str) -> str:
@@ -153,179 +163,264 @@ def like_contains(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Statements, built once: building a statement costs more than running a cached one
+# ---------------------------------------------------------------------------------------------
+
+_w = workflows.c
+_LIVE = _w.deleted_at.is_(None)
+_GET = select(workflows).where(_w.id == bindparam("b_id"), _LIVE)
+_EXPECTED = (_w.id == bindparam("b_id"), _w.version == bindparam("b_expected_version"), _LIVE)
+_UPDATE = (
+    update(workflows)
+    .where(*_EXPECTED)
+    .values(
+        name=bindparam("name"),
+        description=bindparam("description"),
+        tags=bindparam("tags"),
+        definition=bindparam("definition"),
+        version=bindparam("version"),
+        updated_at=bindparam("updated_at"),
+    )
+)
+_SOFT_DELETE = update(workflows).where(*_EXPECTED).values(deleted_at=bindparam("deleted_at"))
+_INSERT_VERSION = workflow_versions.insert()
+_INSERT_TAGS = workflow_tags.insert()
+_INSERT_CREDENTIAL_USES = workflow_credentials.insert()
+_DELETE_TAGS = delete(workflow_tags).where(workflow_tags.c.workflow_id == bindparam("b_id"))
+_DELETE_SOME_TAGS = _DELETE_TAGS.where(workflow_tags.c.tag.in_(bindparam("b_tags", expanding=True)))
+_DELETE_CREDENTIAL_USES = delete(workflow_credentials).where(
+    workflow_credentials.c.workflow_id == bindparam("b_id")
+)
+_DELETE_SOME_CREDENTIAL_USES = _DELETE_CREDENTIAL_USES.where(
+    workflow_credentials.c.credential_id.in_(bindparam("b_credential_ids", expanding=True))
+)
+_v = workflow_versions.c
+_VERSION = select(workflow_versions).where(
+    _v.workflow_id == bindparam("b_id"), _v.version == bindparam("b_version")
+)
+_USING_CREDENTIAL = (
+    select(_w.id, _w.name)
+    .join(workflow_credentials, workflow_credentials.c.workflow_id == _w.id)
+    .where(
+        workflow_credentials.c.credential_id == bindparam("b_credential_id"),
+        workflow_credentials.c.owner_id == bindparam("b_owner"),
+    )
+    .order_by(_w.created_at.desc(), _w.id.desc())
+)
+
+
+@functools.cache
+def _listing(*, summaries: bool, by_tag: bool, search: bool, after: bool) -> Select[Any]:
+    """A page of one owner's live workflows; parameters `b_owner`, `b_tag` (by_tag),
+    `b_pattern` (search) and the keyset's (`page_parameters`)."""
+    query = select(*_SUMMARY_COLUMNS) if summaries else select(workflows)
+    if by_tag:
+        # Ordered by the tag row's copies of (created_at, id): ix_workflow_tags_owner_tag.
+        tags = workflow_tags.c
+        query = query.join(workflow_tags, tags.workflow_id == _w.id).where(
+            tags.owner_id == bindparam("b_owner"), tags.tag == bindparam("b_tag"), _LIVE
+        )
+        created_at, id_ = tags.created_at, tags.workflow_id
+    else:
+        query = query.where(_w.owner_id == bindparam("b_owner"), _LIVE)
+        created_at, id_ = _w.created_at, _w.id
+    if search:
+        pattern = func.lower(bindparam("b_pattern", type_=String))
+        query = query.where(func.lower(_w.name).like(pattern, escape="\\"))
+    return newest_first(query, created_at, id_, after=after)
+
+
+@functools.cache
+def _versions(*, after: bool) -> Select[Any]:
+    query = select(workflow_versions).where(_v.workflow_id == bindparam("b_id"))
+    if after:
+        query = query.where(_v.version < bindparam("b_after_version"))
+    return query.order_by(_v.version.desc()).limit(LIMIT)
+
+
+# ---------------------------------------------------------------------------------------------
 # Repository
 # ---------------------------------------------------------------------------------------------
 
 
 class SqlWorkflowRepository(WorkflowRepository):
-    """Reads and writes in the scope's transaction (see `SqlUnitOfWork`)."""
+    """Reads and writes in the scope's transaction (see `SqlUnitOfWork`).
+
+    It remembers the tags and credential uses of the versions it read, so an update rewrites
+    only the tag and credential-use rows that changed (most saves change neither).
+    """
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self._read: dict[WorkflowId, _Stored] = {}
 
     async def get(self, workflow_id: WorkflowId) -> Workflow | None:
-        query = select(workflows).where(
-            workflows.c.id == workflow_id, workflows.c.deleted_at.is_(None)
-        )
         async with translate_errors():
-            row = (await self._connection.execute(query)).one_or_none()
-        return None if row is None else workflow_from_row(row)
+            row = (await self._connection.execute(_GET, {"b_id": workflow_id})).one_or_none()
+        if row is None:
+            return None
+        workflow = workflow_from_row(row)
+        self._read[workflow.id] = _Stored.of(workflow)
+        return workflow
 
     async def add(self, workflow: Workflow) -> None:
         async with translate_errors():
             added = await self._connection.execute(
-                insert_unless_exists(self._connection, workflows).values(workflow_to_row(workflow))
+                insert_unless_exists(self._connection, workflows), workflow_to_row(workflow)
             )
             if added.rowcount != 1:
                 raise ConflictError("A workflow with this id already exists.")
             await self._connection.execute(
-                workflow_versions.insert().values(version_to_row(workflow.current_version()))
+                _INSERT_VERSION, version_to_row(workflow.current_version())
             )
-            await self._insert_tags(workflow)
-            await self._insert_credential_uses(workflow)
+            await self._write_tags(workflow, stored=None)
+            await self._write_credential_uses(workflow, stored=None)
+        self._read[workflow.id] = _Stored.of(workflow)
 
     async def update(self, workflow: Workflow, *, expected_version: int) -> None:
+        stored = self._read.get(workflow.id)
+        if stored is not None and stored.version != expected_version:
+            stored = None  # what was read is not what this update replaces: rewrite it all
         async with translate_errors():
             # On Postgres a concurrent writer's uncommitted update of the row makes this wait;
             # once it commits, the WHERE clause is checked again and matches nothing.
             updated = await self._connection.execute(
-                update(workflows)
-                .where(*self._expected(workflow.id, expected_version))
-                .values(
-                    name=workflow.name,
-                    description=workflow.description,
-                    tags=list(workflow.tags),
-                    definition=definition_to_json(workflow.definition),
-                    version=workflow.version,
-                    updated_at=workflow.updated_at,
-                )
+                _UPDATE,
+                {
+                    "b_id": workflow.id,
+                    "b_expected_version": expected_version,
+                    "name": workflow.name,
+                    "description": workflow.description,
+                    "tags": list(workflow.tags),
+                    "definition": definition_to_json(workflow.definition),
+                    "version": workflow.version,
+                    "updated_at": workflow.updated_at,
+                },
             )
             if updated.rowcount != 1:
                 raise ConcurrentUpdateError(workflow.id)
             await self._connection.execute(
-                workflow_versions.insert().values(version_to_row(workflow.current_version()))
+                _INSERT_VERSION, version_to_row(workflow.current_version())
             )
-            await self._delete_tags(workflow.id)
-            await self._insert_tags(workflow)
-            await self._delete_credential_uses(workflow.id)
-            await self._insert_credential_uses(workflow)
+            await self._write_tags(workflow, stored=stored)
+            await self._write_credential_uses(workflow, stored=stored)
+        self._read[workflow.id] = _Stored.of(workflow)
 
     async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
         async with translate_errors():
             deleted = await self._connection.execute(
-                update(workflows)
-                .where(*self._expected(workflow_id, expected_version))
-                .values(deleted_at=at)
+                _SOFT_DELETE,
+                {"b_id": workflow_id, "b_expected_version": expected_version, "deleted_at": at},
             )
             if deleted.rowcount != 1:
                 raise ConcurrentUpdateError(workflow_id)
             # Only live workflows have tag and credential rows: those indexes stay small.
-            await self._delete_tags(workflow_id)
-            await self._delete_credential_uses(workflow_id)
+            await self._connection.execute(_DELETE_TAGS, {"b_id": workflow_id})
+            await self._connection.execute(_DELETE_CREDENTIAL_USES, {"b_id": workflow_id})
+        self._read.pop(workflow_id, None)
 
     async def page(
         self, owner: UserId, where: WorkflowFilter, request: PageRequest
     ) -> Sequence[Workflow]:
-        query = self._listing(select(workflows), owner, where, request)
-        async with translate_errors():
-            rows = (await self._connection.execute(query)).all()
+        rows = await self._list(owner, where, request, summaries=False)
         return [workflow_from_row(row) for row in rows]
 
     async def summaries(
         self, owner: UserId, where: WorkflowFilter, request: PageRequest
     ) -> Sequence[WorkflowSummary]:
         # The definition is most of a row, and lists mostly do not show it.
-        query = self._listing(select(*_SUMMARY_COLUMNS), owner, where, request)
-        async with translate_errors():
-            rows = (await self._connection.execute(query)).all()
+        rows = await self._list(owner, where, request, summaries=True)
         return [summary_from_row(row) for row in rows]
 
-    @staticmethod
-    def _listing(
-        query: Select[Any], owner: UserId, where: WorkflowFilter, request: PageRequest
-    ) -> Select[Any]:
-        if where.tag is None:
-            query = query.where(workflows.c.owner_id == owner, workflows.c.deleted_at.is_(None))
-            created_at, id_ = workflows.c.created_at, workflows.c.id
-        else:
-            # Ordered by the tag row's copies of (created_at, id): ix_workflow_tags_owner_tag.
-            query = query.join(workflow_tags, workflow_tags.c.workflow_id == workflows.c.id).where(
-                workflow_tags.c.owner_id == owner,
-                workflow_tags.c.tag == where.tag,
-                workflows.c.deleted_at.is_(None),
-            )
-            created_at, id_ = workflow_tags.c.created_at, workflow_tags.c.workflow_id
+    async def _list(
+        self, owner: UserId, where: WorkflowFilter, request: PageRequest, *, summaries: bool
+    ) -> Sequence[Row[Any]]:
+        query = _listing(
+            summaries=summaries,
+            by_tag=where.tag is not None,
+            search=where.q is not None,
+            after=request.after is not None,
+        )
+        parameters = {"b_owner": owner, **page_parameters(request)}
+        if where.tag is not None:
+            parameters["b_tag"] = where.tag
         if where.q is not None:
-            pattern = like_contains(where.q)
-            query = query.where(func.lower(workflows.c.name).like(func.lower(pattern), escape="\\"))
-        return newest_first(query, created_at, id_, request)
+            parameters["b_pattern"] = like_contains(where.q)
+        async with translate_errors():
+            result = await self._connection.execute(query, parameters)
+        return list(result)
 
     async def versions(
         self, workflow_id: WorkflowId, request: PageRequest
     ) -> Sequence[WorkflowVersion]:
-        query = select(workflow_versions).where(workflow_versions.c.workflow_id == workflow_id)
+        parameters: dict[str, Any] = {"b_id": workflow_id, "page_limit": request.limit + 1}
         if request.after is not None:
-            query = query.where(workflow_versions.c.version < int(request.after[0]))
-        query = query.order_by(workflow_versions.c.version.desc()).limit(request.limit + 1)
+            parameters["b_after_version"] = int(request.after[0])
+        query = _versions(after=request.after is not None)
         async with translate_errors():
-            rows = (await self._connection.execute(query)).all()
+            rows = (await self._connection.execute(query, parameters)).all()
         return [version_from_row(row) for row in rows]
 
     async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None:
-        query = select(workflow_versions).where(
-            workflow_versions.c.workflow_id == workflow_id,
-            workflow_versions.c.version == version,
-        )
+        parameters = {"b_id": workflow_id, "b_version": version}
         async with translate_errors():
-            row = (await self._connection.execute(query)).one_or_none()
+            row = (await self._connection.execute(_VERSION, parameters)).one_or_none()
         return None if row is None else version_from_row(row)
 
     async def using_credential(
         self, owner: UserId, credential_id: uuid.UUID
     ) -> Sequence[WorkflowRef]:
-        query = (
-            select(workflows.c.id, workflows.c.name)
-            .join(workflow_credentials, workflow_credentials.c.workflow_id == workflows.c.id)
-            .where(
-                workflow_credentials.c.credential_id == credential_id,
-                workflow_credentials.c.owner_id == owner,
-            )
-            .order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
-        )
+        parameters = {"b_owner": owner, "b_credential_id": credential_id}
         async with translate_errors():
-            rows = (await self._connection.execute(query)).all()
+            rows = (await self._connection.execute(_USING_CREDENTIAL, parameters)).all()
         return [WorkflowRef(WorkflowId(row.id), row.name) for row in rows]
 
-    @staticmethod
-    def _expected(workflow_id: WorkflowId, expected_version: int) -> list[ColumnElement[bool]]:
-        return [
-            workflows.c.id == workflow_id,
-            workflows.c.version == expected_version,
-            workflows.c.deleted_at.is_(None),
-        ]
+    async def _write_tags(self, workflow: Workflow, *, stored: _Stored | None) -> None:
+        tags = dict.fromkeys(workflow.tags)
+        if stored is None:
+            await self._connection.execute(_DELETE_TAGS, {"b_id": workflow.id})
+            added: Collection[str] = tags
+        else:
+            removed = [tag for tag in stored.tags if tag not in tags]
+            if removed:
+                await self._connection.execute(
+                    _DELETE_SOME_TAGS, {"b_id": workflow.id, "b_tags": removed}
+                )
+            added = [tag for tag in tags if tag not in stored.tags]
+        if added:
+            await self._connection.execute(_INSERT_TAGS, tag_rows(workflow, added))
 
-    async def _insert_tags(self, workflow: Workflow) -> None:
-        rows = tag_rows(workflow)
-        if rows:
-            await self._connection.execute(workflow_tags.insert(), rows)
-
-    async def _insert_credential_uses(self, workflow: Workflow) -> None:
-        used = {n.credential_id for n in workflow.definition.nodes if n.credential_id is not None}
-        if used:
+    async def _write_credential_uses(self, workflow: Workflow, *, stored: _Stored | None) -> None:
+        used = credential_uses(workflow)
+        if stored is None:
+            await self._connection.execute(_DELETE_CREDENTIAL_USES, {"b_id": workflow.id})
+            added: Collection[uuid.UUID] = used
+        else:
+            removed = sorted(stored.credential_uses - used)
+            if removed:
+                await self._connection.execute(
+                    _DELETE_SOME_CREDENTIAL_USES,
+                    {"b_id": workflow.id, "b_credential_ids": removed},
+                )
+            added = used - stored.credential_uses
+        if added:
             await self._connection.execute(
-                workflow_credentials.insert(),
+                _INSERT_CREDENTIAL_USES,
                 [
                     {"workflow_id": workflow.id, "credential_id": c, "owner_id": workflow.owner_id}
-                    for c in sorted(used)
+                    for c in sorted(added)
                 ],
             )
 
-    async def _delete_credential_uses(self, workflow_id: WorkflowId) -> None:
-        await self._connection.execute(
-            delete(workflow_credentials).where(workflow_credentials.c.workflow_id == workflow_id)
-        )
 
-    async def _delete_tags(self, workflow_id: WorkflowId) -> None:
-        await self._connection.execute(
-            delete(workflow_tags).where(workflow_tags.c.workflow_id == workflow_id)
-        )
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """What the tag and credential-use rows of a workflow hold at `version`."""
+
+    version: int
+    tags: frozenset[str]
+    credential_uses: frozenset[uuid.UUID]
+
+    @classmethod
+    def of(cls, workflow: Workflow) -> _Stored:
+        return cls(workflow.version, frozenset(workflow.tags), credential_uses(workflow))
