@@ -263,6 +263,51 @@ async def test_an_update_replaces_the_tags_the_tag_filter_sees(container: AsyncC
     assert ids(await page(container, WorkflowFilter(tag="billing"))) == [workflow.id]
 
 
+async def test_an_update_after_a_read_in_the_same_scope_leaves_exactly_the_new_tags_and_credentials(
+    container: AsyncContainer,
+) -> None:
+    # The repository remembers what it read and rewrites only the rows that changed: the
+    # filters must see the same as after a blind rewrite, over three saves in one scope.
+    kept_credential = uuid.UUID("9f1e0000-0000-4000-8000-000000000001")
+    new_credential = uuid.UUID("9f1e0000-0000-4000-8000-000000000002")
+    workflow = make_workflow(tags=("orders", "notify"))
+    await add_committed(container, workflow)
+
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        current = await repository.get(workflow.id)
+        assert current is not None
+        nodes = (*current.definition.nodes, Node("mail", "http.request", {}, new_credential))
+        current.replace(
+            WorkflowFields(
+                name=current.name,
+                tags=("notify", "billing", "billing"),
+                definition=Definition(nodes=nodes, edges=current.definition.edges),
+            ),
+            at=T0 + timedelta(seconds=1),
+        )
+        await repository.update(current, expected_version=1)
+        unchanged_tags = dataclasses.replace(current)
+        unchanged_tags.replace(
+            WorkflowFields(
+                name="Only renamed", tags=current.tags, definition=Definition(nodes=nodes[1:2])
+            ),
+            at=T0 + timedelta(seconds=2),
+        )
+        await repository.update(unchanged_tags, expected_version=2)
+        await (await scope.get(UnitOfWork)).commit()
+
+    assert await page(container, WorkflowFilter(tag="orders")) == []
+    assert ids(await page(container, WorkflowFilter(tag="notify"))) == [workflow.id]
+    assert ids(await page(container, WorkflowFilter(tag="billing"))) == [workflow.id]
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        kept = await repository.using_credential(OWNER, kept_credential)
+        dropped = await repository.using_credential(OWNER, new_credential)
+    assert [ref.id for ref in kept] == [workflow.id]
+    assert dropped == []
+
+
 async def test_an_update_with_a_stale_expected_version_raises_concurrent_update_error(
     container: AsyncContainer,
 ) -> None:

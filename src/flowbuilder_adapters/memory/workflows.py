@@ -46,11 +46,9 @@ class MemoryWorkflowRepository(WorkflowRepository):
     async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
         current = self._expect(workflow_id, expected_version)
         deleted = dataclasses.replace(current, deleted_at=at)
+        check = self._committed_check(workflow_id, expected_version)
         self._staged[workflow_id] = deleted
-        self._uow.stage(
-            lambda: self._store.workflows.__setitem__(workflow_id, deleted),
-            self._committed_check(workflow_id, expected_version),
-        )
+        self._uow.stage(lambda: self._store.workflows.__setitem__(workflow_id, deleted), check)
 
     async def page(
         self, owner: UserId, where: WorkflowFilter, request: PageRequest
@@ -113,7 +111,14 @@ class MemoryWorkflowRepository(WorkflowRepository):
             raise ConcurrentUpdateError(workflow_id)
         return current
 
-    def _committed_check(self, workflow_id: WorkflowId, expected: int | None) -> Callable[[], None]:
+    def _committed_check(
+        self, workflow_id: WorkflowId, expected: int | None
+    ) -> Callable[[], None] | None:
+        """At commit, the committed row must still be the one this unit of work first changed
+        (a later change of the same workflow in this unit of work builds on its own first)."""
+        if workflow_id in self._staged:
+            return None
+
         def check() -> None:
             stored = self._store.workflows.get(workflow_id)
             stored_version = None if stored is None else stored.version
@@ -126,6 +131,7 @@ class MemoryWorkflowRepository(WorkflowRepository):
         saved = dataclasses.replace(workflow)
         version = workflow.current_version()
         key = (workflow.id, workflow.version)
+        check = self._committed_check(workflow.id, expected_version)
         self._staged[workflow.id] = saved
         self._staged_versions[key] = version
 
@@ -133,4 +139,4 @@ class MemoryWorkflowRepository(WorkflowRepository):
             self._store.workflows[workflow.id] = saved
             self._store.versions[key] = version
 
-        self._uow.stage(apply, self._committed_check(workflow.id, expected_version))
+        self._uow.stage(apply, check)
