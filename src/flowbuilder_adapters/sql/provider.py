@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from enum import Enum
+from typing import NewType
 
 from dishka import Provider, Scope, alias, provide
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -33,6 +34,11 @@ class Access(Enum):
     READ_WRITE = "read-write"
 
 
+ReadingEngine = NewType("ReadingEngine", AsyncEngine)
+"""The engine's pool with autocommit connections: a scope that only reads needs no BEGIN and
+no ROLLBACK round trips."""
+
+
 class SqlProvider(Provider):
     """The engine for the container (APP); one connection, in one transaction, per REQUEST scope,
     shared by the scope's unit of work and repositories.
@@ -58,6 +64,10 @@ class SqlProvider(Provider):
         finally:
             await engine.dispose()
 
+    @provide(scope=Scope.APP)
+    def reading_engine(self, engine: AsyncEngine) -> ReadingEngine:
+        return ReadingEngine(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
     @provide(scope=Scope.REQUEST)
     def access(self) -> Access:
         """Scopes write unless their driver knows better (the HTTP adapter, for GETs)."""
@@ -65,23 +75,21 @@ class SqlProvider(Provider):
 
     @provide(scope=Scope.REQUEST)
     async def connection(
-        self, engine: AsyncEngine, access: Access
+        self, engine: AsyncEngine, reading: ReadingEngine, access: Access
     ) -> AsyncIterator[AsyncConnection]:
+        read_only = access is Access.READ_ONLY
         async with translate_errors():
-            connection = await engine.connect()
-            try:
-                if access is Access.READ_ONLY:
-                    # No BEGIN and no ROLLBACK round trips for a scope that only reads.
-                    await connection.execution_options(isolation_level="AUTOCOMMIT")
-                else:
+            connection = await (reading if read_only else engine).connect()
+            if not read_only:
+                try:
                     await connection.begin()
-            except BaseException:
-                await connection.close()
-                raise
+                except BaseException:
+                    await connection.close()
+                    raise
         try:
             yield connection
         finally:
-            await _release(connection)
+            await _release(connection, rollback=not read_only)
 
     uow = provide(SqlUnitOfWork, scope=Scope.REQUEST)
     uow_port = alias(source=SqlUnitOfWork, provides=UnitOfWork)
@@ -96,8 +104,9 @@ class SqlProvider(Provider):
     )
 
 
-async def _release(connection: AsyncConnection) -> None:
-    """Roll back whatever the scope did not commit and return the connection to the pool.
+async def _release(connection: AsyncConnection, *, rollback: bool) -> None:
+    """Roll back whatever the scope did not commit (`rollback`: an autocommit connection has
+    nothing to roll back) and return the connection to the pool.
 
     A lost database must not turn the scope's exit into a second error that hides the first
     (usually the DependencyUnavailableError the request already answers with): the pool
@@ -106,7 +115,8 @@ async def _release(connection: AsyncConnection) -> None:
     try:
         async with translate_errors():
             try:
-                await connection.rollback()
+                if rollback:
+                    await connection.rollback()
             finally:
                 await connection.close()
     except DependencyUnavailableError:
