@@ -101,10 +101,16 @@ def app_from_environment() -> Litestar:
     configure_logging()
     mode = Mode.EMBEDDED if os.environ.get("FLOWBUILDER_EMBEDDED") == "1" else Mode.SERVE
     app = create_app(load_settings(os.environ, mode))
-    # Everything built so far lives as long as the process: keep it out of every collection,
-    # and collect the young generation less often (each request allocates a few thousand
-    # objects), so collections stop landing in the tail of the latency.
+    app.on_startup.append(_freeze_the_heap)
+    return app
+
+
+def _freeze_the_heap() -> None:
+    """Last of start-up, when every APP-scoped object exists (the AWS client's service models
+    among them, hundreds of thousands of objects): keep it all out of every later collection,
+    and collect the young generation less often (each request allocates a few thousand
+    objects). Otherwise each full collection walks that heap, 100 ms at a time, in the tail of
+    the latency."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
-    return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from enum import Enum
@@ -11,7 +12,7 @@ from dishka import Provider, Scope, alias, provide
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.sql.credentials import SqlCredentialDirectory, SqlCredentialRepository
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.engine import POOL_TIMEOUT_S, create_engine
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
@@ -37,6 +38,34 @@ class Access(Enum):
 ReadingEngine = NewType("ReadingEngine", AsyncEngine)
 """The engine's pool with autocommit connections: a scope that only reads needs no BEGIN and
 no ROLLBACK round trips."""
+
+
+class ConnectionGate:
+    """Scopes wait here for one of the pool's connections, first come, first served.
+
+    SQLAlchemy's pool hands a returned connection to whichever coroutine asks next, so under
+    load a waiter can lose it to newcomers again and again: in `make bench` (32 clients, 10
+    connections) that made p99 six to eight times p50. asyncio's Semaphore hands a released
+    permit straight to the longest waiter. There are as many permits as the pool keeps open;
+    the pool's overflow stays free for background work (the outbox relay, the health check).
+    """
+
+    def __init__(self, permits: int, timeout_s: float = POOL_TIMEOUT_S) -> None:
+        self._permits = asyncio.Semaphore(permits)
+        self._timeout_s = timeout_s
+
+    async def acquire(self) -> None:
+        """Wait for a permit; TimeoutError (a 503 through `translate_errors`) after the timeout."""
+        async with asyncio.timeout(self._timeout_s):
+            await self._permits.acquire()
+
+    def release(self) -> None:
+        self._permits.release()
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine) -> ConnectionGate:
+        size = getattr(engine.pool, "size", None)
+        return cls(max(1, size()) if callable(size) else 1)
 
 
 class SqlProvider(Provider):
@@ -65,6 +94,10 @@ class SqlProvider(Provider):
             await engine.dispose()
 
     @provide(scope=Scope.APP)
+    def gate(self, engine: AsyncEngine) -> ConnectionGate:
+        return ConnectionGate.for_engine(engine)
+
+    @provide(scope=Scope.APP)
     def reading_engine(self, engine: AsyncEngine) -> ReadingEngine:
         return ReadingEngine(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
@@ -75,21 +108,26 @@ class SqlProvider(Provider):
 
     @provide(scope=Scope.REQUEST)
     async def connection(
-        self, engine: AsyncEngine, reading: ReadingEngine, access: Access
+        self, engine: AsyncEngine, reading: ReadingEngine, gate: ConnectionGate, access: Access
     ) -> AsyncIterator[AsyncConnection]:
         read_only = access is Access.READ_ONLY
         async with translate_errors():
-            connection = await (reading if read_only else engine).connect()
-            if not read_only:
-                try:
-                    await connection.begin()
-                except BaseException:
-                    await connection.close()
-                    raise
+            await gate.acquire()
         try:
-            yield connection
+            async with translate_errors():
+                connection = await (reading if read_only else engine).connect()
+                if not read_only:
+                    try:
+                        await connection.begin()
+                    except BaseException:
+                        await connection.close()
+                        raise
+            try:
+                yield connection
+            finally:
+                await _release(connection, rollback=not read_only)
         finally:
-            await _release(connection, rollback=not read_only)
+            gate.release()
 
     uow = provide(SqlUnitOfWork, scope=Scope.REQUEST)
     uow_port = alias(source=SqlUnitOfWork, provides=UnitOfWork)
