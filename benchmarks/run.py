@@ -712,7 +712,8 @@ def api_markdown(
         "- Versions: " + ", ".join(f"{name} {version}" for name, version in v.items()) + ".",
         f"- Load: `taskset -c 1 wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{args.duration}s"
         f" --latency` after a {args.warmup} s warm-up run of the same script, loopback only;"
-        " the server under test pinned with `taskset -c 0`, one granian worker, uvloop;"
+        " the server under test pinned with `taskset -c 0` (FlowBuilder: one process, granian"
+        " embedded; ceiling: granian with one worker process), uvloop;"
         " Postgres (a throwaway local cluster: fsync and synchronous_commit off) unpinned.",
         f"- Data, seeded through FlowBuilder's API and copied (CREATE DATABASE ... TEMPLATE) for"
         f" each app so both start identical: {seed_counts['workflows']} workflows of 5 nodes"
@@ -770,13 +771,12 @@ def api_markdown(
             "",
         ]
     lines += [
-        "Reading the figures: the relay sends one SendMessage per outbox row, here to moto,"
-        " which answers about 140 calls a second on an empty queue and slows as its in-memory"
-        " queue grows; so the backlog and its drain rate say little about real SQS, only that"
-        " the relay does not keep up with the execute scenario here. The RSS check counts the"
-        " whole tree: `flowbuilder serve` runs granian from the CLI process, so its supervisor"
-        " holds the imported app as well as the worker (see the per-process figures above);"
-        " the ceiling's supervisor is a bare granian.",
+        "Reading the figures: the relay sends up to ten outbox rows per SendMessageBatch call,"
+        " here to moto, which answers slowly and slows further as its in-memory queue grows;"
+        " so the backlog and its drain rate say little about real SQS, only that the relay"
+        " does not keep up with the execute scenario here. The RSS check counts the whole"
+        " process tree: `flowbuilder serve` is one process (granian's embedded server), the"
+        " ceiling a granian supervisor and its worker.",
         "",
     ]
     lines += ["Problems seen in this run:", ""]
