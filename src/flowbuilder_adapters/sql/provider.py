@@ -56,6 +56,9 @@ class ConnectionGate:
 
     async def acquire(self) -> None:
         """Wait for a permit; TimeoutError (a 503 through `translate_errors`) after the timeout."""
+        if not self._permits.locked():
+            await self._permits.acquire()  # free and nobody waiting: taken without suspending
+            return
         async with asyncio.timeout(self._timeout_s):
             await self._permits.acquire()
 

@@ -273,8 +273,8 @@ class SqlWorkflowRepository(WorkflowRepository):
             await self._connection.execute(
                 _INSERT_VERSION, version_to_row(workflow.current_version())
             )
-            await self._write_tags(workflow, stored=None)
-            await self._write_credential_uses(workflow, stored=None)
+            await self._write_tags(workflow, stored=_NOTHING_STORED)
+            await self._write_credential_uses(workflow, stored=_NOTHING_STORED)
         self._read[workflow.id] = _Stored.of(workflow)
 
     async def update(self, workflow: Workflow, *, expected_version: int) -> None:
@@ -424,3 +424,6 @@ class _Stored:
     @classmethod
     def of(cls, workflow: Workflow) -> _Stored:
         return cls(workflow.version, frozenset(workflow.tags), credential_uses(workflow))
+
+
+_NOTHING_STORED = _Stored(0, frozenset(), frozenset())  # a new workflow's

@@ -177,6 +177,8 @@ def report(
 def _unstorable_values(raw: object, at: str) -> list[FieldError]:
     """Values no database stores faithfully: NUL characters (Postgres text and JSONB refuse
     them) and nesting deeper than MAX_DEPTH. Walked iteratively, so depth cannot hurt us."""
+    if not _has_unstorable_values(raw):
+        return []  # the usual case, found without building a pointer for every value
     errors: list[FieldError] = []
     stack: list[tuple[object, str, int]] = [(raw, at, 0)]
     while stack and len(errors) < 20:
@@ -194,6 +196,25 @@ def _unstorable_values(raw: object, at: str) -> list[FieldError]:
         elif isinstance(value, list):
             stack.extend((item, pointer_join(where, i), depth + 1) for i, item in enumerate(value))
     return sorted(errors, key=lambda e: e.field)
+
+
+def _has_unstorable_values(raw: object) -> bool:
+    stack: list[tuple[object, int]] = [(raw, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    return True
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return False
 
 
 def _unknown_keys(raw: Mapping[str, object], allowed: frozenset[str], at: str) -> list[FieldError]:
