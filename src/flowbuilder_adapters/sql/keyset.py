@@ -14,7 +14,9 @@ from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, or_
 
 from flowbuilder_core.shared.pagination import PageRequest
 
-LIMIT = bindparam("page_limit", type_=Integer)
+# Rendered into the SQL text when the statement runs, as SQLAlchemy does with `.limit(n)`: a
+# server-side prepared statement's generic plan would not know how many rows are wanted.
+LIMIT = bindparam("page_limit", type_=Integer, literal_execute=True)
 
 
 def newest_first(
