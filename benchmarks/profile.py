@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 import boto3  # type: ignore[import-untyped]
 import httpx
+import uvloop
 from sqlalchemy.engine import make_url
 
 from benchmarks import TESTS
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(upgrade(database_url))
         log = stack.enter_context(Path(os.devnull).open("w"))
-        asyncio.run(_profile(args, env, log))
+        uvloop.run(_profile(args, env, log))  # the server's loop
     return 0
 
 
