@@ -1,5 +1,5 @@
 """Server processes for the benchmark: start pinned, wait until they answer, measure the CPU time
-and resident memory of their process tree, stop them."""
+and resident memory of their process tree, stop them; and a moto server in a process of its own."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from benchmarks import TESTS
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -201,3 +204,26 @@ def _stop(process: subprocess.Popen[bytes]) -> tuple[float, bool]:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     return elapsed, killed
+
+
+@contextlib.contextmanager
+def moto_process() -> Iterator[str]:
+    """A moto server in a process of its own, yielding its endpoint URL: in the benchmark's
+    process, moto's threads would take the GIL from the code being measured."""
+    script = (
+        "import sys; from support.moto_server import MotoServer; "
+        "print(MotoServer().start(), flush=True); sys.stdin.read()"
+    )
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter)
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.kill()
+        process.wait()

@@ -22,10 +22,7 @@ import logging
 import os
 import pstats
 import secrets
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,7 @@ import httpx
 import uvloop
 from sqlalchemy.engine import make_url
 
-from benchmarks import TESTS
+from benchmarks.procs import moto_process
 from benchmarks.run import flowbuilder_env
 from benchmarks.seed import EXECUTE_BODY, workflow_body
 
@@ -218,29 +215,6 @@ async def _profile(args: argparse.Namespace, env: dict[str, str], log: Any) -> N
             await asyncio.wait_for(task, 10)
 
 
-@contextlib.contextmanager
-def _moto_elsewhere() -> Iterator[str]:
-    """A moto server in a process of its own: in this one, its threads would take the GIL from
-    the app being measured."""
-    script = (
-        "import sys; from support.moto_server import MotoServer; "
-        "print(MotoServer().start(), flush=True); sys.stdin.read()"
-    )
-    process = subprocess.Popen(  # noqa: S603 (our own interpreter)
-        [sys.executable, "-c", script],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
-    )
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip()
-    finally:
-        process.kill()
-        process.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
     parser.add_argument("scenario", nargs="*", help="scenario names (default: all)")
@@ -257,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         token = mint_token(
             key, sub="user_profile", iss=issuer, azp=AUTHORIZED_PARTY, exp=int(time.time()) + 3600
         )
-        moto_url = stack.enter_context(_moto_elsewhere())
+        moto_url = stack.enter_context(moto_process())
         sqs = boto3.client(
             "sqs",
             endpoint_url=moto_url,

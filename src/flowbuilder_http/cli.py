@@ -139,12 +139,14 @@ def _run_server(host: str, port: int) -> None:
 def _worker(args: argparse.Namespace) -> None:
     if args.concurrency < 1:
         raise SettingsError(["--concurrency: must be at least 1"])
+    import uvloop
+
     from flowbuilder_adapters.bootstrap import run_worker
     from flowbuilder_http.observability import configure_logging
 
     settings = load_settings(os.environ, Mode.WORKER)
     configure_logging()
-    asyncio.run(run_worker(settings, args.concurrency))
+    uvloop.run(run_worker(settings, args.concurrency))  # the API server's loop too
 
 
 def _migrate(_: argparse.Namespace) -> None:
