@@ -119,6 +119,12 @@ def _run_server(host: str, port: int) -> None:
 
     from flowbuilder_http.app import app_from_environment
 
+    print(
+        "flowbuilder: serving HTTP from this process with granian's embedded server (granian"
+        " calls it experimental below; it is not FlowBuilder's embedded mode)",
+        file=sys.stderr,
+    )
+
     async def serve() -> None:
         server = Server(
             app_from_environment,
