@@ -2,8 +2,9 @@
 
 The API app is built as `flowbuilder serve` builds it (production settings: Postgres, Clerk
 JWKS over HTTP, the SQS outbox to a moto server, database secrets) and called directly as an
-ASGI app, one request at a time, so the figures are the app's own cost per request with no HTTP
-parsing and no server: the part of `make bench`'s CPU per request that this code can change.
+ASGI app, one request at a time on uvloop, so the figures are the app's own cost per request
+with no HTTP parsing and no server: the part of `make bench`'s CPU per request that this code
+can change. Each scenario starts once the relay (it runs in this process) has drained the outbox.
 
     python -m benchmarks.profile                       # every scenario, mean µs per request
     python -m benchmarks.profile get_workflow -n 3000 --profiler cprofile

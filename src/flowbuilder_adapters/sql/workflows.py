@@ -163,7 +163,9 @@ def like_contains(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Statements, built once: building a statement costs more than running a cached one
+# Statements, built once: building a statement costs more than running a cached one.
+# Parameters that are not a column's new value are named `b_...`: in an INSERT or UPDATE,
+# SQLAlchemy reserves a column's own name for the value written to it.
 # ---------------------------------------------------------------------------------------------
 
 _w = workflows.c
