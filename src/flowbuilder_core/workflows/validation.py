@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from flowbuilder_core.nodes.catalogue import BRANCH_OUTPUTS, NODE_TYPES
-from flowbuilder_core.nodes.schema import check, missing_required, pointer_join
+from flowbuilder_core.nodes.schema import check, missing_required, pointer, pointer_join
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError
 from flowbuilder_core.workflows.model import Definition, Edge, Node, Position, WorkflowFields
 
@@ -86,9 +86,9 @@ def parse_fields(
             )
         elif clean not in clean_tags:
             clean_tags.append(clean)
-    for pointer, text in (("/name", name), ("/description", description)):
+    for where, text in (("/name", name), ("/description", description)):
         if "\x00" in text:
-            errors.append(FieldError(pointer, "must not contain the NUL character"))
+            errors.append(FieldError(where, "must not contain the NUL character"))
     parsed, definition_errors = parse_definition(definition)
     errors += definition_errors
     if errors:
@@ -176,45 +176,41 @@ def report(
 
 def _unstorable_values(raw: object, at: str) -> list[FieldError]:
     """Values no database stores faithfully: NUL characters (Postgres text and JSONB refuse
-    them) and nesting deeper than MAX_DEPTH. Walked iteratively, so depth cannot hurt us."""
-    if not _has_unstorable_values(raw):
-        return []  # the usual case, found without building a pointer for every value
+    them) and nesting deeper than MAX_DEPTH. Walked iteratively, so depth cannot hurt us.
+
+    Each value carries its path as a link to its parent's, `(parent, key)`; the pointer string
+    is built only for a value in error, not for every value of a (usually valid) definition.
+    """
     errors: list[FieldError] = []
-    stack: list[tuple[object, str, int]] = [(raw, at, 0)]
+    stack: list[tuple[object, _Path, int]] = [(raw, None, 0)]
     while stack and len(errors) < 20:
-        value, where, depth = stack.pop()
+        value, path, depth = stack.pop()
         if depth > MAX_DEPTH:
-            errors.append(FieldError(where, f"must not be nested deeper than {MAX_DEPTH} levels"))
+            message = f"must not be nested deeper than {MAX_DEPTH} levels"
+            errors.append(FieldError(_pointer(at, path), message))
         elif isinstance(value, str):
             if "\x00" in value:
-                errors.append(FieldError(where, "must not contain the NUL character"))
+                errors.append(FieldError(_pointer(at, path), "must not contain the NUL character"))
         elif isinstance(value, dict):
             for key, item in value.items():
                 if "\x00" in key:
-                    errors.append(FieldError(where, "keys must not contain the NUL character"))
-                stack.append((item, pointer_join(where, key), depth + 1))
+                    message = "keys must not contain the NUL character"
+                    errors.append(FieldError(_pointer(at, path), message))
+                stack.append((item, (path, key), depth + 1))
         elif isinstance(value, list):
-            stack.extend((item, pointer_join(where, i), depth + 1) for i, item in enumerate(value))
+            stack.extend((item, (path, i), depth + 1) for i, item in enumerate(value))
     return sorted(errors, key=lambda e: e.field)
 
 
-def _has_unstorable_values(raw: object) -> bool:
-    stack: list[tuple[object, int]] = [(raw, 0)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if isinstance(value, str):
-            if "\x00" in value:
-                return True
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if "\x00" in key:
-                    return True
-                stack.append((item, depth + 1))
-        elif isinstance(value, list):
-            stack.extend((item, depth + 1) for item in value)
-    return False
+_Path = tuple[Any, str | int] | None  # (the parent's _Path, this key), None at the root
+
+
+def _pointer(at: str, path: _Path) -> str:
+    keys: list[str | int] = []
+    while path is not None:
+        path, key = path
+        keys.append(key)
+    return at + pointer(*reversed(keys))
 
 
 def _unknown_keys(raw: Mapping[str, object], allowed: frozenset[str], at: str) -> list[FieldError]:
