@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, String, bindparam, delete, func, select, update
+from sqlalchemy import Delete, Insert, Row, Select, String, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists
@@ -136,9 +136,7 @@ def version_from_row(row: Row[Any]) -> WorkflowVersion:
     )
 
 
-def tag_rows(workflow: Workflow, tags: Collection[str] | None = None) -> list[dict[str, Any]]:
-    """The tag rows of `workflow` (of just `tags`, when given)."""
-    chosen = dict.fromkeys(workflow.tags) if tags is None else tags  # a tag counts once
+def tag_rows(workflow: Workflow, tags: Collection[str]) -> list[dict[str, Any]]:
     return [
         {
             "workflow_id": workflow.id,
@@ -146,7 +144,16 @@ def tag_rows(workflow: Workflow, tags: Collection[str] | None = None) -> list[di
             "tag": tag,
             "created_at": workflow.created_at,
         }
-        for tag in chosen
+        for tag in tags
+    ]
+
+
+def credential_use_rows(
+    workflow: Workflow, credential_ids: Collection[uuid.UUID]
+) -> list[dict[str, Any]]:
+    return [
+        {"workflow_id": workflow.id, "credential_id": c, "owner_id": workflow.owner_id}
+        for c in credential_ids
     ]
 
 
@@ -186,15 +193,35 @@ _UPDATE = (
 )
 _SOFT_DELETE = update(workflows).where(*_EXPECTED).values(deleted_at=bindparam("deleted_at"))
 _INSERT_VERSION = workflow_versions.insert()
-_INSERT_TAGS = workflow_tags.insert()
-_INSERT_CREDENTIAL_USES = workflow_credentials.insert()
 _DELETE_TAGS = delete(workflow_tags).where(workflow_tags.c.workflow_id == bindparam("b_id"))
-_DELETE_SOME_TAGS = _DELETE_TAGS.where(workflow_tags.c.tag.in_(bindparam("b_tags", expanding=True)))
 _DELETE_CREDENTIAL_USES = delete(workflow_credentials).where(
     workflow_credentials.c.workflow_id == bindparam("b_id")
 )
-_DELETE_SOME_CREDENTIAL_USES = _DELETE_CREDENTIAL_USES.where(
-    workflow_credentials.c.credential_id.in_(bindparam("b_credential_ids", expanding=True))
+
+
+@dataclass(frozen=True, slots=True)
+class _ChildRows:
+    """Rows a live workflow has one of per distinct key: its tags, the credentials it uses."""
+
+    delete_all: Delete
+    delete_some: Delete  # those whose key is in `b_keys`
+    insert: Insert
+    rows: Callable[[Workflow, Collection[Any]], list[dict[str, Any]]]
+
+
+_TAGS = _ChildRows(
+    _DELETE_TAGS,
+    _DELETE_TAGS.where(workflow_tags.c.tag.in_(bindparam("b_keys", expanding=True))),
+    workflow_tags.insert(),
+    tag_rows,
+)
+_CREDENTIAL_USES = _ChildRows(
+    _DELETE_CREDENTIAL_USES,
+    _DELETE_CREDENTIAL_USES.where(
+        workflow_credentials.c.credential_id.in_(bindparam("b_keys", expanding=True))
+    ),
+    workflow_credentials.insert(),
+    credential_use_rows,
 )
 _v = workflow_versions.c
 _VERSION = select(workflow_versions).where(
@@ -275,9 +302,7 @@ class SqlWorkflowRepository(WorkflowRepository):
             await self._connection.execute(
                 _INSERT_VERSION, version_to_row(workflow.current_version())
             )
-            await self._write_tags(workflow, stored=_NOTHING_STORED)
-            await self._write_credential_uses(workflow, stored=_NOTHING_STORED)
-        self._read[workflow.id] = _Stored.of(workflow)
+            self._read[workflow.id] = await self._write_children(workflow, _NOTHING_STORED)
 
     async def update(self, workflow: Workflow, *, expected_version: int) -> None:
         stored = self._read.get(workflow.id)
@@ -304,9 +329,7 @@ class SqlWorkflowRepository(WorkflowRepository):
             await self._connection.execute(
                 _INSERT_VERSION, version_to_row(workflow.current_version())
             )
-            await self._write_tags(workflow, stored=stored)
-            await self._write_credential_uses(workflow, stored=stored)
-        self._read[workflow.id] = _Stored.of(workflow)
+            self._read[workflow.id] = await self._write_children(workflow, stored)
 
     async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
         async with translate_errors():
@@ -317,8 +340,8 @@ class SqlWorkflowRepository(WorkflowRepository):
             if deleted.rowcount != 1:
                 raise ConcurrentUpdateError(workflow_id)
             # Only live workflows have tag and credential rows: those indexes stay small.
-            await self._connection.execute(_DELETE_TAGS, {"b_id": workflow_id})
-            await self._connection.execute(_DELETE_CREDENTIAL_USES, {"b_id": workflow_id})
+            for children in (_TAGS, _CREDENTIAL_USES):
+                await self._connection.execute(children.delete_all, {"b_id": workflow_id})
         self._read.pop(workflow_id, None)
 
     async def page(
@@ -377,42 +400,35 @@ class SqlWorkflowRepository(WorkflowRepository):
             rows = (await self._connection.execute(_USING_CREDENTIAL, parameters)).all()
         return [WorkflowRef(WorkflowId(row.id), row.name) for row in rows]
 
-    async def _write_tags(self, workflow: Workflow, *, stored: _Stored | None) -> None:
-        tags = dict.fromkeys(workflow.tags)
-        if stored is None:
-            await self._connection.execute(_DELETE_TAGS, {"b_id": workflow.id})
-            added: Collection[str] = tags
-        else:
-            removed = [tag for tag in stored.tags if tag not in tags]
-            if removed:
-                await self._connection.execute(
-                    _DELETE_SOME_TAGS, {"b_id": workflow.id, "b_tags": removed}
-                )
-            added = [tag for tag in tags if tag not in stored.tags]
-        if added:
-            await self._connection.execute(_INSERT_TAGS, tag_rows(workflow, added))
+    async def _write_children(self, workflow: Workflow, stored: _Stored | None) -> _Stored:
+        """Bring the tag and credential-use rows from `stored` (None: unknown) to `workflow`;
+        what they hold now."""
+        new = _Stored.of(workflow)
+        await self._write(_TAGS, workflow, None if stored is None else stored.tags, new.tags)
+        await self._write(
+            _CREDENTIAL_USES,
+            workflow,
+            None if stored is None else stored.credential_uses,
+            new.credential_uses,
+        )
+        return new
 
-    async def _write_credential_uses(self, workflow: Workflow, *, stored: _Stored | None) -> None:
-        used = credential_uses(workflow)
-        if stored is None:
-            await self._connection.execute(_DELETE_CREDENTIAL_USES, {"b_id": workflow.id})
-            added: Collection[uuid.UUID] = used
-        else:
-            removed = sorted(stored.credential_uses - used)
-            if removed:
-                await self._connection.execute(
-                    _DELETE_SOME_CREDENTIAL_USES,
-                    {"b_id": workflow.id, "b_credential_ids": removed},
-                )
-            added = used - stored.credential_uses
-        if added:
+    async def _write(
+        self,
+        children: _ChildRows,
+        workflow: Workflow,
+        old: frozenset[Any] | None,
+        new: frozenset[Any],
+    ) -> None:
+        if old is None:
+            await self._connection.execute(children.delete_all, {"b_id": workflow.id})
+            old = frozenset()
+        elif removed := sorted(old - new):
             await self._connection.execute(
-                _INSERT_CREDENTIAL_USES,
-                [
-                    {"workflow_id": workflow.id, "credential_id": c, "owner_id": workflow.owner_id}
-                    for c in sorted(added)
-                ],
+                children.delete_some, {"b_id": workflow.id, "b_keys": removed}
             )
+        if added := sorted(new - old):
+            await self._connection.execute(children.insert, children.rows(workflow, added))
 
 
 @dataclass(frozen=True, slots=True)
