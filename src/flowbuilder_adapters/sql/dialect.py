@@ -11,19 +11,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 def upsert(connection: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """The dialect's INSERT, for `.on_conflict_do_update(...)`."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    return _dialect_insert(connection.dialect.name, table)
 
 
 def insert_unless_exists(connection: AsyncConnection, table: Table) -> Insert:
     """INSERT that skips a row whose key exists (rowcount 0), rather than raising: on Postgres a
     failed statement would abort the whole transaction, not just this one. Built once per
     dialect and table; give it the row as execution parameters."""
-    return _insert_unless_exists(connection.dialect.name == "postgresql", table)
+    return _insert_unless_exists(connection.dialect.name, table)
 
 
 @functools.cache
-def _insert_unless_exists(postgres: bool, table: Table) -> Insert:
-    insert = postgresql.insert(table) if postgres else sqlite.insert(table)
-    return insert.on_conflict_do_nothing()
+def _insert_unless_exists(dialect: str, table: Table) -> Insert:
+    return _dialect_insert(dialect, table).on_conflict_do_nothing()
+
+
+def _dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)

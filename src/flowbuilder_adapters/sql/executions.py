@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists, upsert
 from flowbuilder_adapters.sql.errors import translate_errors
@@ -313,7 +314,9 @@ class SqlOutbox(Outbox):
             )
 
 
-def _take_token() -> Any:
+def _take_token() -> ReturningInsert[Any]:
+    """Postgres: create the owner's bucket with one token taken, or refill it by the time
+    since `updated_at` and take one if there is one (no row comes back when there is not)."""
     bucket = rate_limit_buckets.c
     now = bindparam("b_now", type_=DateTime(timezone=True))
     burst, rate = bindparam("b_burst", type_=Float), bindparam("b_rate", type_=Float)
