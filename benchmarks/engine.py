@@ -139,12 +139,13 @@ class SignallingQueue(ExecutionQueue):
         return future
 
 
-def container_for(database_url: str) -> AsyncContainer:
+def container_for(database_url: str, queue: QueueProvider | None = None) -> AsyncContainer:
+    """The engine's dependencies as the processes wire them; the in-memory queue by default."""
     return make_async_container(
         CoreProvider(),
         SqlProvider(database_url),
         DatabaseSecretsProvider(Keyring.generate()[0]),
-        QueueProvider(None),
+        queue or QueueProvider(None),
         OutboxProvider(1_000_000.0, 1_000_000),  # no rate limit in a benchmark
         EngineProvider(allow_private_network=False),
     )
@@ -268,12 +269,16 @@ async def run(database_url: str) -> str:
     one = await throughput(database_url, 1)
     two = await throughput(database_url, 2)
 
-    async def three_node_flow(container: AsyncContainer) -> Any:
+    async def three_node_flow(container: AsyncContainer) -> worker_processes.Execute:
         workflow = await create(container, "3 nodes, worker processes", linear_flow(3))
         return lambda n: execute(container, workflow, n)
 
     by_processes = await worker_processes.measure(
-        database_url, three_node_flow, THROUGHPUT_RUNS, [1, 2]
+        database_url,
+        lambda queue: container_for(database_url, queue),
+        three_node_flow,
+        THROUGHPUT_RUNS,
+        [1, 2],
     )
 
     def verdict(value: float) -> str:

@@ -31,10 +31,9 @@ import asyncpg
 import boto3  # type: ignore[import-untyped]
 import httpx
 import uvloop
-from sqlalchemy.engine import make_url
 
 from benchmarks.procs import moto_process
-from benchmarks.run import flowbuilder_env
+from benchmarks.run import dsn, flowbuilder_env
 from benchmarks.seed import EXECUTE_BODY, workflow_body
 
 from support.jwks import JwksServer
@@ -246,11 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         secrets_key = "profile:" + base64.b64encode(secrets.token_bytes(32)).decode()
         env = flowbuilder_env(database_url, issuer, queue_url, moto_url, secrets_key)
         env["PROFILE_TOKEN"] = token
-        env["PROFILE_DSN"] = (
-            make_url(database_url)
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
-        )
+        env["PROFILE_DSN"] = dsn(database_url)
         from flowbuilder_adapters.sql.migrate import upgrade
 
         asyncio.run(upgrade(database_url))

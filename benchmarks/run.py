@@ -105,7 +105,8 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _dsn(url: str) -> str:
+def dsn(url: str) -> str:
+    """asyncpg's form of a SQLAlchemy database URL."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -138,7 +139,7 @@ def flowbuilder_env(
 
 def ceiling_env(database_url: str, jwks_url: str, issuer: str) -> dict[str, str]:
     env: dict[str, str] = clean_env(
-        CEILING_DSN=_dsn(database_url),
+        CEILING_DSN=dsn(database_url),
         CEILING_JWKS_URL=jwks_url,
         CEILING_ISSUER=issuer,
         CEILING_AUTHORIZED_PARTIES=AUTHORIZED_PARTY,
@@ -219,7 +220,7 @@ def ceiling_server(
 
 
 async def _admin(server_url: str, *statements: str) -> list[Any]:
-    connection = await asyncpg.connect(_dsn(server_url))
+    connection = await asyncpg.connect(dsn(server_url))
     try:
         return [await connection.fetch(statement) for statement in statements]
     finally:
@@ -233,7 +234,7 @@ def _on_database(server_url: str, database: str) -> str:
 async def _wait_outbox_empty(database_url: str, timeout_s: float) -> int:
     """Wait for the seed server's relay to deliver the outbox; the rows left over."""
     deadline = time.monotonic() + timeout_s
-    connection = await asyncpg.connect(_dsn(database_url))
+    connection = await asyncpg.connect(dsn(database_url))
     try:
         while True:
             left = int(await connection.fetchval("SELECT count(*) FROM outbox"))
@@ -245,7 +246,7 @@ async def _wait_outbox_empty(database_url: str, timeout_s: float) -> int:
 
 
 async def _finish_seed(database_url: str) -> dict[str, int]:
-    connection = await asyncpg.connect(_dsn(database_url))
+    connection = await asyncpg.connect(dsn(database_url))
     try:
         await connection.execute("DELETE FROM outbox")  # delivered or not, not the apps' work
         await connection.execute("VACUUM ANALYZE")
@@ -391,7 +392,7 @@ def _server_log_problems(server: Server) -> list[str]:
 
 
 async def _outbox_backlog(database_url: str) -> int:
-    connection = await asyncpg.connect(_dsn(database_url))
+    connection = await asyncpg.connect(dsn(database_url))
     try:
         return int(await connection.fetchval("SELECT count(*) FROM outbox"))
     finally:

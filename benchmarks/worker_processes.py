@@ -15,25 +15,17 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import boto3  # type: ignore[import-untyped]
-from dishka import AsyncContainer, make_async_container
-from sqlalchemy.engine import make_url
+from dishka import AsyncContainer
 
 from benchmarks.procs import moto_process
-from flowbuilder_adapters.bootstrap import (
-    CoreProvider,
-    DatabaseSecretsProvider,
-    EngineProvider,
-    OutboxProvider,
-    QueueProvider,
-)
+from benchmarks.run import dsn
+from flowbuilder_adapters.bootstrap import QueueProvider
 from flowbuilder_adapters.relay import OutboxRelay
-from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.sql import SqlProvider
 
 from support.processes import clean_env, worker
 
@@ -46,17 +38,20 @@ DUMMY_AWS = {
 }
 FINISHED = ("succeeded", "failed", "cancelled")
 DRAIN_TIMEOUT_S = 180.0
+Execute = Callable[[int], Awaitable[uuid.UUID]]
 
 
 async def measure(
     database_url: str,
-    workflow_and_execute: Any,
+    container_for: Callable[[QueueProvider], AsyncContainer],
+    workflow_and_execute: Callable[[AsyncContainer], Awaitable[Execute]],
     runs: int,
     processes: list[int],
 ) -> dict[int, dict[str, float]]:
     """For each count in `processes`: queue `runs` executions, drain them with that many worker
     processes, and return {count: {"runs", "seconds", "per_second"}}.
 
+    `container_for(queue)` wires the benchmark's container around a queue provider;
     `workflow_and_execute(container)` creates the flow and returns an async `execute(n)`.
     """
     for name, value in DUMMY_AWS.items():
@@ -66,7 +61,7 @@ async def measure(
         sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
         for count in processes:
             queue_url = sqs.create_queue(QueueName=f"fb-bench-{uuid.uuid4().hex[:12]}")["QueueUrl"]
-            container = _container(database_url, queue_url, endpoint)
+            container = container_for(QueueProvider(queue_url, REGION, endpoint))
             try:
                 execute = await workflow_and_execute(container)
                 ids = [await execute(n) for n in range(runs)]
@@ -79,17 +74,6 @@ async def measure(
                     stack.enter_context(worker([], env, Path(workdir), name=f"w{count}-{index}"))
                 results[count] = await _drained(database_url, ids)
     return results
-
-
-def _container(database_url: str, queue_url: str, endpoint: str) -> AsyncContainer:
-    return make_async_container(
-        CoreProvider(),
-        SqlProvider(database_url),
-        DatabaseSecretsProvider(Keyring.generate()[0]),
-        QueueProvider(queue_url, REGION, endpoint),
-        OutboxProvider(1_000_000.0, 1_000_000),  # no rate limit in a benchmark
-        EngineProvider(allow_private_network=False),
-    )
 
 
 async def _relayed(container: AsyncContainer) -> None:
@@ -121,8 +105,7 @@ def _worker_env(database_url: str, queue_url: str, endpoint: str) -> dict[str, s
 
 
 async def _drained(database_url: str, ids: list[uuid.UUID]) -> dict[str, float]:
-    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(dsn)
+    connection = await asyncpg.connect(dsn(database_url))
     try:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while True:
