@@ -12,7 +12,7 @@ worker finishes per second.
 
 Wiring as the processes do it (tests/integration/test_execution_delivery.py): CoreProvider,
 SqlProvider, DatabaseSecretsProvider, QueueProvider(None) (the in-memory queue), OutboxProvider,
-EngineProvider; an OutboxRelay and a Worker running in this process, on Postgres.
+RunsProvider, ScopesProvider; an OutboxRelay and a Worker running in this process, on Postgres.
 
     python -m benchmarks.engine [DATABASE_URL]     # no URL: a throwaway local cluster
 
@@ -38,21 +38,22 @@ from typing import Any
 from dishka import AsyncContainer, make_async_container
 
 from benchmarks import worker_processes
-from flowbuilder_adapters.bootstrap import (
-    CoreProvider,
-    DatabaseSecretsProvider,
-    EngineProvider,
-    OutboxProvider,
-    QueueProvider,
-)
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.sql import SqlProvider
 from flowbuilder_adapters.sql.migrate import upgrade
+from flowbuilder_adapters.wiring import (
+    CoreProvider,
+    DatabaseSecretsProvider,
+    OutboxProvider,
+    QueueProvider,
+    RunsProvider,
+    ScopesProvider,
+    SqlProvider,
+)
 from flowbuilder_adapters.worker import Worker
-from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.model import ExecutionStatus
 from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
+from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import ExecuteCommand, ExecuteWorkflow, GetExecution
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
@@ -147,7 +148,8 @@ def container_for(database_url: str, queue: QueueProvider | None = None) -> Asyn
         DatabaseSecretsProvider(Keyring.generate()[0]),
         queue or QueueProvider(None),
         OutboxProvider(1_000_000.0, 1_000_000),  # no rate limit in a benchmark
-        EngineProvider(allow_private_network=False),
+        RunsProvider(allow_private_network=False),
+        ScopesProvider(),
     )
 
 
@@ -160,8 +162,8 @@ async def services(
     relay = await container.get(OutboxRelay)
     tasks = [asyncio.create_task(relay.run(stop))]
     if worker:
-        engine = await container.get(Engine)
-        runner = Worker(container, queue, engine, concurrency=concurrency, poll_seconds=1.0)
+        run = await container.get(RunExecution)
+        runner = Worker(queue, run, concurrency=concurrency, poll_seconds=1.0)
         tasks.append(asyncio.create_task(runner.run(stop)))
     try:
         yield

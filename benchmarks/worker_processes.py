@@ -24,8 +24,8 @@ from dishka import AsyncContainer
 
 from benchmarks.procs import moto_process
 from benchmarks.run import dsn
-from flowbuilder_adapters.bootstrap import QueueProvider
 from flowbuilder_adapters.relay import OutboxRelay
+from flowbuilder_adapters.wiring import QueueProvider
 
 from support.processes import clean_env, worker
 

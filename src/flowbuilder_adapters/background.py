@@ -44,3 +44,19 @@ async def _guarded(service: Service, stop: asyncio.Event) -> None:
         raise
     except Exception:
         _log.exception("background service stopped by an error")
+
+
+def every(seconds: float, call: Callable[[], Awaitable[object]], what: str) -> Service:
+    """A service that awaits `call()` every `seconds` until stopped. A failed call is logged
+    and tried again next time: a periodic job must outlive a database failover."""
+
+    async def service(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await call()
+            except Exception:
+                _log.warning("%s failed; will try again", what, exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+
+    return service

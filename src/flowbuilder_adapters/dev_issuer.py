@@ -41,6 +41,15 @@ class DevTokenIssuer:
         self.kid = _thumbprint(private_key.public_key())
 
     @classmethod
+    def load(cls, directory: Path) -> DevTokenIssuer:
+        """The issuer whose key is `directory/dev-signing-key.pem`; FileNotFoundError, naming
+        the file, when there is none (`load_or_create` makes one)."""
+        path = directory / KEY_FILE_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"no dev signing key at {path}; start the embedded server")
+        return cls(_load_key(path))
+
+    @classmethod
     def load_or_create(cls, directory: Path) -> DevTokenIssuer:
         """The issuer whose key is `directory/dev-signing-key.pem`, creating both if missing.
 

@@ -8,7 +8,8 @@ Errors raised here still go through the application's exception handlers (proble
 
 from __future__ import annotations
 
-from dishka import AsyncContainer
+from collections.abc import Awaitable, Callable
+
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -19,39 +20,46 @@ PRINCIPAL_STATE_KEY = "principal"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def admit(app: ASGIApp) -> ASGIApp:
-    """Authenticate the request (401 first, before any body is read), then refuse a body that
-    does not say it is JSON (`application/json` or `+json`) with a 415.
+class Admission:
+    """Router middleware: authenticate the request (401 first, before any body is read), then
+    refuse a body that does not say it is JSON (`application/json` or `+json`) with a 415.
 
-    Cookies are never read: no ambient authority.
+    Cookies are never read: no ambient authority. `verifier` gives the token verifier; it is
+    asked once, on the first request (a server may take requests before its start-up hooks
+    have finished).
     """
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = b""
-        media_type = b""
-        has_body = False
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"content-type":
-                media_type = value
-            elif name == b"content-length":
-                has_body = has_body or value != b"0"
-            elif name == b"transfer-encoding":
-                has_body = True
-        scheme, _sep, token = authorization.decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise UnauthenticatedError("missing or non-bearer Authorization header")
-        state = scope["state"]
-        container: AsyncContainer = state["dishka_container"]
-        verifier = await container.get(TokenVerifier)
-        state[PRINCIPAL_STATE_KEY] = await verifier.verify(token)
-        if has_body and scope.get("method") in _BODY_METHODS and not _is_json(media_type):
-            raise HTTPException(status_code=415, detail="Unsupported media type")
-        await app(scope, receive, send)
+    def __init__(self, verifier: Callable[[], Awaitable[TokenVerifier]]) -> None:
+        self._source = verifier
+        self._verifier: TokenVerifier | None = None
 
-    return middleware
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        async def admit(scope: Scope, receive: Receive, send: Send) -> None:
+            authorization = b""
+            media_type = b""
+            has_body = False
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    authorization = value
+                elif name == b"content-type":
+                    media_type = value
+                elif name == b"content-length":
+                    has_body = has_body or value != b"0"
+                elif name == b"transfer-encoding":
+                    has_body = True
+            scheme, _sep, token = authorization.decode("latin-1").partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                raise UnauthenticatedError("missing or non-bearer Authorization header")
+            verifier = self._verifier
+            if verifier is None:
+                verifier = self._verifier = await self._source()
+            scope["state"][PRINCIPAL_STATE_KEY] = await verifier.verify(token)
+            if has_body and scope.get("method") in _BODY_METHODS and not _is_json(media_type):
+                raise HTTPException(status_code=415, detail="Unsupported media type")
+            await app(scope, receive, send)
+
+        return admit
 
 
 def _is_json(content_type: bytes) -> bool:

@@ -13,11 +13,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from flowbuilder_adapters.background import Background
-from flowbuilder_adapters.bootstrap import providers_for
-from flowbuilder_adapters.settings import Mode, Settings, load_settings
+from flowbuilder_adapters.wiring import Background, Mode, Settings, load_settings, providers_for
 from flowbuilder_core.shared.errors import FlowbuilderError
-from flowbuilder_http.admission import admit
+from flowbuilder_core.shared.identity import TokenVerifier
+from flowbuilder_http.admission import Admission
 from flowbuilder_http.auth import PrincipalProvider
 from flowbuilder_http.idempotency import IdempotencyProvider
 from flowbuilder_http.observability import (
@@ -47,7 +46,10 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         *chosen, PrincipalProvider(), IdempotencyProvider(), LitestarProvider()
     )
 
-    async def start_background() -> None:
+    # The entrypoint's lookups: the token verifier for every request, the background services.
+    admission = Admission(lambda: container.get(TokenVerifier))
+
+    async def start() -> None:
         await (await container.get(Background)).start()
 
     async def stop_background() -> None:
@@ -56,7 +58,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
     api = Router(
         path="/api",
         route_handlers=[workflows_router, credentials_router, executions_router, node_types],
-        middleware=[admit],
+        middleware=[admission.middleware],
         security=[{"BearerAuth": []}],
     )
     app = Litestar(
@@ -86,7 +88,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
                 }
             ),
         ),
-        on_startup=[start_background],
+        on_startup=[start],
         on_shutdown=[stop_background, container.close],
         debug=False,
         logging_config=None,  # ours (configure_logging) stamps every line with the request id

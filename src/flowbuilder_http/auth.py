@@ -1,11 +1,11 @@
-"""The provider that hands handlers the Principal the `admit` middleware established."""
+"""The provider that hands handlers the Principal the `Admission` middleware established."""
 
 from __future__ import annotations
 
 from dishka import Provider, Scope, provide
 from litestar import Request
 
-from flowbuilder_adapters.sql.provider import Access
+from flowbuilder_adapters.wiring import Access
 from flowbuilder_core.shared.errors import UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_http.admission import PRINCIPAL_STATE_KEY
@@ -13,7 +13,7 @@ from flowbuilder_http.observability import current_request_method
 
 
 class PrincipalProvider(Provider):
-    """The request's Principal, established by the `admit` middleware, and what the request
+    """The request's Principal, established by the `Admission` middleware, and what the request
     does with the database (GET and HEAD only read)."""
 
     @provide(scope=Scope.REQUEST, override=True)

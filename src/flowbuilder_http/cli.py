@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings, SettingsError, load_settings
+from flowbuilder_adapters.settings import Mode, Settings, SettingsError, load_settings
 
 # The rest is imported where a command needs it, so that `migrate` and `dev-token` start fast
 # and small.
@@ -80,27 +80,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from flowbuilder_adapters.wiring import prepare_embedded
+
     mode = Mode.EMBEDDED if args.embedded else Mode.SERVE
     settings = load_settings(os.environ, mode)
     host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
     if settings.embedded:
         if not _is_loopback(host):
             raise SettingsError(["--host: embedded mode binds to loopback only"])
-        _prepare_embedded(settings)
+        prepare_embedded(settings)
         print(EMBEDDED_BANNER.format(dir=settings.data_dir, port=args.port), file=sys.stderr)
         os.environ["FLOWBUILDER_EMBEDDED"] = "1"
     _run_server(host, args.port)
-
-
-def _prepare_embedded(settings: Settings) -> None:
-    from flowbuilder_adapters.bootstrap import secrets_provider
-    from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-    from flowbuilder_adapters.sql.migrate import upgrade
-
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    DevTokenIssuer.load_or_create(settings.data_dir)
-    secrets_provider(settings)  # creates the embedded secrets key now, not in the worker
-    asyncio.run(upgrade(settings.database_url))
 
 
 def _run_server(host: str, port: int) -> None:
@@ -147,7 +138,7 @@ def _worker(args: argparse.Namespace) -> None:
         raise SettingsError(["--concurrency: must be at least 1"])
     import uvloop
 
-    from flowbuilder_adapters.bootstrap import run_worker
+    from flowbuilder_adapters.wiring import run_worker
     from flowbuilder_http.observability import configure_logging
 
     settings = load_settings(os.environ, Mode.WORKER)
@@ -156,18 +147,16 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _migrate(_: argparse.Namespace) -> None:
-    from flowbuilder_adapters.sql.migrate import upgrade
+    from flowbuilder_adapters.wiring import migrate
 
-    settings = load_settings(os.environ, Mode.MIGRATE)
-    asyncio.run(upgrade(settings.database_url))
+    migrate(load_settings(os.environ, Mode.MIGRATE))
     print("flowbuilder: the database schema is up to date", file=sys.stderr)
 
 
 def _dev_token(args: argparse.Namespace) -> None:
-    from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+    from flowbuilder_adapters.wiring import issue_dev_token
 
-    issuer = DevTokenIssuer.load_or_create(EMBEDDED_DIR)
-    print(issuer.issue(args.user, ttl_s=args.ttl))
+    print(issue_dev_token(args.user, args.ttl))
 
 
 def _maintenance_settings(args: argparse.Namespace) -> Settings:
@@ -175,7 +164,7 @@ def _maintenance_settings(args: argparse.Namespace) -> Settings:
 
 
 def _reencrypt(args: argparse.Namespace) -> None:
-    from flowbuilder_adapters.bootstrap import reencrypt_database
+    from flowbuilder_adapters.wiring import reencrypt_database
 
     settings = _maintenance_settings(args)
     if not settings.secrets_in_database:
@@ -185,7 +174,7 @@ def _reencrypt(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from flowbuilder_adapters.bootstrap import sweep_secrets
+    from flowbuilder_adapters.wiring import sweep_secrets
 
     swept = asyncio.run(sweep_secrets(_maintenance_settings(args)))
     print(f"flowbuilder: {swept} unreferenced secret(s) deleted", file=sys.stderr)

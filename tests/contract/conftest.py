@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 from dishka import AsyncContainer, make_async_container
 
-from flowbuilder_adapters.bootstrap import CoreProvider
-from flowbuilder_adapters.memory import MemoryProvider
-from flowbuilder_adapters.sql import SqlProvider
 from flowbuilder_adapters.sql.migrate import upgrade
+from flowbuilder_adapters.wiring import CoreProvider, MemoryProvider, SqlProvider
 
 from support.contract import T0, SteppingClock, sql_extras
 

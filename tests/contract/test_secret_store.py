@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 from dishka import Provider, make_async_container
 
-from flowbuilder_adapters.bootstrap import (
+from flowbuilder_adapters.secrets.keyring import Keyring
+from flowbuilder_adapters.sql.migrate import upgrade
+from flowbuilder_adapters.wiring import (
     CoreProvider,
     DatabaseSecretsProvider,
+    MemoryProvider,
     OutboxProvider,
     QueueProvider,
     SecretsManagerProvider,
+    SqlProvider,
 )
-from flowbuilder_adapters.memory import MemoryProvider
-from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.sql import SqlProvider
-from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_core.credentials.errors import SecretNotFoundError, SecretUnreadableError
 from flowbuilder_core.credentials.model import CredentialId, SecretBinding, SecretData, SecretRef
 from flowbuilder_core.credentials.ports import SecretStore

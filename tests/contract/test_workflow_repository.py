@@ -16,9 +16,9 @@ from dishka import AsyncContainer, make_async_container
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowbuilder_adapters.bootstrap import CoreProvider
-from flowbuilder_adapters.sql import SqlProvider, create_engine
+from flowbuilder_adapters.sql import create_engine
 from flowbuilder_adapters.sql.migrate import upgrade
+from flowbuilder_adapters.wiring import CoreProvider, SqlProvider
 from flowbuilder_core.shared.errors import ConflictError, DependencyUnavailableError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId

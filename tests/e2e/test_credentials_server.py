@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.tables import credential_secrets, credentials
 from flowbuilder_core.credentials.model import CredentialId, SecretBinding, SecretRef
 from flowbuilder_core.shared.clock import SystemClock
@@ -72,6 +72,7 @@ async def session(base: str, headers: dict[str, str]) -> list[httpx.Response]:
             json={"name": "Orders token", "type": "http_bearer", "data": {"token": CANARY}},
             headers=headers,
         )
+        assert "location" in created.headers, created.text
         url = created.headers["location"]
         workflow = await http.post(
             "/api/workflows",

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import func, select
 
 from flowbuilder_adapters.queues.sqs import ensure_queue, sqs_client
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.tables import execution_steps, executions
 
 from support.aws_fixtures import AWS_REGION

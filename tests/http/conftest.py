@@ -10,7 +10,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-from flowbuilder_adapters.memory import MemoryProvider, MemoryStore
+from flowbuilder_adapters.memory import MemoryStore
+from flowbuilder_adapters.wiring import MemoryProvider
 
 from support.http_app import make_test_app
 

@@ -13,7 +13,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-from flowbuilder_adapters.memory import MemoryProvider, MemoryStore
+from flowbuilder_adapters.memory import MemoryStore
+from flowbuilder_adapters.wiring import MemoryProvider
 from flowbuilder_core.executions.model import ExecutionError, ExecutionId, ExecutionStatus
 
 from support.factories import make_workflow_body

@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-from flowbuilder_adapters.memory import MemoryProvider
+from flowbuilder_adapters.wiring import MemoryProvider
 from flowbuilder_core.workflows.ports import WorkflowRepository
 
 from support.factories import make_workflow_body

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore, UnknownKeyError, reencrypt
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.sql.tables import credential_secrets
 from flowbuilder_core.credentials.errors import SecretNotFoundError, SecretUnreadableError

@@ -31,32 +31,36 @@ from dishka import AsyncContainer, make_async_container
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flowbuilder_adapters.bootstrap import (
-    CoreProvider,
-    DatabaseSecretsProvider,
-    EngineProvider,
-    OutboxProvider,
-    QueueProvider,
-)
 from flowbuilder_adapters.queues.sqs import SqsExecutionQueue, ensure_queue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.sql import SqlProvider
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.sql.tables import outbox
+from flowbuilder_adapters.wiring import (
+    CoreProvider,
+    DatabaseSecretsProvider,
+    OutboxProvider,
+    QueueProvider,
+    RunsProvider,
+    ScopesProvider,
+    SqlProvider,
+)
+from flowbuilder_adapters.wiring.scopes import ScopedCredentialResolver, ScopedRunTransactions
 from flowbuilder_adapters.worker import Worker
-from flowbuilder_core.executions.engine import Engine, RunOutcome
+from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.model import (
     Execution,
     ExecutionId,
     ExecutionRequested,
     ExecutionStatus,
     Json,
+    RunOutcome,
     StepResult,
     StepStatus,
 )
 from flowbuilder_core.executions.ports import CredentialResolver, Delivery, ExecutionQueue
+from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     ExecuteCommand,
     ExecuteWorkflow,
@@ -161,7 +165,7 @@ class CountingEngine(Engine):
         input: Mapping[str, Json],
         credentials: CredentialResolver,
         on_step: Callable[[StepResult], Awaitable[None]],
-        cancelled: Callable[[], Awaitable[bool]],
+        should_stop: Callable[[], Awaitable[bool]],
     ) -> RunOutcome:
         self.runs[input.get("n")] += 1
         return await self._inner.run(
@@ -170,7 +174,7 @@ class CountingEngine(Engine):
             input=input,
             credentials=credentials,
             on_step=on_step,
-            cancelled=cancelled,
+            should_stop=should_stop,
         )
 
 
@@ -254,7 +258,8 @@ def app(database_url: str, queue_url: str, endpoint: str, clock: Clock | None = 
         DatabaseSecretsProvider(KEYRING),
         QueueProvider(queue_url, AWS_REGION, endpoint),
         OutboxProvider(RATE_PER_SECOND, BURST),
-        EngineProvider(allow_private_network=True),
+        RunsProvider(allow_private_network=True),
+        ScopesProvider(),
     )
 
 
@@ -345,14 +350,20 @@ async def eventually(
 async def worker_running(
     container: AsyncContainer, queue: ExecutionQueue, engine: Engine, concurrency: int
 ) -> AsyncIterator[None]:
-    worker = Worker(
-        container,
-        queue,
+    run = RunExecution(
+        ScopedRunTransactions(container),
         engine,
+        ScopedCredentialResolver(container),
+        await container.get(Clock),
+        heartbeat_s=2,
+    )
+    worker = Worker(
+        queue,
+        run,
         concurrency=concurrency,
         poll_seconds=1,
         visibility_seconds=VISIBILITY_S,
-        heartbeat_seconds=2,
+        extend_seconds=2,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select
 
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.migrate import current_revision, downgrade, upgrade
 from flowbuilder_adapters.sql.tables import metadata, workflow_credentials, workflows
 from flowbuilder_adapters.sql.workflows import workflow_to_row

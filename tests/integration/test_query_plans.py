@@ -29,7 +29,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.sql.credentials import SqlCredentialRepository
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from dishka import Provider
 
-from flowbuilder_adapters.bootstrap import DatabaseSecretsProvider, OutboxProvider, QueueProvider
 from flowbuilder_adapters.secrets.keyring import Keyring
+from flowbuilder_adapters.wiring import DatabaseSecretsProvider, OutboxProvider, QueueProvider
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

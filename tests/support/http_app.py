@@ -5,9 +5,9 @@ from __future__ import annotations
 from dishka import Provider, Scope, provide
 from litestar import Litestar
 
-from flowbuilder_adapters.bootstrap import CoreProvider
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.settings import Mode, Settings
+from flowbuilder_adapters.wiring import CoreProvider
 from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_http.app import create_app
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from flowbuilder_adapters.sql.connections import ConnectionGate
 from flowbuilder_adapters.sql.errors import translate_errors
-from flowbuilder_adapters.sql.provider import ConnectionGate
 from flowbuilder_core.shared.errors import DependencyUnavailableError
 
 
@@ -46,7 +46,7 @@ async def test_a_wait_longer_than_the_timeout_is_dependency_unavailable() -> Non
 
 
 async def test_the_gate_has_as_many_permits_as_the_pool_keeps_connections() -> None:
-    from flowbuilder_adapters.sql.engine import POSTGRES_POOL_SIZE, create_engine
+    from flowbuilder_adapters.sql.database import POSTGRES_POOL_SIZE, create_engine
 
     engine = create_engine("postgresql+asyncpg://user:secret@127.0.0.1:1/none")
     gate = ConnectionGate.for_engine(engine)

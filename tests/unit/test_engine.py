@@ -16,12 +16,13 @@ import pytest
 from flowbuilder_adapters.nodes import JmesPathEvaluator, basic_runners
 from flowbuilder_core.credentials.errors import CredentialNotFoundError
 from flowbuilder_core.credentials.model import SecretData
-from flowbuilder_core.executions.engine import Engine, RunOutcome
+from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.errors import NodeFailedError
 from flowbuilder_core.executions.model import (
     MAX_OUTPUT_BYTES,
     ExecutionStatus,
     Json,
+    RunOutcome,
     StepResult,
     StepStatus,
 )
@@ -142,7 +143,7 @@ async def run(
         input=input or {},
         credentials=credentials or FakeCredentials(),
         on_step=on_step,
-        cancelled=cancelled,
+        should_stop=cancelled,
     )
     return Run(outcome, steps)
 

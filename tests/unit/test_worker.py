@@ -1,4 +1,5 @@
-"""The worker over the in-memory adapters and queue: claim once, run, record, stop."""
+"""The worker over the in-memory adapters and queue, wired as a process wires it: each message
+run once, acknowledged after its run, and a stopping worker recording what it interrupted."""
 
 from __future__ import annotations
 
@@ -13,18 +14,22 @@ from typing import Any
 import pytest
 from dishka import AsyncContainer, make_async_container
 
-from flowbuilder_adapters.bootstrap import CoreProvider, EngineProvider
-from flowbuilder_adapters.memory import MemoryProvider, MemoryStore
+from flowbuilder_adapters.memory import MemoryRunTransactions, MemoryStore
 from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
+from flowbuilder_adapters.wiring import CoreProvider, MemoryProvider, RunsProvider, ScopesProvider
 from flowbuilder_adapters.worker import Worker
-from flowbuilder_core.executions.engine import Engine
-from flowbuilder_core.executions.model import ExecutionRequested, ExecutionStatus, StepStatus
+from flowbuilder_core.executions.model import (
+    ExecutionId,
+    ExecutionRequested,
+    ExecutionStatus,
+    StepStatus,
+)
+from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     CancelExecution,
     ExecuteCommand,
     ExecuteWorkflow,
     FinishLostExecutions,
-    StartExecution,
 )
 from flowbuilder_core.shared.clock import SystemClock
 from flowbuilder_core.shared.identity import Principal
@@ -72,7 +77,10 @@ class Harness:
 async def harness() -> AsyncIterator[Harness]:
     store = MemoryStore()
     container = make_async_container(
-        CoreProvider(), MemoryProvider(store), EngineProvider(allow_private_network=False)
+        CoreProvider(),
+        MemoryProvider(store),
+        RunsProvider(allow_private_network=False),
+        ScopesProvider(),
     )
     yield Harness(container, store, InMemoryExecutionQueue(visibility_timeout=5))
     await container.close()
@@ -87,7 +95,7 @@ async def eventually(condition: Any, seconds: float = 10) -> None:
 
 async def run_worker(h: Harness, until: Any, **options: Any) -> None:
     stop = asyncio.Event()
-    worker = Worker(h.container, h.queue, await h.container.get(Engine), **options)
+    worker = Worker(h.queue, await h.container.get(RunExecution), **options)
     task = asyncio.create_task(worker.run(stop))
     try:
         await eventually(until)
@@ -121,8 +129,8 @@ async def test_a_message_delivered_twice_runs_once(h: Harness) -> None:
 
     await run_worker(h, lambda: len(h.queue) == 0, poll_seconds=0.05)
 
-    started = await h.use(StartExecution)
-    assert await started(ExecutionRequested.of(h.store.executions[execution_id])) is None  # type: ignore[index]
+    run = await h.container.get(RunExecution)
+    assert await run(ExecutionId(execution_id)) is None
     assert h.status(execution_id) is ExecutionStatus.SUCCEEDED
     assert len(h.store.executions[execution_id].steps) == 2  # type: ignore[index]
 
@@ -168,16 +176,15 @@ async def test_a_stopping_worker_records_an_unfinished_run_as_stopped(h: Harness
 
 async def test_a_run_whose_heartbeat_stopped_is_finished_as_worker_lost(h: Harness) -> None:
     execution_id = await h.request(chain())
-    message = ExecutionRequested.of(h.store.executions[execution_id])  # type: ignore[index]
-    await (await h.use(StartExecution))(message)
+    async with MemoryRunTransactions(h.store)() as claiming:
+        assert await claiming.executions.claim(ExecutionId(execution_id), datetime.now(UTC))
+        await claiming.uow.commit()
 
     class Later(SystemClock):
         def now(self) -> datetime:
             return datetime.now(UTC) + timedelta(minutes=2)
 
-    later = make_async_container(
-        CoreProvider(clock=Later()), MemoryProvider(h.store), EngineProvider(False)
-    )
+    later = make_async_container(CoreProvider(clock=Later()), MemoryProvider(h.store))
     async with later() as scope:
         finished = await (await scope.get(FinishLostExecutions))()
     await later.close()

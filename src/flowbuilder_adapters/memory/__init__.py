@@ -8,7 +8,7 @@ from flowbuilder_adapters.memory.credentials import (
     MemoryCredentialDirectory,
     MemoryCredentialRepository,
 )
-from flowbuilder_adapters.memory.provider import MemoryProvider
+from flowbuilder_adapters.memory.runs import MemoryRunTransactions
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
@@ -17,7 +17,7 @@ from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
 __all__ = [
     "MemoryCredentialDirectory",
     "MemoryCredentialRepository",
-    "MemoryProvider",
+    "MemoryRunTransactions",
     "MemorySecretStore",
     "MemoryStore",
     "MemoryUnitOfWork",

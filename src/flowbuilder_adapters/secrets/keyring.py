@@ -94,6 +94,13 @@ class Keyring:
         return cls.parse(text), text
 
     @classmethod
+    def load(cls, path: Path) -> Keyring:
+        """The keyring kept in `path`; KeyringError, naming the file, when there is none."""
+        if not path.exists():
+            raise KeyringError(f"no key file at {path}; start the embedded server to create it")
+        return cls._read(path)
+
+    @classmethod
     def load_or_create(cls, path: Path) -> Keyring:
         """The keyring kept in `path`; on first use, a generated one written there (mode 0600).
 
@@ -103,6 +110,10 @@ class Keyring:
         if not path.exists():
             _, text = cls.generate()
             _create_private_file(path, text + "\n")
+        return cls._read(path)
+
+    @classmethod
+    def _read(cls, path: Path) -> Keyring:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
             _log.warning("the key file %s is readable by others (mode %o); use 0600", path, mode)

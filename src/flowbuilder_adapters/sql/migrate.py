@@ -9,7 +9,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.database import create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

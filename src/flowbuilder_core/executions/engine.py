@@ -20,8 +20,9 @@ Rules (API.md, "Node types and the worker"):
   "true" or "false" are live only when they match the result. A node with incoming edges
   is `skipped` (no output) when every one of them is dead: it comes from a skipped node or
   is the branch not taken. So skips propagate, yet a join reachable by a live path runs.
-- `cancelled()` is awaited before each node that would run; when it says yes, that node and
-  all later ones are recorded `skipped` and the outcome is `cancelled`.
+- `should_stop()` is awaited before each node that would run; when it says yes (the run was
+  cancelled, or is no longer this worker's), that node and all later ones are reported
+  `skipped` and the outcome is `cancelled`.
 - The first failing node fails the run with `error.node_id`; every node not yet run is
   recorded `skipped`. Error codes: the runner's NodeFailedError code; `expression_error`
   for a template or expression that cannot be evaluated; `invalid_parameters`;
@@ -47,7 +48,7 @@ type is a configuration error (ValueError), so a wiring mistake cannot pass unno
 
 Credentials: a runner node with `credential_id` gets `credentials.resolve(owner, id)` in
 `NodeCall.credential`; any failure to resolve fails the node with `credential_unavailable`
-and a message that holds no secret. Exceptions from `on_step` and `cancelled` (a lost
+and a message that holds no secret. Exceptions from `on_step` and `should_stop` (a lost
 database, say) are not node failures: they propagate to the caller, as does cancellation
 of the task itself.
 """
@@ -68,6 +69,7 @@ from flowbuilder_core.executions.model import (
     ExecutionError,
     ExecutionStatus,
     Json,
+    RunOutcome,
     StepResult,
     StepStatus,
 )
@@ -93,14 +95,6 @@ _EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _MAX_REPORTED_PROBLEMS = 5
 _TRUNCATED = "truncated_json"
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How a run ended: `succeeded`, `failed` (with `error`) or `cancelled`."""
-
-    status: ExecutionStatus
-    error: ExecutionError | None = None
 
 
 class InvalidDefinitionError(ValueError):
@@ -161,7 +155,7 @@ class Engine:
         input: Mapping[str, Json],
         credentials: CredentialResolver,
         on_step: Callable[[StepResult], Awaitable[None]],
-        cancelled: Callable[[], Awaitable[bool]],
+        should_stop: Callable[[], Awaitable[bool]],
     ) -> RunOutcome:
         try:
             order = execution_order(definition)
@@ -182,7 +176,7 @@ class Engine:
                 skipped.add(node.id)
                 await on_step(StepResult(node.id, StepStatus.SKIPPED))
                 continue
-            if await cancelled():
+            if await should_stop():
                 await _skip(order[position:], on_step)
                 return RunOutcome(ExecutionStatus.CANCELLED)
             started_at = self._clock.now()

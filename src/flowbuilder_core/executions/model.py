@@ -61,6 +61,14 @@ class ExecutionError:
 
 
 @dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended: `succeeded`, `failed` (with `error`) or `cancelled`."""
+
+    status: ExecutionStatus
+    error: ExecutionError | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StepResult:
     """One node's part of a run. `output` is stored truncated past MAX_OUTPUT_BYTES of JSON."""
 

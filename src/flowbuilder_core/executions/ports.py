@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -19,7 +20,9 @@ from flowbuilder_core.executions.model import (
 )
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
+from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.model import Node, WorkflowId
+from flowbuilder_core.workflows.ports import WorkflowRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,23 @@ class ExecutionRepository(Protocol):
     async def page(
         self, owner: UserId, where: ExecutionFilter, request: PageRequest
     ) -> Sequence[Execution]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunTransaction:
+    """The repositories of one short unit of work in a run's bookkeeping."""
+
+    executions: ExecutionRepository
+    workflows: WorkflowRepository
+    uow: UnitOfWork
+
+
+class RunTransactions(Protocol):
+    """Opens a unit of work of its own for each piece of a run's bookkeeping (the claim, one
+    step, the finish), so that a run holds no transaction, and no connection, while its nodes
+    run: a slow node blocks nobody (embedded SQLite has one connection)."""
+
+    def __call__(self) -> AbstractAsyncContextManager[RunTransaction]: ...
 
 
 class Outbox(Protocol):

@@ -1,12 +1,12 @@
 """Use cases of the executions context: requesting runs, reading them, cancelling and retrying
-them, and the worker's side of a run."""
+them, and finishing the runs whose worker was lost (the worker's side of a run is `run.py`)."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flowbuilder_core.executions.errors import (
@@ -22,7 +22,6 @@ from flowbuilder_core.executions.model import (
     ExecutionRequested,
     ExecutionStatus,
     Json,
-    StepResult,
 )
 from flowbuilder_core.executions.ports import (
     ExecutionFilter,
@@ -66,14 +65,6 @@ class ListExecutionsQuery:
     workflow_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """What a worker needs to run a claimed execution."""
-
-    execution: Execution
-    definition: Definition
 
 
 async def _owned(
@@ -262,84 +253,6 @@ class CancelExecution:
                 await self._uow.commit()
                 return execution
         raise IllegalTransitionError("The execution keeps changing; try again.")
-
-
-class StartExecution:
-    """The worker's claim: queued -> running, once, however often the message is delivered.
-    None when the execution is not queued any more (done, taken, or cancelled)."""
-
-    def __init__(
-        self,
-        executions: ExecutionRepository,
-        workflows: WorkflowRepository,
-        uow: UnitOfWork,
-        clock: Clock,
-    ) -> None:
-        self._executions, self._workflows, self._uow, self._clock = (
-            executions,
-            workflows,
-            uow,
-            clock,
-        )
-
-    async def __call__(self, message: ExecutionRequested) -> Started | None:
-        execution = await self._executions.claim(message.execution_id, self._clock.now())
-        if execution is None:
-            return None
-        version = await self._workflows.version(execution.workflow_id, execution.workflow_version)
-        if version is None:
-            execution.fail(
-                ExecutionError("workflow_version_missing", "The workflow version is gone."),
-                at=self._clock.now(),
-            )
-            await self._executions.save(execution, expected=ExecutionStatus.RUNNING)
-            await self._uow.commit()
-            return None
-        await self._uow.commit()
-        return Started(execution, version.definition)
-
-
-class RecordStep:
-    """Record one step of a running execution and beat its heart; its current status after."""
-
-    def __init__(self, executions: ExecutionRepository, uow: UnitOfWork, clock: Clock) -> None:
-        self._executions, self._uow, self._clock = executions, uow, clock
-
-    async def __call__(
-        self, execution_id: ExecutionId, step: StepResult | None
-    ) -> ExecutionStatus | None:
-        if step is not None:
-            await self._executions.record_step(execution_id, step)
-        status = await self._executions.heartbeat(execution_id, self._clock.now())
-        await self._uow.commit()
-        return status
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: ExecutionStatus
-    error: ExecutionError | None = field(default=None)
-
-
-class FinishExecution:
-    """Record how a run ended, unless it was cancelled meanwhile (cancel wins)."""
-
-    def __init__(self, executions: ExecutionRepository, uow: UnitOfWork, clock: Clock) -> None:
-        self._executions, self._uow, self._clock = executions, uow, clock
-
-    async def __call__(self, execution_id: ExecutionId, outcome: Outcome) -> None:
-        execution = await self._executions.get(execution_id)
-        if execution is None or execution.status is not ExecutionStatus.RUNNING:
-            return
-        now = self._clock.now()
-        if outcome.status is ExecutionStatus.SUCCEEDED:
-            execution.succeed(at=now)
-        elif outcome.status is ExecutionStatus.CANCELLED:
-            execution.cancel(at=now)
-        else:
-            execution.fail(outcome.error or ExecutionError("failed", "The run failed."), at=now)
-        await self._executions.save(execution, expected=ExecutionStatus.RUNNING)
-        await self._uow.commit()
 
 
 class FinishLostExecutions:

@@ -9,7 +9,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
-from flowbuilder_adapters.sql.engine import create_engine
+from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.tables import metadata
 
 config = context.config

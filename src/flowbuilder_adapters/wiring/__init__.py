@@ -1,0 +1,68 @@
+"""The composition root: the one place that knows which adapter stands behind each port.
+
+Providers are split by layer (`core`, `storage`, `services`, `scopes`, `processes`); each
+adapter is chosen from `Settings` by `providers_for`. The entrypoints (`flowbuilder serve`,
+`worker` and the maintenance commands, in `flowbuilder_http`) use only what this package
+exports, and each asks its container for one object: the API its use cases per request, a
+process its `Background`. Nothing below them holds a container, except the scope bridges in
+`scopes.py`. Providers have no side effects: `prepare_embedded` creates the embedded keys.
+"""
+
+from flowbuilder_adapters.background import Background
+from flowbuilder_adapters.settings import (
+    EMBEDDED_DIR,
+    Mode,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from flowbuilder_adapters.sql.connections import Access
+from flowbuilder_adapters.wiring.core import CoreProvider, RunsProvider
+from flowbuilder_adapters.wiring.processes import (
+    BackgroundProvider,
+    issue_dev_token,
+    migrate,
+    prepare_embedded,
+    providers_for,
+    reencrypt_database,
+    run_worker,
+    sweep_secrets,
+)
+from flowbuilder_adapters.wiring.scopes import ScopesProvider
+from flowbuilder_adapters.wiring.services import (
+    AuthProvider,
+    DatabaseSecretsProvider,
+    OutboxProvider,
+    QueueProvider,
+    SecretsManagerProvider,
+)
+from flowbuilder_adapters.wiring.storage import MemoryProvider, SqlHealthProvider, SqlProvider
+
+__all__ = [
+    "EMBEDDED_DIR",
+    "Access",
+    "AuthProvider",
+    "Background",
+    "BackgroundProvider",
+    "CoreProvider",
+    "DatabaseSecretsProvider",
+    "MemoryProvider",
+    "Mode",
+    "OutboxProvider",
+    "QueueProvider",
+    "RunsProvider",
+    "ScopesProvider",
+    "SecretsManagerProvider",
+    "Settings",
+    "SettingsError",
+    "SqlHealthProvider",
+    "SqlProvider",
+    "issue_dev_token",
+    "load_settings",
+    "migrate",
+    "prepare_embedded",
+    "providers_for",
+    "reencrypt_database",
+    "run_worker",
+    "sweep_secrets",
+]

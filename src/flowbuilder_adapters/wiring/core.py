@@ -1,0 +1,110 @@
+"""The core's providers: the clock, every use case, and what runs executions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from dishka import Provider, Scope, provide, provide_all
+
+from flowbuilder_adapters.nodes.basic import basic_runners
+from flowbuilder_adapters.nodes.expressions import JmesPathEvaluator
+from flowbuilder_adapters.nodes.http_request import HttpRequestRunner
+from flowbuilder_core.credentials.use_cases import (
+    CreateCredential,
+    DeleteCredential,
+    GetCredential,
+    ListCredentials,
+    ReplaceCredential,
+    ResolveCredential,
+    SweepSecrets,
+)
+from flowbuilder_core.executions.engine import Engine
+from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
+from flowbuilder_core.executions.run import RunExecution
+from flowbuilder_core.executions.use_cases import (
+    CancelExecution,
+    ExecuteWorkflow,
+    FinishLostExecutions,
+    GetExecution,
+    ListExecutions,
+    RetryExecution,
+)
+from flowbuilder_core.shared.clock import Clock, SystemClock
+from flowbuilder_core.workflows.use_cases import (
+    CreateWorkflow,
+    DeleteWorkflow,
+    GetWorkflow,
+    GetWorkflowVersion,
+    ListWorkflows,
+    ListWorkflowVersions,
+    ReplaceWorkflow,
+    ValidateDefinition,
+)
+
+
+class CoreProvider(Provider):
+    """The clock (APP) and every use case (REQUEST), whatever adapters stand behind them."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__()
+        self._clock = clock if clock is not None else SystemClock()
+
+    @provide(scope=Scope.APP)
+    def clock(self) -> Clock:
+        return self._clock
+
+    use_cases = provide_all(
+        ExecuteWorkflow,
+        RetryExecution,
+        GetExecution,
+        ListExecutions,
+        CancelExecution,
+        FinishLostExecutions,
+        CreateCredential,
+        GetCredential,
+        ListCredentials,
+        ReplaceCredential,
+        DeleteCredential,
+        ResolveCredential,
+        SweepSecrets,
+        CreateWorkflow,
+        GetWorkflow,
+        ListWorkflows,
+        ReplaceWorkflow,
+        DeleteWorkflow,
+        ValidateDefinition,
+        ListWorkflowVersions,
+        GetWorkflowVersion,
+        scope=Scope.REQUEST,
+    )
+
+
+class RunsProvider(Provider):
+    """What runs executions (APP): the node runners, the engine, and `RunExecution`, which
+    opens a short scope of its own for each piece of a run's bookkeeping."""
+
+    def __init__(self, allow_private_network: bool) -> None:
+        super().__init__()
+        self._allow_private_network = allow_private_network
+
+    @provide(scope=Scope.APP)
+    async def http_runner(self) -> AsyncIterator[HttpRequestRunner]:
+        runner = HttpRequestRunner(allow_private_network=self._allow_private_network)
+        try:
+            yield runner
+        finally:
+            await runner.aclose()
+
+    @provide(scope=Scope.APP)
+    def engine(self, http: HttpRequestRunner, clock: Clock) -> Engine:
+        return Engine({**basic_runners(), "http.request": http}, JmesPathEvaluator(), clock)
+
+    @provide(scope=Scope.APP)
+    def run_execution(
+        self,
+        transactions: RunTransactions,
+        engine: Engine,
+        credentials: CredentialResolver,
+        clock: Clock,
+    ) -> RunExecution:
+        return RunExecution(transactions, engine, credentials, clock)

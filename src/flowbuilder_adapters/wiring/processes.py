@@ -1,0 +1,150 @@
+"""What each process is made of, and the entrypoints' one call each: `serve` (the API relays
+its outbox), `worker` (runs executions), embedded mode (both, in one process) and the
+maintenance commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from dishka import AsyncContainer, Provider, Scope, make_async_container, provide
+
+from flowbuilder_adapters.background import Background, Service, every
+from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.relay import OutboxRelay
+from flowbuilder_adapters.secrets.aesgcm import reencrypt
+from flowbuilder_adapters.secrets.keyring import Keyring
+from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings
+from flowbuilder_adapters.sql.database import create_engine
+from flowbuilder_adapters.sql.migrate import upgrade
+from flowbuilder_adapters.wiring.core import CoreProvider, RunsProvider
+from flowbuilder_adapters.wiring.scopes import ScopesProvider, sweep_lost_executions
+from flowbuilder_adapters.wiring.services import (
+    EMBEDDED_KEY_FILE,
+    AuthProvider,
+    QueueProvider,
+    keyring_of,
+    outbox_provider,
+    queue_provider,
+    secrets_provider,
+)
+from flowbuilder_adapters.wiring.storage import SqlHealthProvider, SqlProvider
+from flowbuilder_adapters.worker import Worker
+from flowbuilder_core.credentials.use_cases import SweepSecrets
+from flowbuilder_core.executions.ports import ExecutionQueue
+from flowbuilder_core.executions.run import RunExecution
+
+_log = logging.getLogger(__name__)
+LOST_RUN_SWEEP_SECONDS = 30.0
+
+
+class BackgroundProvider(Provider):
+    """What runs beside requests: every process sweeps lost runs (so runs are finished even
+    while no worker is alive); the API relays its outbox; a worker (or embedded mode, which is
+    both) runs executions."""
+
+    def __init__(self, *, relay: bool, worker: bool, concurrency: int = 4) -> None:
+        super().__init__()
+        self._relay, self._worker, self._concurrency = relay, worker, concurrency
+
+    @provide(scope=Scope.APP)
+    def background(
+        self,
+        container: AsyncContainer,
+        relay: OutboxRelay,
+        queue: ExecutionQueue,
+        run: RunExecution,
+    ) -> Background:
+        sweep = sweep_lost_executions(container)
+        services: list[Service] = [every(LOST_RUN_SWEEP_SECONDS, sweep, "the lost-run sweep")]
+        if self._relay:
+            services.append(relay.run)
+        if self._worker:
+            services.append(Worker(queue, run, concurrency=self._concurrency).run)
+        return Background(services)
+
+
+def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Provider]:
+    """Every provider a process needs, each adapter chosen from `settings`."""
+    runs_executions = settings.mode in (Mode.WORKER, Mode.EMBEDDED)
+    return [
+        CoreProvider(),
+        SqlProvider(settings.database_url),
+        SqlHealthProvider(),
+        secrets_provider(settings),
+        queue_provider(settings),
+        outbox_provider(settings),
+        RunsProvider(settings.http_node_allow_private_network),
+        ScopesProvider(),
+        BackgroundProvider(
+            relay=settings.mode is not Mode.WORKER,
+            worker=runs_executions,
+            concurrency=worker_concurrency,
+        ),
+        AuthProvider(settings),
+    ]
+
+
+def prepare_embedded(settings: Settings) -> None:
+    """Before an embedded server starts: its directory, the dev issuer's signing key and the
+    secrets key (each created once, then kept), and the schema of its SQLite database."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    DevTokenIssuer.load_or_create(settings.data_dir)
+    if settings.keyring is None:
+        Keyring.load_or_create(settings.data_dir / EMBEDDED_KEY_FILE)
+    asyncio.run(upgrade(settings.database_url))
+
+
+def migrate(settings: Settings) -> None:
+    """`flowbuilder migrate`: the database schema up to the latest revision."""
+    asyncio.run(upgrade(settings.database_url))
+
+
+def issue_dev_token(user: str, ttl_s: int) -> str:
+    """`flowbuilder dev-token`: a token from the embedded issuer (its key made if missing)."""
+    return DevTokenIssuer.load_or_create(EMBEDDED_DIR).issue(user, ttl_s=ttl_s)
+
+
+async def run_worker(settings: Settings, concurrency: int) -> None:
+    """`flowbuilder worker`: run executions until SIGTERM or SIGINT, then stop gracefully."""
+    container = make_async_container(*providers_for(settings, worker_concurrency=concurrency))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        background = await container.get(Background)
+        await background.start()
+        _log.info("worker started (concurrency %d)", concurrency)
+        await stop.wait()
+        _log.info("worker stopping: finishing the runs in progress")
+        await background.stop()
+    finally:
+        await container.close()
+
+
+async def reencrypt_database(settings: Settings, batch_size: int) -> int:
+    """`flowbuilder secrets reencrypt`: every database secret onto the keyring's first key."""
+    engine = create_engine(settings.database_url)
+    try:
+        return await reencrypt(engine, keyring_of(settings), batch_size)
+    finally:
+        await engine.dispose()
+
+
+async def sweep_secrets(settings: Settings) -> int:
+    """`flowbuilder secrets sweep`: delete the secrets that no credential references."""
+    container = make_async_container(
+        CoreProvider(),
+        SqlProvider(settings.database_url),
+        secrets_provider(settings),
+        QueueProvider(None),
+        outbox_provider(settings),
+    )
+    try:
+        async with container() as scope:
+            sweep = await scope.get(SweepSecrets)
+            return await sweep()
+    finally:
+        await container.close()

@@ -1,0 +1,78 @@
+"""Where a long-lived object needs something of a short scope: the only container lookups
+below the entrypoints, kept here so that nothing else holds a container.
+
+A run lasts longer than any scope should (a scope holds a database connection), so each piece
+of its bookkeeping opens a REQUEST scope of its own; the same goes for resolving a credential
+and for the periodic sweeps.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from dishka import AsyncContainer, Provider, Scope, provide
+
+from flowbuilder_core.credentials.use_cases import ResolveCredential
+from flowbuilder_core.executions.ports import (
+    CredentialResolver,
+    ExecutionRepository,
+    ResolvedSecret,
+    RunTransaction,
+    RunTransactions,
+)
+from flowbuilder_core.executions.use_cases import FinishLostExecutions
+from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.ports import WorkflowRepository
+
+
+class ScopedRunTransactions(RunTransactions):
+    """Each unit of work of a run in a REQUEST scope of its own (one connection, briefly)."""
+
+    def __init__(self, container: AsyncContainer) -> None:
+        self._container = container
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[RunTransaction]:
+        async with self._container() as scope:
+            yield RunTransaction(
+                await scope.get(ExecutionRepository),
+                await scope.get(WorkflowRepository),
+                await scope.get(UnitOfWork),
+            )
+
+
+class ScopedCredentialResolver(CredentialResolver):
+    """Resolves a credential in a scope of its own (a short transaction, never held by a run)."""
+
+    def __init__(self, container: AsyncContainer) -> None:
+        self._container = container
+
+    async def resolve(self, owner: UserId, credential_id: uuid.UUID) -> ResolvedSecret:
+        async with self._container() as scope:
+            resolved = await (await scope.get(ResolveCredential))(owner, credential_id)
+        return ResolvedSecret(resolved.credential.type, resolved.data)
+
+
+def sweep_lost_executions(container: AsyncContainer) -> Callable[[], Awaitable[int]]:
+    """`FinishLostExecutions` in a REQUEST scope of its own each time it is called."""
+
+    async def sweep() -> int:
+        async with container() as scope:
+            return await (await scope.get(FinishLostExecutions))()
+
+    return sweep
+
+
+class ScopesProvider(Provider):
+    """The bridges above, for whichever process runs executions."""
+
+    @provide(scope=Scope.APP)
+    def transactions(self, container: AsyncContainer) -> RunTransactions:
+        return ScopedRunTransactions(container)
+
+    @provide(scope=Scope.APP)
+    def credentials(self, container: AsyncContainer) -> CredentialResolver:
+        return ScopedCredentialResolver(container)

@@ -1,0 +1,157 @@
+"""Outside services, each chosen from the settings: where secrets are kept, the execution
+queue and its outbox, and who signs the tokens the API accepts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aioboto3
+from dishka import Provider, Scope, provide
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from flowbuilder_adapters.clerk import ClerkTokenVerifier
+from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
+from flowbuilder_adapters.queues.sqs import SqsExecutionQueue, sqs_client
+from flowbuilder_adapters.relay import OutboxRelay
+from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
+from flowbuilder_adapters.secrets.aws import (
+    DEFAULT_PREFIX,
+    SecretsManagerSecretStore,
+    secrets_manager_client,
+)
+from flowbuilder_adapters.secrets.keyring import Keyring
+from flowbuilder_adapters.settings import Settings
+from flowbuilder_adapters.sql.executions import SqlOutbox, SqlRateLimiter
+from flowbuilder_adapters.sql.uow import SqlUnitOfWork
+from flowbuilder_core.credentials.ports import SecretStore
+from flowbuilder_core.executions.ports import ExecutionQueue, Outbox, RateLimiter
+from flowbuilder_core.shared.clock import Clock
+from flowbuilder_core.shared.identity import TokenVerifier
+
+EMBEDDED_KEY_FILE = "secrets.key"
+
+
+class DatabaseSecretsProvider(Provider):
+    """Secrets encrypted with AES-256-GCM in the database, on the request's connection, so a
+    secret commits or rolls back with its credential row."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        super().__init__()
+        self._keyring = keyring
+
+    @provide(scope=Scope.APP)
+    def keyring(self) -> Keyring:
+        return self._keyring
+
+    @provide(scope=Scope.REQUEST)
+    def store(self, connection: AsyncConnection, keyring: Keyring, clock: Clock) -> SecretStore:
+        return AesGcmSecretStore(connection, keyring, clock)
+
+
+class SecretsManagerProvider(Provider):
+    """Secrets in AWS Secrets Manager through one aioboto3 client for the process."""
+
+    def __init__(self, region: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+        super().__init__()
+        self._region, self._prefix = region, prefix
+
+    @provide(scope=Scope.APP)
+    async def store(self, clock: Clock) -> AsyncIterator[SecretStore]:
+        async with secrets_manager_client(aioboto3.Session(), self._region) as client:
+            yield SecretsManagerSecretStore(client, prefix=self._prefix, clock=clock)
+
+
+def keyring_of(settings: Settings) -> Keyring:
+    """The database secrets' keyring: `SECRETS_KEYRING`, or in embedded mode the key file that
+    `prepare_embedded` created (this reads it; it never creates one)."""
+    if settings.keyring is not None:
+        return settings.keyring
+    return Keyring.load(settings.data_dir / EMBEDDED_KEY_FILE)
+
+
+def secrets_provider(settings: Settings) -> Provider:
+    """The SecretStore the settings call for."""
+    if not settings.secrets_in_database:
+        return SecretsManagerProvider(settings.aws_region)
+    return DatabaseSecretsProvider(keyring_of(settings))
+
+
+class QueueProvider(Provider):
+    """The execution queue: SQS at `queue_url`, or, without one (embedded mode, maintenance
+    commands), an in-process queue."""
+
+    def __init__(
+        self, queue_url: str | None, region: str = "us-east-1", endpoint_url: str | None = None
+    ) -> None:
+        super().__init__()
+        self._queue_url, self._region, self._endpoint_url = queue_url, region, endpoint_url
+
+    @provide(scope=Scope.APP)
+    async def queue(self) -> AsyncIterator[ExecutionQueue]:
+        if self._queue_url is None:
+            yield InMemoryExecutionQueue()
+            return
+        session = aioboto3.Session()
+        async with sqs_client(session, self._region, self._endpoint_url) as client:
+            yield SqsExecutionQueue(client, self._queue_url)
+
+
+def queue_provider(settings: Settings) -> QueueProvider:
+    queue_url = None if settings.embedded else settings.workflow_queue_url
+    return QueueProvider(queue_url, settings.aws_region, settings.sqs_endpoint_url)
+
+
+class OutboxProvider(Provider):
+    """The outbox in the database, its relay to the queue, and the shared rate limiter."""
+
+    def __init__(self, rate_per_second: float, burst: int) -> None:
+        super().__init__()
+        self._rate_per_second, self._burst = rate_per_second, burst
+
+    @provide(scope=Scope.APP)
+    def relay(self, engine: AsyncEngine, queue: ExecutionQueue, clock: Clock) -> OutboxRelay:
+        return OutboxRelay(engine, queue, clock)
+
+    @provide(scope=Scope.REQUEST)
+    def outbox(self, connection: AsyncConnection, uow: SqlUnitOfWork, relay: OutboxRelay) -> Outbox:
+        return SqlOutbox(connection, uow, relay.kick)
+
+    @provide(scope=Scope.REQUEST)
+    def rate_limiter(self, connection: AsyncConnection) -> RateLimiter:
+        return SqlRateLimiter(connection, self._rate_per_second, self._burst)
+
+
+def outbox_provider(settings: Settings) -> OutboxProvider:
+    return OutboxProvider(settings.execution_rate_per_second, settings.execution_rate_burst)
+
+
+class AuthProvider(Provider):
+    """The TokenVerifier the settings call for: Clerk's JWKS, or the embedded dev issuer (whose
+    key `prepare_embedded` created; this reads it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+
+    @provide(scope=Scope.APP)
+    async def verifier(self) -> AsyncIterator[TokenVerifier]:
+        settings = self._settings
+        if settings.embedded:
+            yield DevTokenIssuer.load(settings.data_dir).verifier()
+            return
+        headers = (
+            {"Authorization": f"Bearer {settings.clerk_secret_key}"}
+            if settings.jwks_uses_backend_api and settings.clerk_secret_key
+            else None
+        )
+        verifier = ClerkTokenVerifier(
+            settings.jwks_url,
+            issuer=settings.clerk_frontend_url,
+            authorized_parties=settings.clerk_authorized_parties,
+            headers=headers,
+        )
+        try:
+            yield verifier
+        finally:
+            await verifier.aclose()

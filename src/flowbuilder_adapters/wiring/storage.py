@@ -1,0 +1,161 @@
+"""Where the data lives: the SQL database (Postgres or SQLite) or the in-memory store, with
+the unit of work and repositories of each scope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from dishka import Provider, Scope, alias, provide
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from flowbuilder_adapters.background import Background
+from flowbuilder_adapters.memory.credentials import (
+    MemoryCredentialDirectory,
+    MemoryCredentialRepository,
+)
+from flowbuilder_adapters.memory.executions import (
+    MemoryExecutionRepository,
+    MemoryOutbox,
+    MemoryRateLimiter,
+)
+from flowbuilder_adapters.memory.health import MemoryHealthProbe
+from flowbuilder_adapters.memory.idempotency import MemoryIdempotencyStore
+from flowbuilder_adapters.memory.secrets import MemorySecretStore
+from flowbuilder_adapters.memory.store import MemoryStore
+from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
+from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
+from flowbuilder_adapters.relay import OutboxRelay
+from flowbuilder_adapters.sql.connections import (
+    Access,
+    ConnectionGate,
+    ReadingEngine,
+    reading_engine,
+    scope_connection,
+)
+from flowbuilder_adapters.sql.credentials import SqlCredentialDirectory, SqlCredentialRepository
+from flowbuilder_adapters.sql.database import create_engine
+from flowbuilder_adapters.sql.executions import SqlExecutionRepository
+from flowbuilder_adapters.sql.health import SqlHealthProbe
+from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
+from flowbuilder_adapters.sql.uow import SqlUnitOfWork
+from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
+from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
+from flowbuilder_core.executions.ports import ExecutionRepository, Outbox, RateLimiter
+from flowbuilder_core.shared.clock import Clock
+from flowbuilder_core.shared.health import HealthProbe
+from flowbuilder_core.shared.idempotency import IdempotencyStore
+from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
+
+
+class SqlProvider(Provider):
+    """The engine for the container (APP); one connection, in one transaction, per REQUEST
+    scope, shared by the scope's unit of work and repositories.
+
+    Give it a database URL, or an `engine_factory` to build the engine another way.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, engine_factory: Callable[[], AsyncEngine] | None = None
+    ) -> None:
+        super().__init__()
+        if (url is None) == (engine_factory is None):
+            raise ValueError("give SqlProvider either a url or an engine_factory")
+        self._engine_factory: Callable[[], AsyncEngine] = (
+            engine_factory if engine_factory is not None else lambda: create_engine(str(url))
+        )
+
+    @provide(scope=Scope.APP)
+    async def engine(self) -> AsyncIterator[AsyncEngine]:
+        engine = self._engine_factory()
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+    @provide(scope=Scope.APP)
+    def gate(self, engine: AsyncEngine) -> ConnectionGate:
+        return ConnectionGate.for_engine(engine)
+
+    @provide(scope=Scope.APP)
+    def reading_engine(self, engine: AsyncEngine) -> ReadingEngine:
+        return reading_engine(engine)
+
+    @provide(scope=Scope.REQUEST)
+    def access(self) -> Access:
+        """Scopes write unless their driver knows better (the HTTP adapter, for GETs)."""
+        return Access.READ_WRITE
+
+    @provide(scope=Scope.REQUEST)
+    async def connection(
+        self, engine: AsyncEngine, reading: ReadingEngine, gate: ConnectionGate, access: Access
+    ) -> AsyncIterator[AsyncConnection]:
+        async with scope_connection(engine, reading, gate, access) as connection:
+            yield connection
+
+    uow = provide(SqlUnitOfWork, scope=Scope.REQUEST)
+    uow_port = alias(source=SqlUnitOfWork, provides=UnitOfWork)
+    workflows = provide(SqlWorkflowRepository, scope=Scope.REQUEST, provides=WorkflowRepository)
+    executions = provide(SqlExecutionRepository, scope=Scope.REQUEST, provides=ExecutionRepository)
+    idempotency = provide(SqlIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
+    credentials = provide(
+        SqlCredentialRepository, scope=Scope.REQUEST, provides=CredentialRepository
+    )
+    credential_directory = provide(
+        SqlCredentialDirectory, scope=Scope.REQUEST, provides=CredentialDirectory
+    )
+
+
+class SqlHealthProvider(Provider):
+    """Readiness: the database answers, and what the outbox relay knows of the queue."""
+
+    @provide(scope=Scope.APP)
+    def health(self, engine: AsyncEngine, relay: OutboxRelay) -> HealthProbe:
+        return SqlHealthProbe(engine, relay)
+
+
+class MemoryProvider(Provider):
+    """Every store in memory: the store lives for the container (APP); units of work and
+    repositories per request. For tests and library users."""
+
+    def __init__(
+        self, store: MemoryStore | None = None, *, rate_per_second: float = 20, burst: int = 100
+    ) -> None:
+        super().__init__()
+        self._store = store if store is not None else MemoryStore()
+        self._rate_per_second, self._burst = rate_per_second, burst
+
+    @provide(scope=Scope.APP)
+    def store(self) -> MemoryStore:
+        return self._store
+
+    uow = provide(MemoryUnitOfWork, scope=Scope.REQUEST)
+    uow_port = alias(source=MemoryUnitOfWork, provides=UnitOfWork)
+    workflows = provide(MemoryWorkflowRepository, scope=Scope.REQUEST, provides=WorkflowRepository)
+    credential_directory = provide(
+        MemoryCredentialDirectory, scope=Scope.REQUEST, provides=CredentialDirectory
+    )
+    credentials = provide(
+        MemoryCredentialRepository, scope=Scope.REQUEST, provides=CredentialRepository
+    )
+
+    @provide(scope=Scope.APP)
+    def secrets(self, clock: Clock) -> SecretStore:
+        return MemorySecretStore(clock)
+
+    executions = provide(
+        MemoryExecutionRepository, scope=Scope.REQUEST, provides=ExecutionRepository
+    )
+    outbox = provide(MemoryOutbox, scope=Scope.REQUEST, provides=Outbox)
+
+    @provide(scope=Scope.APP)
+    def rate_limiter(self, store: MemoryStore) -> RateLimiter:
+        return MemoryRateLimiter(store, self._rate_per_second, self._burst)
+
+    idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
+    health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)
+
+    @provide(scope=Scope.APP)
+    def background(self) -> Background:
+        """Nothing runs beside the requests: there is no outbox to relay."""
+        return Background()

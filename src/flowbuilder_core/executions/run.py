@@ -1,0 +1,176 @@
+"""Running one execution: the claim, the graph node by node, every step recorded, the finish.
+
+This is the worker's side of an execution's lifecycle (docs/API.md, "Executions"). The worker
+itself only deals with its queue: it hands each message's execution id to `RunExecution` and
+acknowledges the message once the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flowbuilder_core.executions.engine import Engine
+from flowbuilder_core.executions.model import (
+    Execution,
+    ExecutionError,
+    ExecutionId,
+    ExecutionStatus,
+    RunOutcome,
+    StepResult,
+)
+from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
+from flowbuilder_core.shared.clock import Clock
+from flowbuilder_core.workflows.model import Definition
+
+_log = logging.getLogger(__name__)
+
+STOPPED = ExecutionError("worker_stopped", "The worker stopped before the run ended.")
+"""How a run interrupted by its worker's shutdown ends (retryable)."""
+
+_OURS = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED})
+"""The statuses in which a claimed run may still write: running, or cancelled by its owner
+meanwhile (its remaining nodes are then recorded skipped)."""
+
+
+@dataclass
+class _Seen:
+    """The execution's status as last read, and when: the answer between two nodes."""
+
+    status: ExecutionStatus | None
+    at: datetime
+
+
+class RunExecution:
+    """Run a requested execution once, however often its message is delivered.
+
+    - The claim moves it from queued to running, or does nothing: a duplicate delivery, or an
+      execution cancelled or taken before it started, returns None at once. An execution
+      whose workflow version is gone fails with `workflow_version_missing`.
+    - Each step is recorded in a unit of work of its own (`RunTransactions`), and only while
+      the run is still ours. Recording answers the execution's current status too, so between
+      two nodes the run knows whether to go on without another transaction; an answer older
+      than `status_fresh` is asked again.
+    - A run whose execution was cancelled stops before its next node, records the rest
+      `skipped`, and ends `cancelled`. A run whose execution was finished by someone else
+      (the lost-run sweep's `worker_lost`, after which its owner may retry it) is no longer
+      ours: it stops before its next node, writes nothing more, and returns None.
+    - While it runs, its heartbeat is refreshed every `heartbeat_s`, so that a slow node is
+      not taken for a lost worker.
+    - Cancelling the task (a worker stopping past its grace period) records the run failed
+      with `worker_stopped`, which its owner can retry, and the cancellation goes on.
+    """
+
+    def __init__(
+        self,
+        transactions: RunTransactions,
+        engine: Engine,
+        credentials: CredentialResolver,
+        clock: Clock,
+        *,
+        heartbeat_s: float = 15.0,
+        status_fresh: timedelta = timedelta(seconds=0.5),
+    ) -> None:
+        self._transactions, self._engine = transactions, engine
+        self._credentials, self._clock = credentials, clock
+        self._heartbeat_s, self._status_fresh = heartbeat_s, status_fresh
+
+    async def __call__(self, execution_id: ExecutionId) -> RunOutcome | None:
+        claimed = await self._claim(execution_id)
+        if claimed is None:
+            return None
+        execution, definition = claimed
+        seen = _Seen(ExecutionStatus.RUNNING, self._clock.now())
+        heartbeat = asyncio.create_task(self._beat(execution_id, seen))
+        try:
+            outcome = await self._run(execution, definition, seen)
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                self._finish(execution_id, RunOutcome(ExecutionStatus.FAILED, STOPPED))
+            )
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if seen.status not in _OURS:
+            return None  # finished by someone else: nothing more of it is ours to write
+        await self._finish(execution_id, outcome)
+        return outcome
+
+    async def _run(self, execution: Execution, definition: Definition, seen: _Seen) -> RunOutcome:
+        async def on_step(step: StepResult) -> None:
+            await self._record(execution.id, step, seen)
+
+        async def should_stop() -> bool:
+            if self._clock.now() - seen.at > self._status_fresh:
+                await self._record(execution.id, None, seen)
+            return seen.status is not ExecutionStatus.RUNNING
+
+        return await self._engine.run(
+            owner=execution.owner_id,
+            definition=definition,
+            input=execution.input,
+            credentials=self._credentials,
+            on_step=on_step,
+            should_stop=should_stop,
+        )
+
+    async def _claim(self, execution_id: ExecutionId) -> tuple[Execution, Definition] | None:
+        async with self._transactions() as tx:
+            execution = await tx.executions.claim(execution_id, self._clock.now())
+            if execution is None:
+                return None
+            version = await tx.workflows.version(execution.workflow_id, execution.workflow_version)
+            if version is None:
+                missing = ExecutionError(
+                    "workflow_version_missing", "The workflow version is gone."
+                )
+                execution.fail(missing, at=self._clock.now())
+                await tx.executions.save(execution, expected=ExecutionStatus.RUNNING)
+                await tx.uow.commit()
+                return None
+            await tx.uow.commit()
+            return execution, version.definition
+
+    async def _record(
+        self, execution_id: ExecutionId, step: StepResult | None, seen: _Seen
+    ) -> None:
+        """Beat the heart, and record `step` if the run is still ours; note the status seen.
+
+        The heartbeat goes first: on a database it locks the execution's row while it is
+        running, so the status it answers still holds when the step is written."""
+        async with self._transactions() as tx:
+            status = await tx.executions.heartbeat(execution_id, self._clock.now())
+            if step is not None and status in _OURS:
+                await tx.executions.record_step(execution_id, step)
+            await tx.uow.commit()
+        seen.status, seen.at = status, self._clock.now()
+
+    async def _beat(self, execution_id: ExecutionId, seen: _Seen) -> None:
+        """Each beat on its own: a failed one (a database failover) is tried again later."""
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await self._record(execution_id, None, seen)
+            except Exception:
+                _log.warning("heartbeat failed; will try again", exc_info=True)
+
+    async def _finish(self, execution_id: ExecutionId, outcome: RunOutcome) -> None:
+        """Record how the run ended if the execution is still running (cancel wins)."""
+        async with self._transactions() as tx:
+            execution = await tx.executions.get(execution_id)
+            if execution is None or execution.status is not ExecutionStatus.RUNNING:
+                return
+            now = self._clock.now()
+            if outcome.status is ExecutionStatus.SUCCEEDED:
+                execution.succeed(at=now)
+            elif outcome.status is ExecutionStatus.CANCELLED:
+                execution.cancel(at=now)
+            else:
+                execution.fail(outcome.error or ExecutionError("failed", "The run failed."), at=now)
+            await tx.executions.save(execution, expected=ExecutionStatus.RUNNING)
+            await tx.uow.commit()
