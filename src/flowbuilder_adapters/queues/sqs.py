@@ -79,10 +79,11 @@ def sqs_client(
 class SqsExecutionQueue(ExecutionQueue):
     """`ExecutionRequested` messages on one SQS queue, standard or FIFO (URL ends `.fifo`).
 
-    The body is the compact JSON of API.md, with the message attribute `type`; on a FIFO queue
-    the message group is the workflow and the deduplication id the execution. A body that is
-    not such a message is delivered as `Delivery(message=None)`: left unacknowledged, the
-    queue's redrive policy moves it to the dead-letter queue. `handle` is the receipt handle.
+    The body is the compact JSON of docs/API.md (§7, "The queue message"), with the message
+    attribute `type`; on a FIFO queue the message group is the workflow and the deduplication
+    id the execution. A body that is not such a message is delivered as
+    `Delivery(message=None)`: left unacknowledged, the queue's redrive policy moves it to the
+    dead-letter queue. `handle` is the receipt handle.
     `client` is an open aioboto3 SQS client (see `sqs_client`).
     """
 

@@ -1,6 +1,6 @@
 """The engine: runs one workflow definition, node by node, and reports every step.
 
-Rules (API.md, "Node types and the worker"):
+Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
 
 - Nodes run one at a time in topological order; ties go to the node declared first.
 - Every node sees the context `{"input": <execution input>, "nodes": {<id>: <output>}}`

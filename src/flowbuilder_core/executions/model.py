@@ -154,7 +154,7 @@ class Execution:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionRequested:
-    """The queue message of API.md: what a worker (in any language) needs to run one."""
+    """The queue message of docs/API.md (§7): what a worker (in any language) needs to run one."""
 
     execution_id: ExecutionId
     workflow_id: WorkflowId
