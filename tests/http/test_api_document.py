@@ -23,8 +23,9 @@ import flowbuilder_core
 import flowbuilder_http
 from flowbuilder_adapters import settings as settings_module
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-from flowbuilder_adapters.memory import MemoryProvider, MemoryStore
+from flowbuilder_adapters.memory import MemoryStore
 from flowbuilder_adapters.settings import Mode, SettingsError, load_settings
+from flowbuilder_adapters.wiring import MemoryProvider
 from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_http import problems
 from flowbuilder_http.problems import STATUS, TYPE_PREFIX
