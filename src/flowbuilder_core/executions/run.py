@@ -1,8 +1,8 @@
 """Running one execution: the claim, the graph node by node, every step recorded, the finish.
 
-This is the worker's side of an execution's lifecycle (docs/API.md, §7 "Execution lifecycle"). The worker
-itself only deals with its queue: it hands each message's execution id to `RunExecution` and
-acknowledges the message once the call returns.
+This is the worker's side of an execution's lifecycle (docs/API.md, §7 "Execution
+lifecycle"). The worker itself only deals with its queue: it hands each message's execution id
+to `RunExecution` and acknowledges the message once the call returns.
 """
 
 from __future__ import annotations
