@@ -177,7 +177,8 @@ async def test_a_stopping_worker_records_an_unfinished_run_as_stopped(h: Harness
 async def test_a_run_whose_heartbeat_stopped_is_finished_as_worker_lost(h: Harness) -> None:
     execution_id = await h.request(chain())
     async with MemoryRunTransactions(h.store)() as claiming:
-        assert await claiming.executions.claim(ExecutionId(execution_id), datetime.now(UTC))
+        lease = uuid.uuid4()
+        assert await claiming.executions.claim(ExecutionId(execution_id), datetime.now(UTC), lease)
         await claiming.uow.commit()
 
     class Later(SystemClock):

@@ -27,6 +27,7 @@ from flowbuilder_core.workflows.ports import WorkflowRepository
 from support.contract import T0
 
 OWNER = UserId("user_owner")
+LEASE = uuid.UUID("00000000-0000-4000-8000-00000000000a")
 
 
 async def make_workflow(container: AsyncContainer) -> WorkflowId:
@@ -80,8 +81,8 @@ async def test_a_queued_execution_is_claimed_once(container: AsyncContainer) -> 
     execution = make_execution(await make_workflow(container))
     await add(container, execution)
 
-    first = await in_scope(container, lambda r: r.claim(execution.id, T0))
-    second = await in_scope(container, lambda r: r.claim(execution.id, T0))
+    first = await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
+    second = await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
 
     assert first is not None
     assert first.status is ExecutionStatus.RUNNING
@@ -93,7 +94,7 @@ async def test_a_save_from_a_status_that_moved_on_changes_nothing(
 ) -> None:
     execution = make_execution(await make_workflow(container))
     await add(container, execution)
-    running = await in_scope(container, lambda r: r.claim(execution.id, T0))
+    running = await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
     execution.cancel(at=T0)
 
     stale = await in_scope(container, lambda r: r.save(execution, expected=ExecutionStatus.QUEUED))
@@ -110,7 +111,7 @@ async def test_steps_keep_their_order_and_a_second_record_replaces_the_first(
 ) -> None:
     execution = make_execution(await make_workflow(container))
     await add(container, execution)
-    await in_scope(container, lambda r: r.claim(execution.id, T0))
+    await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
 
     for step in (
         StepResult("start", StepStatus.RUNNING, T0),
@@ -126,7 +127,7 @@ async def test_steps_keep_their_order_and_a_second_record_replaces_the_first(
         ),
         StepResult("after", StepStatus.SKIPPED),
     ):
-        await in_scope(container, lambda r, s=step: r.record_step(execution.id, s))
+        await in_scope(container, lambda r, s=step: r.record_step(execution.id, LEASE, s))
     found = await in_scope(container, lambda r: r.get(execution.id))
 
     assert [(s.node_id, s.status, s.output) for s in found.steps] == [
@@ -144,16 +145,72 @@ async def test_a_heartbeat_answers_the_status_and_stale_runs_are_found(
     beating, silent, cancelled = (make_execution(workflow_id, s) for s in (1, 2, 3))
     await add(container, beating, silent, cancelled)
     for execution in (beating, silent):
-        await in_scope(container, lambda r, e=execution: r.claim(e.id, T0))
+        await in_scope(container, lambda r, e=execution: r.claim(e.id, T0, LEASE))
     cancelled.cancel(at=T0)
     await in_scope(container, lambda r: r.save(cancelled, expected=ExecutionStatus.QUEUED))
 
-    status = await in_scope(container, lambda r: r.heartbeat(beating.id, T0 + timedelta(minutes=5)))
-    gone = await in_scope(container, lambda r: r.heartbeat(cancelled.id, T0))
+    later = T0 + timedelta(minutes=5)
+    status = await in_scope(container, lambda r: r.heartbeat(beating.id, LEASE, later))
+    never_held = await in_scope(container, lambda r: r.heartbeat(cancelled.id, LEASE, T0))
     stale = await in_scope(container, lambda r: r.stale(T0 + timedelta(minutes=1), 10))
 
-    assert (status, gone) == (ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED)
+    assert (status, never_held) == (ExecutionStatus.RUNNING, None)
     assert stale == [silent.id]
+
+
+async def test_a_run_cancelled_while_held_still_hears_cancelled_and_records_its_skips(
+    container: AsyncContainer,
+) -> None:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+    running = await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
+    running.cancel(at=T0)
+    await in_scope(container, lambda r: r.save(running, expected=ExecutionStatus.RUNNING))
+
+    status = await in_scope(container, lambda r: r.heartbeat(execution.id, LEASE, T0))
+    skipped = StepResult("after", StepStatus.SKIPPED)
+    written = await in_scope(container, lambda r: r.record_step(execution.id, LEASE, skipped))
+    found = await in_scope(container, lambda r: r.get(execution.id))
+
+    assert (status, written) == (ExecutionStatus.CANCELLED, True)
+    assert found.steps == [skipped]
+
+
+async def test_nothing_is_written_under_a_lease_the_execution_does_not_hold(
+    container: AsyncContainer,
+) -> None:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+    running = await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
+    other = uuid.uuid4()
+    step = StepResult("start", StepStatus.RUNNING, T0)
+    later = T0 + timedelta(minutes=5)
+
+    beat = await in_scope(container, lambda r: r.heartbeat(execution.id, other, later))
+    written = await in_scope(container, lambda r: r.record_step(execution.id, other, step))
+    running.succeed(at=later)
+    saved = await in_scope(
+        container, lambda r: r.save(running, expected=ExecutionStatus.RUNNING, lease=other)
+    )
+    found = await in_scope(container, lambda r: r.get(execution.id))
+
+    assert (beat, written, saved) == (None, False, False)
+    assert (found.status, found.heartbeat_at, found.steps) == (ExecutionStatus.RUNNING, T0, [])
+
+
+async def test_a_run_swept_as_lost_loses_its_lease(container: AsyncContainer) -> None:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+    running = await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
+    running.fail(ExecutionError("worker_lost", "lost"), at=T0)
+    await in_scope(container, lambda r: r.save(running, expected=ExecutionStatus.RUNNING))
+    step = StepResult("start", StepStatus.SUCCEEDED, T0, T0, {})
+
+    beat = await in_scope(container, lambda r: r.heartbeat(execution.id, LEASE, T0))
+    written = await in_scope(container, lambda r: r.record_step(execution.id, LEASE, step))
+    found = await in_scope(container, lambda r: r.get(execution.id))
+
+    assert (beat, written, found.steps) == (None, False, [])
 
 
 async def test_lists_page_newest_first_with_every_filter(container: AsyncContainer) -> None:
@@ -161,7 +218,7 @@ async def test_lists_page_newest_first_with_every_filter(container: AsyncContain
     executions = [make_execution(one if i % 2 else two, i) for i in range(12)]
     await add(container, *executions)
     for execution in executions[::3]:
-        await in_scope(container, lambda r, e=execution: r.claim(e.id, T0))
+        await in_scope(container, lambda r, e=execution: r.claim(e.id, T0, LEASE))
     other = make_execution(one, 99, owner_id=UserId("user_other"))
     await add(container, other)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -24,6 +25,15 @@ from flowbuilder_core.executions.ports import (
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
 
+_HELD = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED})
+
+
+def _holder(stored: Execution | None, lease: uuid.UUID) -> Execution | None:
+    """`stored` if it holds `lease` and is running or cancelled."""
+    if stored is None or stored.lease != lease or stored.status not in _HELD:
+        return None
+    return stored
+
 
 def _copy(execution: Execution) -> Execution:
     return dataclasses.replace(execution, steps=list(execution.steps))
@@ -43,31 +53,45 @@ class MemoryExecutionRepository(ExecutionRepository):
         saved = _copy(execution)
         self._uow.stage(lambda: self._store.executions.__setitem__(saved.id, saved))
 
-    async def save(self, execution: Execution, *, expected: ExecutionStatus) -> bool:
+    async def save(
+        self, execution: Execution, *, expected: ExecutionStatus, lease: uuid.UUID | None = None
+    ) -> bool:
         stored = self._store.executions.get(execution.id)
         if stored is None or stored.status is not expected:
+            return False
+        if lease is not None and stored.lease != lease:
             return False
         saved = dataclasses.replace(_copy(execution), steps=stored.steps)
         self._uow.stage(lambda: self._store.executions.__setitem__(saved.id, saved))
         return True
 
-    async def record_step(self, execution_id: ExecutionId, step: StepResult) -> None:
+    async def record_step(
+        self, execution_id: ExecutionId, lease: uuid.UUID, step: StepResult
+    ) -> bool:
+        if _holder(self._store.executions.get(execution_id), lease) is None:
+            return False
+
         def apply() -> None:
-            stored = self._store.executions.get(execution_id)
-            if stored is not None:
+            stored = _holder(self._store.executions.get(execution_id), lease)
+            if stored is not None:  # checked again at commit, as the database's row lock does
                 stored.record(step)
 
         self._uow.stage(apply)
+        return True
 
-    async def claim(self, execution_id: ExecutionId, at: datetime) -> Execution | None:
+    async def claim(
+        self, execution_id: ExecutionId, at: datetime, lease: uuid.UUID
+    ) -> Execution | None:
         stored = self._store.executions.get(execution_id)
         if stored is None or stored.status is not ExecutionStatus.QUEUED:
             return None
-        stored.start(at=at)  # no await since the check: atomic on the event loop
+        stored.start(at=at, lease=lease)  # no await since the check: atomic on the event loop
         return _copy(stored)
 
-    async def heartbeat(self, execution_id: ExecutionId, at: datetime) -> ExecutionStatus | None:
-        stored = self._store.executions.get(execution_id)
+    async def heartbeat(
+        self, execution_id: ExecutionId, lease: uuid.UUID, at: datetime
+    ) -> ExecutionStatus | None:
+        stored = _holder(self._store.executions.get(execution_id), lease)
         if stored is None:
             return None
         if stored.status is ExecutionStatus.RUNNING:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 def upsert(connection: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """The dialect's INSERT, for `.on_conflict_do_update(...)`."""
-    return _dialect_insert(connection.dialect.name, table)
+    return dialect_insert(connection.dialect.name, table)
 
 
 def insert_unless_exists(connection: AsyncConnection, table: Table) -> Insert:
@@ -23,8 +23,9 @@ def insert_unless_exists(connection: AsyncConnection, table: Table) -> Insert:
 
 @functools.cache
 def _insert_unless_exists(dialect: str, table: Table) -> Insert:
-    return _dialect_insert(dialect, table).on_conflict_do_nothing()
+    return dialect_insert(dialect, table).on_conflict_do_nothing()
 
 
-def _dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """The INSERT of the dialect named `dialect` (a connection's `dialect.name`)."""
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningInsert
 
-from flowbuilder_adapters.sql.dialect import insert_unless_exists, upsert
+from flowbuilder_adapters.sql.dialect import dialect_insert, insert_unless_exists
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import execution_steps, executions, outbox, rate_limit_buckets
@@ -61,6 +61,42 @@ _STEPS = (
 )
 _INSERT = insert(executions)
 _INSERT_OUTBOX = insert(outbox)
+
+
+@functools.cache
+def _record_step(dialect: str) -> Any:
+    """One statement: the step is written only while the execution holds the run's lease and
+    is running or cancelled; a new step goes last, a node's second record replaces its first.
+    On Postgres the EXISTS reads the execution's row as the heartbeat before it (in the same
+    transaction) locked it, so a sweep cannot slip in between."""
+    steps = execution_steps.c
+    held = (
+        select(_e.id)
+        .where(
+            _e.id == bindparam("b_execution_id"),
+            _e.lease == bindparam("b_lease"),
+            _e.status.in_([ExecutionStatus.RUNNING.value, ExecutionStatus.CANCELLED.value]),
+        )
+        .exists()
+    )
+    position = (
+        select(func.count())
+        .where(steps.execution_id == bindparam("b_execution_id"))
+        .scalar_subquery()
+    )
+    columns = ["status", "started_at", "finished_at", "output", "error", "truncated"]
+    row = select(
+        bindparam("b_execution_id", type_=steps.execution_id.type),
+        bindparam("b_node_id", type_=steps.node_id.type),
+        position,
+        *(bindparam(f"b_{name}", type_=steps[name].type) for name in columns),
+    ).where(held)
+    names = ["execution_id", "node_id", "position", *columns]
+    statement = dialect_insert(dialect, execution_steps).from_select(names, row)
+    return statement.on_conflict_do_update(
+        index_elements=[steps.execution_id, steps.node_id],
+        set_={name: statement.excluded[name] for name in columns},
+    )
 
 
 def error_to_json(error: ExecutionError | None) -> dict[str, Any] | None:
@@ -143,11 +179,16 @@ class SqlExecutionRepository(ExecutionRepository):
         async with translate_errors():
             await self._connection.execute(_INSERT, row)
 
-    async def save(self, execution: Execution, *, expected: ExecutionStatus) -> bool:
+    async def save(
+        self, execution: Execution, *, expected: ExecutionStatus, lease: uuid.UUID | None = None
+    ) -> bool:
+        conditions = [executions.c.id == execution.id, executions.c.status == expected.value]
+        if lease is not None:
+            conditions.append(executions.c.lease == lease)
         async with translate_errors():
             moved = await self._connection.execute(
                 update(executions)
-                .where(executions.c.id == execution.id, executions.c.status == expected.value)
+                .where(*conditions)
                 .values(
                     status=execution.status.value,
                     error=error_to_json(execution.error),
@@ -158,27 +199,29 @@ class SqlExecutionRepository(ExecutionRepository):
             )
         return bool(moved.rowcount == 1)
 
-    async def record_step(self, execution_id: ExecutionId, step: StepResult) -> None:
-        values = {
-            "status": step.status.value,
-            "started_at": step.started_at,
-            "finished_at": step.finished_at,
-            "output": step.output,
-            "error": error_to_json(step.error),
-            "truncated": step.truncated,
+    async def record_step(
+        self, execution_id: ExecutionId, lease: uuid.UUID, step: StepResult
+    ) -> bool:
+        parameters = {
+            "b_execution_id": execution_id,
+            "b_lease": lease,
+            "b_node_id": step.node_id,
+            "b_status": step.status.value,
+            "b_started_at": step.started_at,
+            "b_finished_at": step.finished_at,
+            "b_output": step.output,
+            "b_error": error_to_json(step.error),
+            "b_truncated": step.truncated,
         }
-        steps = execution_steps.c
-        # One statement: a new step goes last; a node's second record replaces its first.
-        position = select(func.count()).where(steps.execution_id == execution_id).scalar_subquery()
-        statement = (
-            upsert(self._connection, execution_steps)
-            .values(execution_id=execution_id, node_id=step.node_id, position=position, **values)
-            .on_conflict_do_update(index_elements=[steps.execution_id, steps.node_id], set_=values)
-        )
         async with translate_errors():
-            await self._connection.execute(statement)
+            written = await self._connection.execute(
+                _record_step(self._connection.dialect.name), parameters
+            )
+        return bool(written.rowcount)
 
-    async def claim(self, execution_id: ExecutionId, at: datetime) -> Execution | None:
+    async def claim(
+        self, execution_id: ExecutionId, at: datetime, lease: uuid.UUID
+    ) -> Execution | None:
         async with translate_errors():
             claimed = await self._connection.execute(
                 update(executions)
@@ -186,21 +229,26 @@ class SqlExecutionRepository(ExecutionRepository):
                     executions.c.id == execution_id,
                     executions.c.status == ExecutionStatus.QUEUED.value,
                 )
-                .values(status=ExecutionStatus.RUNNING.value, started_at=at, heartbeat_at=at)
+                .values(
+                    status=ExecutionStatus.RUNNING.value,
+                    started_at=at,
+                    heartbeat_at=at,
+                    lease=lease,
+                )
             )
         if claimed.rowcount != 1:
             return None
         return await self.get(execution_id)
 
-    async def heartbeat(self, execution_id: ExecutionId, at: datetime) -> ExecutionStatus | None:
+    async def heartbeat(
+        self, execution_id: ExecutionId, lease: uuid.UUID, at: datetime
+    ) -> ExecutionStatus | None:
+        held = (executions.c.id == execution_id, executions.c.lease == lease)
         async with translate_errors():
             beaten = (
                 await self._connection.execute(
                     update(executions)
-                    .where(
-                        executions.c.id == execution_id,
-                        executions.c.status == ExecutionStatus.RUNNING.value,
-                    )
+                    .where(*held, executions.c.status == ExecutionStatus.RUNNING.value)
                     .values(heartbeat_at=at)
                     .returning(executions.c.status)
                 )
@@ -208,11 +256,9 @@ class SqlExecutionRepository(ExecutionRepository):
             if beaten is not None:
                 return ExecutionStatus.RUNNING
             status = (
-                await self._connection.execute(
-                    select(executions.c.status).where(executions.c.id == execution_id)
-                )
+                await self._connection.execute(select(executions.c.status).where(*held))
             ).scalar_one_or_none()
-        return None if status is None else ExecutionStatus(status)
+        return ExecutionStatus.CANCELLED if status == ExecutionStatus.CANCELLED.value else None
 
     async def stale(self, heartbeat_before: datetime, limit: int) -> Sequence[ExecutionId]:
         query = (

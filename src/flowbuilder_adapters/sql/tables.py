@@ -208,6 +208,8 @@ executions = Table(
     Column("started_at", UtcDateTime(), nullable=True),
     Column("finished_at", UtcDateTime(), nullable=True),
     Column("heartbeat_at", UtcDateTime(), nullable=True),
+    # The worker that claimed it; its writes are conditional on this (fencing).
+    Column("lease", Uuid(), nullable=True),
     PrimaryKeyConstraint("id"),
     Index("ix_executions_owner", "owner_id", "created_at", "id"),
     Index("ix_executions_owner_workflow", "owner_id", "workflow_id", "created_at", "id"),

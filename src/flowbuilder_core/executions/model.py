@@ -101,10 +101,13 @@ class Execution:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    lease: uuid.UUID | None = field(default=None, repr=False)
+    """Set by the claim: the run holding it is the only one whose writes count."""
 
-    def start(self, *, at: datetime) -> None:
+    def start(self, *, at: datetime, lease: uuid.UUID | None = None) -> None:
         self._move(ExecutionStatus.RUNNING)
         self.started_at = self.heartbeat_at = at
+        self.lease = lease
 
     def succeed(self, *, at: datetime) -> None:
         self._move(ExecutionStatus.SUCCEEDED)

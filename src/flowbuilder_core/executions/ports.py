@@ -42,26 +42,42 @@ class ExecutionRepository(Protocol):
     Lists are newest first on `(created_at, id)`, after a keyset position `(created_at as
     RFC 3339 text, id as text)`, `limit + 1` rows at most, without `input` or `steps` (they are
     left empty). `claim` is the one conditional move that makes a duplicate or concurrent
-    delivery run once: queued -> running, or nothing.
+    delivery run once: queued -> running, or nothing. It writes the claiming run's `lease`;
+    from then on the run's heartbeats, steps and finish are conditional on that lease (a run
+    that lost it, to the lost-run sweep say, writes nothing more).
     """
 
     async def get(self, execution_id: ExecutionId) -> Execution | None: ...
 
     async def add(self, execution: Execution) -> None: ...
 
-    async def save(self, execution: Execution, *, expected: ExecutionStatus) -> bool:
+    async def save(
+        self, execution: Execution, *, expected: ExecutionStatus, lease: uuid.UUID | None = None
+    ) -> bool:
         """Store status, error and timestamps (not the steps: see `record_step`) if the stored
-        status is still `expected`; False when another writer moved it first."""
+        status is still `expected` (and, given a `lease`, the execution still holds it); False
+        when another writer moved it first."""
 
-    async def record_step(self, execution_id: ExecutionId, step: StepResult) -> None:
-        """Add the step, or replace the one of the same node."""
+    async def record_step(
+        self, execution_id: ExecutionId, lease: uuid.UUID, step: StepResult
+    ) -> bool:
+        """Add the step, or replace the one of the same node, if the execution holds `lease`
+        and is running or cancelled (its remaining nodes are then recorded skipped); whether it
+        was written."""
 
-    async def claim(self, execution_id: ExecutionId, at: datetime) -> Execution | None:
-        """Move a queued execution to running (started and heartbeat at `at`) and return it;
-        None when it is not queued (another worker has it, or it was cancelled)."""
+    async def claim(
+        self, execution_id: ExecutionId, at: datetime, lease: uuid.UUID
+    ) -> Execution | None:
+        """Move a queued execution to running (started and heartbeat at `at`, holding `lease`)
+        and return it; None when it is not queued (another worker has it, or it was
+        cancelled)."""
 
-    async def heartbeat(self, execution_id: ExecutionId, at: datetime) -> ExecutionStatus | None:
-        """Refresh a running execution's heartbeat; its current status (None when gone)."""
+    async def heartbeat(
+        self, execution_id: ExecutionId, lease: uuid.UUID, at: datetime
+    ) -> ExecutionStatus | None:
+        """Refresh the heartbeat of a running execution that holds `lease`. Its status as far
+        as that lease's holder is concerned: running or cancelled while the lease is held;
+        None when the execution is gone, held under another lease, or finished otherwise."""
 
     async def stale(self, heartbeat_before: datetime, limit: int) -> Sequence[ExecutionId]:
         """Running executions whose heartbeat is older than `heartbeat_before`."""

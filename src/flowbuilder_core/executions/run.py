@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +25,7 @@ from flowbuilder_core.executions.model import (
 )
 from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
 from flowbuilder_core.shared.clock import Clock
+from flowbuilder_core.shared.ids import new_uuid
 from flowbuilder_core.workflows.model import Definition
 
 _log = logging.getLogger(__name__)
@@ -38,8 +40,10 @@ meanwhile (its remaining nodes are then recorded skipped)."""
 
 @dataclass
 class _Seen:
-    """The execution's status as last read, and when: the answer between two nodes."""
+    """This run's lease, and the execution's status as last read with it, and when: the answer
+    between two nodes."""
 
+    lease: uuid.UUID
     status: ExecutionStatus | None
     at: datetime
 
@@ -79,18 +83,18 @@ class RunExecution:
         self._heartbeat_s, self._status_fresh = heartbeat_s, status_fresh
 
     async def __call__(self, execution_id: ExecutionId) -> RunOutcome | None:
-        claimed = await self._claim(execution_id)
+        lease = new_uuid()
+        claimed = await self._claim(execution_id, lease)
         if claimed is None:
             return None
         execution, definition = claimed
-        seen = _Seen(ExecutionStatus.RUNNING, self._clock.now())
+        seen = _Seen(lease, ExecutionStatus.RUNNING, self._clock.now())
         heartbeat = asyncio.create_task(self._beat(execution_id, seen))
         try:
             outcome = await self._run(execution, definition, seen)
         except asyncio.CancelledError:
-            await asyncio.shield(
-                self._finish(execution_id, RunOutcome(ExecutionStatus.FAILED, STOPPED))
-            )
+            stopped = RunOutcome(ExecutionStatus.FAILED, STOPPED)
+            await asyncio.shield(self._finish(execution_id, seen.lease, stopped))
             raise
         finally:
             heartbeat.cancel()
@@ -98,7 +102,7 @@ class RunExecution:
                 await heartbeat
         if seen.status not in _OURS:
             return None  # finished by someone else: nothing more of it is ours to write
-        await self._finish(execution_id, outcome)
+        await self._finish(execution_id, seen.lease, outcome)
         return outcome
 
     async def _run(self, execution: Execution, definition: Definition, seen: _Seen) -> RunOutcome:
@@ -119,9 +123,11 @@ class RunExecution:
             should_stop=should_stop,
         )
 
-    async def _claim(self, execution_id: ExecutionId) -> tuple[Execution, Definition] | None:
+    async def _claim(
+        self, execution_id: ExecutionId, lease: uuid.UUID
+    ) -> tuple[Execution, Definition] | None:
         async with self._transactions() as tx:
-            execution = await tx.executions.claim(execution_id, self._clock.now())
+            execution = await tx.executions.claim(execution_id, self._clock.now(), lease)
             if execution is None:
                 return None
             version = await tx.workflows.version(execution.workflow_id, execution.workflow_version)
@@ -130,7 +136,7 @@ class RunExecution:
                     "workflow_version_missing", "The workflow version is gone."
                 )
                 execution.fail(missing, at=self._clock.now())
-                await tx.executions.save(execution, expected=ExecutionStatus.RUNNING)
+                await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
                 await tx.uow.commit()
                 return None
             await tx.uow.commit()
@@ -144,9 +150,9 @@ class RunExecution:
         The heartbeat goes first: on a database it locks the execution's row while it is
         running, so the status it answers still holds when the step is written."""
         async with self._transactions() as tx:
-            status = await tx.executions.heartbeat(execution_id, self._clock.now())
+            status = await tx.executions.heartbeat(execution_id, seen.lease, self._clock.now())
             if step is not None and status in _OURS:
-                await tx.executions.record_step(execution_id, step)
+                await tx.executions.record_step(execution_id, seen.lease, step)
             await tx.uow.commit()
         seen.status, seen.at = status, self._clock.now()
 
@@ -159,7 +165,9 @@ class RunExecution:
             except Exception:
                 _log.warning("heartbeat failed; will try again", exc_info=True)
 
-    async def _finish(self, execution_id: ExecutionId, outcome: RunOutcome) -> None:
+    async def _finish(
+        self, execution_id: ExecutionId, lease: uuid.UUID, outcome: RunOutcome
+    ) -> None:
         """Record how the run ended if the execution is still running (cancel wins)."""
         async with self._transactions() as tx:
             execution = await tx.executions.get(execution_id)
@@ -172,5 +180,5 @@ class RunExecution:
                 execution.cancel(at=now)
             else:
                 execution.fail(outcome.error or ExecutionError("failed", "The run failed."), at=now)
-            await tx.executions.save(execution, expected=ExecutionStatus.RUNNING)
+            await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
             await tx.uow.commit()
