@@ -3,6 +3,7 @@ how a claimed run goes, node by node, and when it must stop writing."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -68,9 +69,10 @@ class World:
     clock: SteppingClock
     probe: Probe
 
-    def run_execution(self) -> RunExecution:
+    def run_execution(self, **options: Any) -> RunExecution:
         engine = Engine({"data.set": self.probe}, JmesPathEvaluator(), self.clock)
-        return RunExecution(MemoryRunTransactions(self.store), engine, NoCredentials(), self.clock)
+        transactions = MemoryRunTransactions(self.store)
+        return RunExecution(transactions, engine, NoCredentials(), self.clock, **options)
 
     async def request(self, *node_ids: str) -> ExecutionId:
         """A queued execution of a chain: a manual trigger, then one probe per id."""
@@ -197,3 +199,23 @@ async def test_a_run_that_is_no_longer_ours_writes_nothing_more(world: World) ->
     assert (execution.status, execution.error) == (ExecutionStatus.FAILED, lost)
     # Node a was running when the run stopped being ours: its end, and b, are not recorded.
     assert world.steps(execution_id) == {"start": StepStatus.SUCCEEDED, "a": StepStatus.RUNNING}
+
+
+async def test_a_run_past_its_deadline_fails_with_run_timeout_at_the_node_it_was_running(
+    world: World,
+) -> None:
+    async def hang() -> None:
+        await asyncio.sleep(30)
+
+    world.probe.during = hang
+    execution_id = await world.request("slow", "after")
+
+    outcome = await world.run_execution(run_timeout_s=0.2)(execution_id)
+
+    assert outcome is not None
+    assert outcome.status is ExecutionStatus.FAILED
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.node_id) == ("run_timeout", "slow")
+    execution = world.execution(execution_id)
+    assert (execution.status, execution.error) == (ExecutionStatus.FAILED, outcome.error)
+    assert world.steps(execution_id) == {"start": StepStatus.SUCCEEDED, "slow": StepStatus.FAILED}

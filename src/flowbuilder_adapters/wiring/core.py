@@ -20,7 +20,7 @@ from flowbuilder_core.credentials.use_cases import (
 )
 from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
-from flowbuilder_core.executions.run import RunExecution
+from flowbuilder_core.executions.run import DEFAULT_RUN_TIMEOUT_S, RunExecution
 from flowbuilder_core.executions.use_cases import (
     CancelExecution,
     ExecuteWorkflow,
@@ -83,9 +83,12 @@ class RunsProvider(Provider):
     """What runs executions (APP): the node runners, the engine, and `RunExecution`, which
     opens a short scope of its own for each piece of a run's bookkeeping."""
 
-    def __init__(self, allow_private_network: bool) -> None:
+    def __init__(
+        self, allow_private_network: bool, *, run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S
+    ) -> None:
         super().__init__()
         self._allow_private_network = allow_private_network
+        self._run_timeout_s = run_timeout_s
 
     @provide(scope=Scope.APP)
     async def http_runner(self) -> AsyncIterator[HttpRequestRunner]:
@@ -107,4 +110,6 @@ class RunsProvider(Provider):
         credentials: CredentialResolver,
         clock: Clock,
     ) -> RunExecution:
-        return RunExecution(transactions, engine, credentials, clock)
+        return RunExecution(
+            transactions, engine, credentials, clock, run_timeout_s=self._run_timeout_s
+        )

@@ -75,7 +75,9 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
         secrets_provider(settings),
         queue_provider(settings),
         outbox_provider(settings),
-        RunsProvider(settings.http_node_allow_private_network),
+        RunsProvider(
+            settings.http_node_allow_private_network, run_timeout_s=settings.run_timeout_s
+        ),
         ScopesProvider(),
         BackgroundProvider(
             relay=settings.mode is not Mode.WORKER,

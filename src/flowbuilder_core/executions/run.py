@@ -22,6 +22,7 @@ from flowbuilder_core.executions.model import (
     ExecutionStatus,
     RunOutcome,
     StepResult,
+    StepStatus,
 )
 from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
 from flowbuilder_core.shared.clock import Clock
@@ -32,6 +33,9 @@ _log = logging.getLogger(__name__)
 
 STOPPED = ExecutionError("worker_stopped", "The worker stopped before the run ended.")
 """How a run interrupted by its worker's shutdown ends (retryable)."""
+
+DEFAULT_RUN_TIMEOUT_S = 900.0
+"""How long a run may take, waiting included (`RUN_TIMEOUT_S`); past it, `run_timeout`."""
 
 _OURS = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED})
 """The statuses in which a claimed run may still write: running, or cancelled by its owner
@@ -46,6 +50,8 @@ class _Seen:
     lease: uuid.UUID
     status: ExecutionStatus | None
     at: datetime
+    in_flight: StepResult | None = None
+    """The step of the node running now, if one is."""
 
 
 class RunExecution:
@@ -62,6 +68,8 @@ class RunExecution:
       `skipped`, and ends `cancelled`. A run whose execution was finished by someone else
       (the lost-run sweep's `worker_lost`, after which its owner may retry it) is no longer
       ours: it stops before its next node, writes nothing more, and returns None.
+    - A run that takes longer than `run_timeout_s` (waiting in `util.delay` included) fails
+      with `run_timeout`, and so does the node it was running.
     - While it runs, its heartbeat is refreshed every `heartbeat_s`, so that a slow node is
       not taken for a lost worker.
     - Cancelling the task (a worker stopping past its grace period) records the run failed
@@ -75,11 +83,13 @@ class RunExecution:
         credentials: CredentialResolver,
         clock: Clock,
         *,
+        run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
         heartbeat_s: float = 15.0,
         status_fresh: timedelta = timedelta(seconds=0.5),
     ) -> None:
         self._transactions, self._engine = transactions, engine
         self._credentials, self._clock = credentials, clock
+        self._run_timeout_s = run_timeout_s
         self._heartbeat_s, self._status_fresh = heartbeat_s, status_fresh
 
     async def __call__(self, execution_id: ExecutionId) -> RunOutcome | None:
@@ -91,7 +101,10 @@ class RunExecution:
         seen = _Seen(lease, ExecutionStatus.RUNNING, self._clock.now())
         heartbeat = asyncio.create_task(self._beat(execution_id, seen))
         try:
-            outcome = await self._run(execution, definition, seen)
+            async with asyncio.timeout(self._run_timeout_s):
+                outcome = await self._run(execution, definition, seen)
+        except TimeoutError:
+            outcome = await self._time_out(execution.id, seen)
         except asyncio.CancelledError:
             stopped = RunOutcome(ExecutionStatus.FAILED, STOPPED)
             await asyncio.shield(self._finish(execution_id, seen.lease, stopped))
@@ -107,6 +120,7 @@ class RunExecution:
 
     async def _run(self, execution: Execution, definition: Definition, seen: _Seen) -> RunOutcome:
         async def on_step(step: StepResult) -> None:
+            seen.in_flight = step if step.status is StepStatus.RUNNING else None
             await self._record(execution.id, step, seen)
 
         async def should_stop() -> bool:
@@ -122,6 +136,25 @@ class RunExecution:
             on_step=on_step,
             should_stop=should_stop,
         )
+
+    async def _time_out(self, execution_id: ExecutionId, seen: _Seen) -> RunOutcome:
+        """The run passed its deadline: the node it was running fails with `run_timeout`."""
+        running = seen.in_flight
+        error = ExecutionError(
+            "run_timeout",
+            f"The run took longer than its {self._run_timeout_s:g} s limit.",
+            None if running is None else running.node_id,
+        )
+        if running is not None:
+            failed = StepResult(
+                running.node_id,
+                StepStatus.FAILED,
+                started_at=running.started_at,
+                finished_at=self._clock.now(),
+                error=error,
+            )
+            await self._record(execution_id, failed, seen)
+        return RunOutcome(ExecutionStatus.FAILED, error)
 
     async def _claim(
         self, execution_id: ExecutionId, lease: uuid.UUID
