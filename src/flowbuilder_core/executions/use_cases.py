@@ -226,8 +226,8 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
             statuses.add(ExecutionStatus(value))
         except ValueError:
             errors.append(
-                FieldError(
-                    "query:status", "must be one of: " + ", ".join(s.value for s in ExecutionStatus)
+                FieldError.query(
+                    "status", "must be one of: " + ", ".join(s.value for s in ExecutionStatus)
                 )
             )
     for name, moment in (
@@ -235,7 +235,7 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
         ("created_before", query.created_before),
     ):
         if moment is not None and moment.utcoffset() is None:
-            errors.append(FieldError(f"query:{name}", "must carry a time zone (use Z for UTC)"))
+            errors.append(FieldError.query(name, "must carry a time zone (use Z for UTC)"))
     if errors:
         raise InvalidInputError(list({e.field: e for e in errors}.values()))
     return ExecutionFilter(

@@ -36,8 +36,8 @@ class IdempotentRequest:
         if not 1 <= len(self.key) <= MAX_KEY_LENGTH or not self.key.isprintable():
             raise InvalidInputError(
                 [
-                    FieldError(
-                        "header:Idempotency-Key",
+                    FieldError.header(
+                        "Idempotency-Key",
                         f"must be 1 to {MAX_KEY_LENGTH} printable characters",
                     )
                 ]
@@ -60,7 +60,7 @@ class IdempotencyKeyReusedError(InvalidInputError):
 
     def __init__(self) -> None:
         super().__init__(
-            [FieldError("header:Idempotency-Key", "was already used with another request body")]
+            [FieldError.header("Idempotency-Key", "was already used with another request body")]
         )
 
 

@@ -182,7 +182,7 @@ class ListWorkflows:
 
 def _check_filter(where: WorkflowFilter) -> WorkflowFilter:
     errors = [
-        FieldError(f"query:{name}", f"must be at most {limit} characters, without NUL")
+        FieldError.query(name, f"must be at most {limit} characters, without NUL")
         for name, value, limit in (("tag", where.tag, MAX_TAG), ("q", where.q, MAX_NAME))
         if value is not None and (len(value) > limit or "\x00" in value)
     ]

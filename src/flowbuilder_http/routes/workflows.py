@@ -76,7 +76,7 @@ async def list_workflows(
     include: FromQuery[str | None] = None,
 ) -> PageOut[WorkflowOut]:
     if include not in (None, "definition"):
-        raise InvalidInputError([FieldError("query:include", 'the only value is "definition"')])
+        raise InvalidInputError([FieldError.query("include", 'the only value is "definition"')])
     query = ListWorkflowsQuery(
         limit=limit,
         cursor=cursor,
