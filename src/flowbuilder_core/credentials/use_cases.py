@@ -23,6 +23,7 @@ from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import FieldError, Location
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId, new_uuid
+from flowbuilder_core.shared.ownership import owned_by
 from flowbuilder_core.shared.pagination import (
     Page,
     PageRequest,
@@ -69,10 +70,9 @@ class ListCredentialsQuery:
 async def _owned(
     credentials: CredentialRepository, owner: UserId, credential_id: uuid.UUID
 ) -> Credential:
-    credential = await credentials.get(CredentialId(credential_id))
-    if credential is None or credential.owner_id != owner:
-        raise CredentialNotFoundError
-    return credential
+    return owned_by(
+        owner, await credentials.get(CredentialId(credential_id)), CredentialNotFoundError
+    )
 
 
 class CreateCredential:

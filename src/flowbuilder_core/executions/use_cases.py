@@ -34,6 +34,7 @@ from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError, RateLimitedError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId, new_uuid
+from flowbuilder_core.shared.ownership import owned_by
 from flowbuilder_core.shared.pagination import (
     Page,
     PageRequest,
@@ -46,7 +47,7 @@ from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.errors import WorkflowNotFoundError
 from flowbuilder_core.workflows.model import Definition, WorkflowId
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
-from flowbuilder_core.workflows.use_cases import runnability_of
+from flowbuilder_core.workflows.use_cases import owned_workflow, runnability_of
 
 LOST_AFTER = timedelta(seconds=60)
 """A running execution whose worker has not beaten its heart for this long is lost."""
@@ -79,10 +80,7 @@ class Started:
 async def _owned(
     executions: ExecutionRepository, owner: UserId, execution_id: uuid.UUID
 ) -> Execution:
-    execution = await executions.get(ExecutionId(execution_id))
-    if execution is None or execution.owner_id != owner:
-        raise ExecutionNotFoundError
-    return execution
+    return owned_by(owner, await executions.get(ExecutionId(execution_id)), ExecutionNotFoundError)
 
 
 async def _take_token(rate: RateLimiter, owner: UserId, now: datetime) -> None:
@@ -146,9 +144,7 @@ class ExecuteWorkflow(_Requesting):
     """
 
     async def __call__(self, actor: Principal, command: ExecuteCommand) -> Execution:
-        workflow = await self._workflows.get(WorkflowId(command.workflow_id))
-        if workflow is None or workflow.owner_id != actor.user_id:
-            raise WorkflowNotFoundError
+        workflow = await owned_workflow(self._workflows, actor.user_id, command.workflow_id)
         execution_input = _check_input(command.input)
         await self._check_runnable(actor, workflow.definition)
         return await self._request(
@@ -201,13 +197,9 @@ class ListExecutions:
         limit = check_limit(query.limit)
         where = _filter(query)
         if of_workflow:
-            workflow = (
-                await self._workflows.get(WorkflowId(query.workflow_id))
-                if query.workflow_id is not None
-                else None
-            )
-            if workflow is None or workflow.owner_id != actor.user_id:
+            if query.workflow_id is None:
                 raise WorkflowNotFoundError
+            await owned_workflow(self._workflows, actor.user_id, query.workflow_id)
         scope = (
             f"executions|{actor.user_id}|{sorted(where.statuses)}|{where.workflow_id}|"
             f"{where.created_after}|{where.created_before}"
