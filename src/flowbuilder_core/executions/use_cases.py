@@ -44,7 +44,6 @@ from flowbuilder_core.shared.pagination import (
     time_id_position,
 )
 from flowbuilder_core.shared.uow import UnitOfWork
-from flowbuilder_core.workflows.errors import WorkflowNotFoundError
 from flowbuilder_core.workflows.model import Definition, WorkflowId
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 from flowbuilder_core.workflows.use_cases import owned_workflow, runnability_of
@@ -67,6 +66,14 @@ class ListExecutionsQuery:
     workflow_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListWorkflowExecutionsQuery:
+    workflow_id: uuid.UUID
+    limit: int = 20
+    cursor: str | None = None
+    statuses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,29 +192,48 @@ class GetExecution:
 
 class ListExecutions:
     """List the caller's executions newest first (without input or steps), filtered by any of
-    several statuses, one workflow, and a creation window (after inclusive, before exclusive).
-    A workflow's list answers 404 when the workflow is not the caller's (or is deleted)."""
+    several statuses, one workflow, and a creation window (after inclusive, before exclusive)."""
+
+    def __init__(self, executions: ExecutionRepository) -> None:
+        self._executions = executions
+
+    async def __call__(self, actor: Principal, query: ListExecutionsQuery) -> Page[Execution]:
+        limit, where = check_limit(query.limit), _filter(query)
+        return await _page(self._executions, actor, where, limit, query.cursor)
+
+
+class ListWorkflowExecutions:
+    """List the executions of one of the caller's workflows, as ListExecutions does; the
+    workflow must be the caller's (and not deleted), else WorkflowNotFoundError."""
 
     def __init__(self, executions: ExecutionRepository, workflows: WorkflowRepository) -> None:
         self._executions, self._workflows = executions, workflows
 
     async def __call__(
-        self, actor: Principal, query: ListExecutionsQuery, *, of_workflow: bool = False
+        self, actor: Principal, query: ListWorkflowExecutionsQuery
     ) -> Page[Execution]:
-        limit = check_limit(query.limit)
-        where = _filter(query)
-        if of_workflow:
-            if query.workflow_id is None:
-                raise WorkflowNotFoundError
-            await owned_workflow(self._workflows, actor.user_id, query.workflow_id)
-        scope = (
-            f"executions|{actor.user_id}|{sorted(where.statuses)}|{where.workflow_id}|"
-            f"{where.created_after}|{where.created_before}"
-        )
-        after = decode_time_id_cursor(query.cursor, scope) if query.cursor else None
-        request = PageRequest(limit, after)
-        rows = await self._executions.page(actor.user_id, where, request)
-        return page_of(rows, request, lambda e: time_id_position(e.created_at, e.id), scope)
+        listing = ListExecutionsQuery(query.limit, query.cursor, query.statuses, query.workflow_id)
+        # The query is checked first: a malformed one is 422 whichever workflow it names.
+        limit, where = check_limit(listing.limit), _filter(listing)
+        await owned_workflow(self._workflows, actor.user_id, query.workflow_id)
+        return await _page(self._executions, actor, where, limit, query.cursor)
+
+
+async def _page(
+    executions: ExecutionRepository,
+    actor: Principal,
+    where: ExecutionFilter,
+    limit: int,
+    cursor: str | None,
+) -> Page[Execution]:
+    scope = (
+        f"executions|{actor.user_id}|{sorted(where.statuses)}|{where.workflow_id}|"
+        f"{where.created_after}|{where.created_before}"
+    )
+    after = decode_time_id_cursor(cursor, scope) if cursor else None
+    request = PageRequest(limit, after)
+    rows = await executions.page(actor.user_id, where, request)
+    return page_of(rows, request, lambda e: time_id_position(e.created_at, e.id), scope)
 
 
 def _filter(query: ListExecutionsQuery) -> ExecutionFilter:

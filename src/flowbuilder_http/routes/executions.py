@@ -20,6 +20,8 @@ from flowbuilder_core.executions.use_cases import (
     GetExecution,
     ListExecutions,
     ListExecutionsQuery,
+    ListWorkflowExecutions,
+    ListWorkflowExecutionsQuery,
     RetryExecution,
 )
 from flowbuilder_core.shared.identity import Principal
@@ -86,13 +88,13 @@ async def execute_workflow(
 async def list_workflow_executions(
     workflow_id: FromPath[UUID],
     principal: FromDishka[Principal],
-    list_them: FromDishka[ListExecutions],
+    list_them: FromDishka[ListWorkflowExecutions],
     statuses: Statuses = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> PageOut[ExecutionOut]:
-    query = ListExecutionsQuery(limit, cursor, tuple(statuses or ()), workflow_id)
-    page = await list_them(principal, query, of_workflow=True)
+    query = ListWorkflowExecutionsQuery(workflow_id, limit, cursor, tuple(statuses or ()))
+    page = await list_them(principal, query)
     return _page(page.items, page.next_cursor)
 
 
