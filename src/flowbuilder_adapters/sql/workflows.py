@@ -25,7 +25,7 @@ from flowbuilder_adapters.sql.workflow_children import (
     StoredChildren,
     WorkflowChildren,
 )
-from flowbuilder_core.shared.errors import ConflictError
+from flowbuilder_core.shared.errors import ConflictError, MalformedRequestError
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
 from flowbuilder_core.workflows.errors import ConcurrentUpdateError
@@ -171,6 +171,9 @@ _UPDATE = (
 _SOFT_DELETE = update(workflows).where(*_EXPECTED).values(deleted_at=bindparam("deleted_at"))
 _INSERT_VERSION = workflow_versions.insert()
 _v = workflow_versions.c
+_STORABLE_VERSIONS = range(-(2**31), 2**31)
+"""Versions are 32-bit INTEGER columns: no stored version lies outside, and a driver refuses
+such a number as a parameter."""
 _VERSION = select(workflow_versions).where(
     _v.workflow_id == bindparam("b_id"), _v.version == bindparam("b_version")
 )
@@ -326,13 +329,18 @@ class SqlWorkflowRepository(WorkflowRepository):
     ) -> Sequence[WorkflowVersion]:
         parameters: dict[str, Any] = {"b_id": workflow_id, "page_limit": request.limit + 1}
         if request.after is not None:
-            parameters["b_after_version"] = int(request.after[0])
+            after = int(request.after[0])
+            if after not in _STORABLE_VERSIONS:
+                raise MalformedRequestError("The cursor is malformed.")
+            parameters["b_after_version"] = after
         query = _versions(after=request.after is not None)
         async with translate_errors():
             rows = (await self._connection.execute(query, parameters)).all()
         return [version_from_row(row) for row in rows]
 
     async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None:
+        if version not in _STORABLE_VERSIONS:
+            return None
         parameters = {"b_id": workflow_id, "b_version": version}
         async with translate_errors():
             row = (await self._connection.execute(_VERSION, parameters)).one_or_none()

@@ -49,8 +49,6 @@ from flowbuilder_core.workflows.validation import (
 )
 
 _MAX_RACE_RETRIES = 3
-MAX_VERSION = 2**31 - 1
-"""Versions are 32-bit in storage; a larger number cannot name one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +110,7 @@ def _check_preconditions(
 
 
 def _is_version_number(version: int) -> bool:
-    return 1 <= version <= MAX_VERSION
+    return version >= 1  # how large a number may be is the repository's to say
 
 
 def _workflow_position(workflow: Workflow | WorkflowSummary) -> Position:
