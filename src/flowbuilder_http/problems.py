@@ -40,6 +40,10 @@ from flowbuilder_http.observability import current_request_id
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:flowbuilder:problem:"
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body the app reads (`create_app`); a larger one is a 413 problem."""
+_BODY_LIMIT = f"{MAX_BODY_BYTES / 2**20:g} MiB"
+
 
 @dataclass(frozen=True, slots=True)
 class ProblemType:
@@ -199,7 +203,7 @@ def handle_http_exception(
             413,
             "payload-too-large",
             "Payload too large",
-            "Request bodies are limited to 1 MiB.",
+            f"Request bodies are limited to {_BODY_LIMIT}.",
             headers={"Connection": "close"},
         )
     if status == 415:
@@ -302,7 +306,7 @@ _PROBLEM_DESCRIPTIONS: Final[Mapping[int, str]] = {
     404: "No such object for this user (another user's looks exactly the same)",
     409: "Conflict with the object's current state",
     412: "The object's current version is not the one in If-Match or the body",
-    413: "Request body over 1 MiB",
+    413: f"Request body over {_BODY_LIMIT}",
     415: "Request body is not application/json",
     422: "Invalid body, query parameter or header; `errors` lists every problem",
     429: "Over the rate limit; see Retry-After",
