@@ -8,18 +8,18 @@ from datetime import datetime
 from flowbuilder_core.credentials.model import Credential, CredentialId
 from flowbuilder_core.executions.model import Execution, ExecutionId, ExecutionRequested
 from flowbuilder_core.executions.rate import Bucket
-from flowbuilder_core.shared.idempotency import RecordedResponse
+from flowbuilder_core.shared.idempotency import RecordedResult
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
 
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyEntry:
-    """A claimed key, and the response once its request completed."""
+    """A claimed key, and the result once its request completed."""
 
     fingerprint: str
     claimed_at: datetime
-    response: RecordedResponse | None = None
+    result: RecordedResult | None = None
 
 
 @dataclass
