@@ -143,7 +143,7 @@ class _Requesting:
 class ExecuteWorkflow(_Requesting):
     """Request a run of one of the caller's workflows.
 
-    - The current definition must be runnable; 422 lists every problem.
+    - The current definition must be runnable; NotRunnableError lists every problem.
     - `input` is a JSON object of at most 64 KiB.
     - It takes a token from the caller's bucket (shared with retry): RateLimitedError when empty.
     - The execution pins the current version and is queued; it commits with its queue message
@@ -213,7 +213,7 @@ class ListWorkflowExecutions:
         self, actor: Principal, query: ListWorkflowExecutionsQuery
     ) -> Page[Execution]:
         listing = ListExecutionsQuery(query.limit, query.cursor, query.statuses, query.workflow_id)
-        # The query is checked first: a malformed one is 422 whichever workflow it names.
+        # The query is checked first: a malformed one is refused whichever workflow it names.
         limit, where = check_limit(listing.limit), _filter(listing)
         await owned_workflow(self._workflows, actor.user_id, query.workflow_id)
         return await _page(self._executions, actor, where, limit, query.cursor)
