@@ -25,6 +25,7 @@ from flowbuilder_http.observability import (
     request_id_middleware,
 )
 from flowbuilder_http.problems import (
+    MAX_BODY_BYTES,
     handle_flowbuilder_error,
     handle_http_exception,
     handle_undecodable_body,
@@ -35,8 +36,6 @@ from flowbuilder_http.routes.credentials import credentials_router
 from flowbuilder_http.routes.executions import executions_router
 from flowbuilder_http.routes.operations import live, node_types, ready
 from flowbuilder_http.routes.workflows import workflows_router
-
-MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings, *providers: Provider) -> Litestar:

@@ -26,7 +26,7 @@ def parse_if_match(header: str | None) -> list[int] | None:
         match = _ENTITY_TAG.fullmatch(part)
         if match is None:
             raise InvalidInputError(
-                [FieldError("header:If-Match", 'must be "*" or a list of entity tags like "3"')]
+                [FieldError.header("If-Match", 'must be "*" or a list of entity tags like "3"')]
             )
         if match.group(1).isdigit():
             versions.append(int(match.group(1)))

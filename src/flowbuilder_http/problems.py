@@ -1,11 +1,14 @@
-"""RFC 9457 problem details: the one table from core error kinds to HTTP statuses, and the
-exception handlers that answer every error, the framework's own included, as problem+json."""
+"""RFC 9457 problem details: the one table from core error kinds to HTTP statuses and titles,
+and the exception handlers that answer every error, the framework's own included, as
+problem+json. Where a core error names its field (a body pointer, a query parameter, a header),
+this module writes it as the API shows it: `/name`, `query:limit`, `header:If-Match`."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -25,6 +28,7 @@ from flowbuilder_core.shared.errors import (
     FieldError,
     FlowbuilderError,
     InvalidInputError,
+    Location,
     MalformedRequestError,
     NotFoundError,
     PreconditionFailedError,
@@ -36,15 +40,35 @@ from flowbuilder_http.observability import current_request_id
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:flowbuilder:problem:"
 
-STATUS: Final[Mapping[type[FlowbuilderError], int]] = {
-    MalformedRequestError: 400,
-    UnauthenticatedError: 401,
-    NotFoundError: 404,
-    ConflictError: 409,
-    PreconditionFailedError: 412,
-    InvalidInputError: 422,
-    RateLimitedError: 429,
-    DependencyUnavailableError: 503,
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body the app reads (`create_app`); a larger one is a 413 problem."""
+_BODY_LIMIT = f"{MAX_BODY_BYTES / 2**20:g} MiB"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    """How the API shows an error kind (its problem `type` is the kind's own `code`)."""
+
+    status: int
+    title: str
+
+
+PROBLEM_TYPES: Final[Mapping[type[FlowbuilderError], ProblemType]] = {
+    MalformedRequestError: ProblemType(400, "Malformed request"),
+    UnauthenticatedError: ProblemType(401, "Unauthenticated"),
+    NotFoundError: ProblemType(404, "Not found"),
+    ConflictError: ProblemType(409, "Conflict"),
+    PreconditionFailedError: ProblemType(412, "Precondition failed"),
+    InvalidInputError: ProblemType(422, "Invalid input"),
+    RateLimitedError: ProblemType(429, "Too many requests"),
+    DependencyUnavailableError: ProblemType(503, "Service unavailable"),
+}
+"""Every kind not here (nor below one that is) is a server error: a bare 500."""
+
+_FIELD_PREFIX: Final[Mapping[str, str]] = {
+    Location.QUERY.value: "query:",
+    Location.HEADER.value: "header:",
+    "cookie": "cookie:",  # the framework's own parameter sources use the same words
 }
 
 UNAUTHENTICATED_DETAIL = "A valid bearer token is required."
@@ -70,8 +94,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[ProblemFieldError] | None = None
 
 
-def status_of(exc: FlowbuilderError) -> int:
-    return next((STATUS[k] for k in type(exc).__mro__ if k in STATUS), 500)
+def problem_type_of(exc: FlowbuilderError) -> ProblemType | None:
+    return next((PROBLEM_TYPES[k] for k in type(exc).__mro__ if k in PROBLEM_TYPES), None)
 
 
 def problem(
@@ -80,7 +104,7 @@ def problem(
     title: str,
     detail: str,
     *,
-    errors: list[FieldError] | None = None,
+    errors: list[ProblemFieldError] | None = None,
     headers: Mapping[str, str] | None = None,
     extensions: Mapping[str, object] | None = None,
 ) -> Response[dict[str, object]]:
@@ -100,30 +124,33 @@ def problem(
 def handle_flowbuilder_error(
     _: Request[Any, Any, Any], exc: FlowbuilderError
 ) -> Response[dict[str, object]]:
-    status = status_of(exc)
+    shown = problem_type_of(exc)
+    if shown is None:
+        return handle_unexpected(_, exc)
     if isinstance(exc, UnauthenticatedError):
         # One body for every failed check; the reason goes to the log only.
         _log.info("authentication failed: %s", exc.detail)
         return problem(
-            401,
+            shown.status,
             exc.code,
-            exc.title,
+            shown.title,
             UNAUTHENTICATED_DETAIL,
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if status == 500:
-        return handle_unexpected(_, exc)
     headers = {}
     if isinstance(exc, RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, DependencyUnavailableError):
         _log.warning("dependency unavailable: %s", exc.detail)
-    errors = list(exc.errors) if isinstance(exc, InvalidInputError) else None
+    detail, errors = exc.detail, None
+    if isinstance(exc, InvalidInputError):
+        errors = _shown_fields(exc.errors)
+        detail = exc.summary or _summarise(errors)
     return problem(
-        status,
+        shown.status,
         exc.code,
-        exc.title,
-        exc.detail,
+        shown.title,
+        detail,
         errors=errors,
         headers=headers,
         extensions=exc.extensions(),
@@ -147,12 +174,12 @@ def handle_validation_error(
             return _malformed("The request body must be a JSON object.")
         return _invalid([field_error])
     errors = [
-        FieldError(
+        ProblemFieldError(
             f"{_source_prefix(item.get('source'))}{item.get('key')}", _safe(item.get("message"))
         )
         for item in extra
     ]
-    return _invalid(errors or [FieldError("", "is invalid")])
+    return _invalid(errors or [ProblemFieldError("", "is invalid")])
 
 
 def handle_http_exception(
@@ -176,7 +203,7 @@ def handle_http_exception(
             413,
             "payload-too-large",
             "Payload too large",
-            "Request bodies are limited to 1 MiB.",
+            f"Request bodies are limited to {_BODY_LIMIT}.",
             headers={"Connection": "close"},
         )
     if status == 415:
@@ -212,22 +239,39 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dic
 
 
 def _not_found() -> Response[dict[str, object]]:
-    return problem(404, NotFoundError.code, NotFoundError.title, "No such resource.")
+    shown = PROBLEM_TYPES[NotFoundError]
+    return problem(shown.status, NotFoundError.code, shown.title, "No such resource.")
 
 
 def _malformed(detail: str) -> Response[dict[str, object]]:
-    return problem(400, MalformedRequestError.code, MalformedRequestError.title, detail)
+    shown = PROBLEM_TYPES[MalformedRequestError]
+    return problem(shown.status, MalformedRequestError.code, shown.title, detail)
 
 
-def _invalid(errors: list[FieldError]) -> Response[dict[str, object]]:
-    detail = InvalidInputError(errors).detail
-    return problem(422, InvalidInputError.code, InvalidInputError.title, detail, errors=errors)
+def _invalid(errors: list[ProblemFieldError]) -> Response[dict[str, object]]:
+    shown = PROBLEM_TYPES[InvalidInputError]
+    return problem(
+        shown.status, InvalidInputError.code, shown.title, _summarise(errors), errors=errors
+    )
 
 
-def _body_field_error(text: str) -> FieldError | None:
+def _shown_fields(errors: Iterable[FieldError]) -> list[ProblemFieldError]:
+    return [
+        ProblemFieldError(_FIELD_PREFIX.get(e.location.value, "") + e.field, e.message)
+        for e in errors
+    ]
+
+
+def _summarise(errors: list[ProblemFieldError]) -> str:
+    if len(errors) == 1:
+        return f"{errors[0].field}: {errors[0].message}"
+    return f"{len(errors)} fields are invalid"
+
+
+def _body_field_error(text: str) -> ProblemFieldError | None:
     match = _MSGSPEC_PATH.match(text)
     if match is None:
-        return FieldError("", "is invalid")
+        return ProblemFieldError("", "is invalid")
     message, path = match.group("message"), match.group("path") or ""
     parts = [
         m.group(1) if m.group(1) is not None else m.group(2) for m in _PATH_PART.finditer(path)
@@ -241,7 +285,7 @@ def _body_field_error(text: str) -> FieldError | None:
         parts.append(field_name.group(1))
         message = "is not a known field" if "unknown" in message else "is required"
     pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
-    return FieldError(pointer, _safe(message))
+    return ProblemFieldError(pointer, _safe(message))
 
 
 def _safe(message: object) -> str:
@@ -253,8 +297,7 @@ def _safe(message: object) -> str:
 
 
 def _source_prefix(source: object) -> str:
-    name = str(getattr(source, "value", source))
-    return {"query": "query:", "header": "header:", "cookie": "cookie:"}.get(name, "")
+    return _FIELD_PREFIX.get(str(getattr(source, "value", source)), "")
 
 
 _PROBLEM_DESCRIPTIONS: Final[Mapping[int, str]] = {
@@ -263,7 +306,7 @@ _PROBLEM_DESCRIPTIONS: Final[Mapping[int, str]] = {
     404: "No such object for this user (another user's looks exactly the same)",
     409: "Conflict with the object's current state",
     412: "The object's current version is not the one in If-Match or the body",
-    413: "Request body over 1 MiB",
+    413: f"Request body over {_BODY_LIMIT}",
     415: "Request body is not application/json",
     422: "Invalid body, query parameter or header; `errors` lists every problem",
     429: "Over the rate limit; see Retry-After",

@@ -1,4 +1,4 @@
-"""The IdempotencyStore contract, with UnitOfWork.held, over every adapter."""
+"""The IdempotencyStore contract, with UnitOfWork.deferring_commit, over every adapter."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from dishka import AsyncContainer
 from flowbuilder_core.shared.idempotency import (
     LEASE,
     RETENTION,
-    IdempotencyKeyReusedError,
     IdempotencyStore,
     IdempotentRequest,
-    RecordedResponse,
-    RequestInFlightError,
+    RecordedResult,
+    Refusal,
 )
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.uow import UnitOfWork
@@ -23,12 +22,12 @@ from flowbuilder_core.shared.uow import UnitOfWork
 from support.contract import T0
 
 REQUEST = IdempotentRequest(UserId("user_alice"), "key-1", "fingerprint-a")
-ANSWER = RecordedResponse(201, b'{"id": "1"}', (("Location", "/api/workflows/1"),))
+ANSWER = RecordedResult(b"\x00any bytes at all\xff")
 
 
 async def claim(
     container: AsyncContainer, request: IdempotentRequest, at: datetime = T0
-) -> RecordedResponse | None:
+) -> RecordedResult | Refusal | None:
     async with container() as scope:
         result = await (await scope.get(IdempotencyStore)).claim(request, at)
         await (await scope.get(UnitOfWork)).commit()
@@ -41,7 +40,7 @@ async def complete(container: AsyncContainer, request: IdempotentRequest) -> Non
         await (await scope.get(UnitOfWork)).commit()
 
 
-async def test_a_new_key_is_claimed_then_replays_its_recorded_response(
+async def test_a_new_key_is_claimed_then_replays_its_recorded_result_byte_for_byte(
     container: AsyncContainer,
 ) -> None:
     first = await claim(container, REQUEST)
@@ -53,19 +52,21 @@ async def test_a_new_key_is_claimed_then_replays_its_recorded_response(
     assert again == ANSWER
 
 
-async def test_a_claim_in_flight_is_a_conflict(container: AsyncContainer) -> None:
+async def test_a_claim_in_flight_is_refused_as_in_flight(container: AsyncContainer) -> None:
     await claim(container, REQUEST)
 
-    with pytest.raises(RequestInFlightError):
-        await claim(container, REQUEST, T0 + timedelta(seconds=5))
+    again = await claim(container, REQUEST, T0 + timedelta(seconds=5))
+
+    assert again is Refusal.IN_FLIGHT
 
 
 async def test_the_same_key_with_another_fingerprint_is_refused(container: AsyncContainer) -> None:
     await claim(container, REQUEST)
     await complete(container, REQUEST)
 
-    with pytest.raises(IdempotencyKeyReusedError):
-        await claim(container, IdempotentRequest(REQUEST.owner, REQUEST.key, "fingerprint-b"))
+    reused = await claim(container, IdempotentRequest(REQUEST.owner, REQUEST.key, "fingerprint-b"))
+
+    assert reused is Refusal.KEY_REUSED
 
 
 async def test_keys_are_per_user(container: AsyncContainer) -> None:
@@ -80,10 +81,10 @@ async def test_an_abandoned_claim_is_taken_over_after_its_lease(container: Async
     await claim(container, REQUEST)
 
     taken = await claim(container, REQUEST, T0 + LEASE + timedelta(seconds=1))
+    again = await claim(container, REQUEST, T0 + LEASE + timedelta(seconds=2))
 
     assert taken is None
-    with pytest.raises(RequestInFlightError):
-        await claim(container, REQUEST, T0 + LEASE + timedelta(seconds=2))
+    assert again is Refusal.IN_FLIGHT
 
 
 async def test_a_key_is_forgotten_after_24_hours(container: AsyncContainer) -> None:
@@ -106,13 +107,26 @@ async def test_a_released_claim_frees_the_key(container: AsyncContainer) -> None
     assert await claim(container, IdempotentRequest(REQUEST.owner, REQUEST.key, "fixed")) is None
 
 
-async def test_a_held_block_commits_everything_at_its_end_and_nothing_on_error(
+async def test_a_deferring_block_commits_its_writes_when_it_ends(
+    container: AsyncContainer,
+) -> None:
+    async with container() as scope:
+        store, uow = await scope.get(IdempotencyStore), await scope.get(UnitOfWork)
+        await store.claim(REQUEST, T0)
+        await uow.commit()
+        async with uow.deferring_commit():
+            await store.complete(REQUEST, ANSWER, T0)
+
+    assert await claim(container, REQUEST, T0 + timedelta(seconds=1)) == ANSWER
+
+
+async def test_a_deferring_block_that_raises_commits_nothing_of_it(
     container: AsyncContainer,
 ) -> None:
     async def complete_then_fail(store: IdempotencyStore, uow: UnitOfWork) -> None:
-        async with uow.held():
+        async with uow.deferring_commit():
             await store.complete(REQUEST, ANSWER, T0)
-            await uow.commit()  # held: not yet
+            await uow.commit()  # deferred to the end of the block
             raise RuntimeError("the request failed after its use case committed")
 
     async with container() as scope:
@@ -122,8 +136,7 @@ async def test_a_held_block_commits_everything_at_its_end_and_nothing_on_error(
         with pytest.raises(RuntimeError):
             await complete_then_fail(store, uow)
 
-    with pytest.raises(RequestInFlightError):
-        await claim(container, REQUEST, T0 + timedelta(seconds=1))
+    assert await claim(container, REQUEST, T0 + timedelta(seconds=1)) is Refusal.IN_FLIGHT
 
 
 async def test_two_racing_claims_of_one_key_let_exactly_one_through(
@@ -133,5 +146,5 @@ async def test_two_racing_claims_of_one_key_let_exactly_one_through(
         claim(container, REQUEST), claim(container, REQUEST), return_exceptions=True
     )
 
-    assert sorted(type(r).__name__ for r in results) == ["NoneType", "RequestInFlightError"]
+    assert sorted(str(r) for r in results) == ["None", "Refusal.IN_FLIGHT"]
     del adapter_name

@@ -55,3 +55,16 @@ async def test_concurrent_first_requests_of_a_new_user_all_take_a_token(
     results = await asyncio.gather(*(take(container, UserId("user_new")) for _ in range(10)))
 
     assert results == [None] * 10
+
+
+async def test_a_clock_that_steps_back_never_refills_the_same_time_twice(
+    container: AsyncContainer,
+) -> None:
+    for _ in range(99):
+        await take(container, ALICE, 10)
+    last_token = await take(container, ALICE, 5)  # another replica's clock, a little behind
+
+    again = await take(container, ALICE, 10)
+
+    assert last_token is None
+    assert again is not None

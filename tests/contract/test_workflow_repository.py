@@ -19,7 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowbuilder_adapters.sql import create_engine
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.wiring import CoreProvider, SqlProvider
-from flowbuilder_core.shared.errors import ConflictError, DependencyUnavailableError
+from flowbuilder_core.shared.errors import (
+    ConflictError,
+    DependencyUnavailableError,
+    MalformedRequestError,
+)
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest, Position
@@ -591,6 +595,37 @@ async def test_an_unknown_workflow_has_no_versions(container: AsyncContainer) ->
         repository = await scope.get(WorkflowRepository)
         assert await repository.versions(WorkflowId(uuid.uuid4()), PageRequest(5, None)) == []
         assert await repository.version(WorkflowId(uuid.uuid4()), 1) is None
+
+
+async def test_a_version_number_no_store_could_hold_is_simply_not_found(
+    container: AsyncContainer,
+) -> None:
+    workflow = make_workflow()
+    await add_committed(container, workflow)
+
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        found = [await repository.version(workflow.id, n) for n in (2**31, 2**63, -(2**63))]
+
+    assert found == [None, None, None]
+
+
+@pytest.mark.parametrize("after", [2**31, -(2**31) - 1, 2**63])
+async def test_a_version_position_beyond_the_stores_integers_is_a_malformed_request(
+    container: AsyncContainer, adapter_name: str, after: int
+) -> None:
+    if adapter_name == "memory":
+        pytest.skip("memory keeps versions as Python ints: no width to exceed")
+    workflow = make_workflow()
+    await add_committed(container, workflow)
+
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        with pytest.raises(MalformedRequestError):
+            await repository.versions(workflow.id, PageRequest(5, (after,)))
+        largest = await repository.versions(workflow.id, PageRequest(5, (2**31 - 1,)))
+
+    assert [v.version for v in largest] == [1]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -259,10 +259,3 @@ async def test_filters_that_no_database_could_match_are_invalid(app: App) -> Non
     ):
         with pytest.raises(InvalidInputError):
             await app.list(ALICE, where=where)
-
-
-async def test_a_version_number_beyond_storage_is_simply_not_found(app: App) -> None:
-    workflow = await app.create()
-
-    with pytest.raises(WorkflowVersionNotFoundError):
-        await GetWorkflowVersion(app._repo()[0])(ALICE, workflow.id, 2**63)

@@ -28,7 +28,7 @@ from flowbuilder_adapters.settings import Mode, SettingsError, load_settings
 from flowbuilder_adapters.wiring import MemoryProvider
 from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_http import problems
-from flowbuilder_http.problems import STATUS, TYPE_PREFIX
+from flowbuilder_http.problems import PROBLEM_TYPES, TYPE_PREFIX
 
 from support.http_app import make_test_app
 
@@ -150,7 +150,7 @@ def every_error_kind() -> set[type[FlowbuilderError]]:
 
 
 def status_of_kind(kind: type[FlowbuilderError]) -> int:
-    return next((STATUS[k] for k in kind.__mro__ if k in STATUS), 500)
+    return next((PROBLEM_TYPES[k].status for k in kind.__mro__ if k in PROBLEM_TYPES), 500)
 
 
 def problem_types_the_http_layer_writes() -> dict[str, int | None]:

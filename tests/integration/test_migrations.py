@@ -8,14 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select
 
 from flowbuilder_adapters.sql.database import create_engine
+from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
 from flowbuilder_adapters.sql.migrate import current_revision, downgrade, upgrade
-from flowbuilder_adapters.sql.tables import metadata, workflow_credentials, workflows
+from flowbuilder_adapters.sql.tables import (
+    JsonDocument,
+    UtcDateTime,
+    metadata,
+    workflow_credentials,
+    workflows,
+)
 from flowbuilder_adapters.sql.workflows import workflow_to_row
+from flowbuilder_core.shared.idempotency import IdempotentRequest, RecordedResult
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import (
     Definition,
@@ -24,6 +33,7 @@ from flowbuilder_core.workflows.model import (
     WorkflowFields,
     WorkflowId,
 )
+from flowbuilder_http.idempotency import replay
 
 TABLES = {
     "workflows",
@@ -38,7 +48,7 @@ TABLES = {
     "outbox",
     "rate_limit_buckets",
 }
-HEAD = "0005"
+HEAD = "0007"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -154,3 +164,57 @@ async def test_credential_references_of_existing_workflows_are_indexed_on_upgrad
     assert [(r.workflow_id, r.credential_id, r.owner_id) for r in rows] == [
         (workflow_id, credential_id, "user_alice")
     ]
+
+
+OLD_IDEMPOTENCY_KEYS = sa.table(  # as revisions 0003 to 0005 have it
+    "idempotency_keys",
+    *(sa.column(name, sa.Text()) for name in ("owner_id", "key", "fingerprint")),
+    *(sa.column(name, UtcDateTime()) for name in ("claimed_at", "completed_at")),
+    sa.column("status", sa.Integer()),
+    sa.column("headers", JsonDocument),
+    sa.column("body", sa.LargeBinary()),
+)
+
+
+async def test_a_response_recorded_before_0007_replays_the_same_after_it_and_after_a_downgrade(
+    database_url: str,
+) -> None:
+    await upgrade(database_url, "0006")
+    now = datetime.now(UTC)
+    old_row = {
+        "owner_id": "user_alice",
+        "key": "retry-1",
+        "fingerprint": "f",
+        "claimed_at": now,
+        "completed_at": now,
+        "status": 201,
+        "headers": [["Location", "/api/workflows/1"], ["ETag", '"1"']],
+        "body": b'{"id":"1","name":"caf\xc3\xa9"}',
+    }
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(OLD_IDEMPOTENCY_KEYS.insert().values(old_row))
+    await engine.dispose()
+
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        request = IdempotentRequest(UserId("user_alice"), "retry-1", "f")
+        result = await SqlIdempotencyStore(connection).claim(request, now)
+    await engine.dispose()
+    await downgrade(database_url, "0006")
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        restored = (await connection.execute(sa.select(OLD_IDEMPOTENCY_KEYS))).one()
+    await engine.dispose()
+
+    assert isinstance(result, RecordedResult)
+    answer = replay(result)
+    assert (answer.status_code, answer.content) == (201, old_row["body"])
+    assert answer.headers["Location"] == "/api/workflows/1"
+    assert answer.headers["ETag"] == '"1"'
+    assert (restored.status, restored.headers, bytes(restored.body)) == (
+        201,
+        old_row["headers"],
+        old_row["body"],
+    )

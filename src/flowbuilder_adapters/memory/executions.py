@@ -22,6 +22,7 @@ from flowbuilder_core.executions.ports import (
     Outbox,
     RateLimiter,
 )
+from flowbuilder_core.executions.rate import Bucket, RateLimit
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
 
@@ -137,16 +138,14 @@ class MemoryOutbox(Outbox):
 
 
 class MemoryRateLimiter(RateLimiter):
-    """A token bucket per user in the store."""
+    """A token bucket per user in the store (see `RateLimit`)."""
 
     def __init__(self, store: MemoryStore, rate_per_second: float = 20, burst: int = 100) -> None:
-        self._store, self._rate, self._burst = store, rate_per_second, burst
+        self._store, self._limit = store, RateLimit(rate_per_second, burst)
 
     async def take(self, owner: UserId, now: datetime) -> float | None:
-        tokens, updated_at = self._store.buckets.get(owner, (float(self._burst), now))
-        elapsed = max(0.0, (now - updated_at).total_seconds())
-        tokens = min(float(self._burst), tokens + elapsed * self._rate)
-        if tokens < 1:
-            return (1 - tokens) / self._rate
-        self._store.buckets[owner] = (tokens - 1, now)
+        taken = self._limit.take(self._store.buckets.get(owner), now)
+        if not isinstance(taken, Bucket):
+            return taken
+        self._store.buckets[owner] = taken
         return None

@@ -10,11 +10,10 @@ from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
 from flowbuilder_core.shared.idempotency import (
     LEASE,
     RETENTION,
-    IdempotencyKeyReusedError,
     IdempotencyStore,
     IdempotentRequest,
-    RecordedResponse,
-    RequestInFlightError,
+    RecordedResult,
+    Refusal,
 )
 
 
@@ -24,27 +23,29 @@ class MemoryIdempotencyStore(IdempotencyStore):
     def __init__(self, store: MemoryStore, uow: MemoryUnitOfWork) -> None:
         self._entries, self._uow = store.idempotency, uow
 
-    async def claim(self, request: IdempotentRequest, now: datetime) -> RecordedResponse | None:
+    async def claim(
+        self, request: IdempotentRequest, now: datetime
+    ) -> RecordedResult | Refusal | None:
         key = (request.owner, request.key)
         entry = self._entries.get(key)
         fresh = entry is None or entry.claimed_at < now - RETENTION
-        abandoned = entry is not None and entry.response is None and entry.claimed_at < now - LEASE
+        abandoned = entry is not None and entry.result is None and entry.claimed_at < now - LEASE
         if fresh or abandoned:
             self._put(key, IdempotencyEntry(request.fingerprint, now))
             return None
         assert entry is not None
         if entry.fingerprint != request.fingerprint:
-            raise IdempotencyKeyReusedError
-        if entry.response is None:
-            raise RequestInFlightError
-        return entry.response
+            return Refusal.KEY_REUSED
+        if entry.result is None:
+            return Refusal.IN_FLIGHT
+        return entry.result
 
     async def complete(
-        self, request: IdempotentRequest, response: RecordedResponse, now: datetime
+        self, request: IdempotentRequest, result: RecordedResult, now: datetime
     ) -> None:
         key = (request.owner, request.key)
         entry = self._entries.get(key) or IdempotencyEntry(request.fingerprint, now)
-        self._put(key, dataclasses.replace(entry, response=response))
+        self._put(key, dataclasses.replace(entry, result=result))
 
     async def release(self, request: IdempotentRequest) -> None:
         key = (request.owner, request.key)

@@ -7,18 +7,19 @@ from datetime import datetime
 
 from flowbuilder_core.credentials.model import Credential, CredentialId
 from flowbuilder_core.executions.model import Execution, ExecutionId, ExecutionRequested
-from flowbuilder_core.shared.idempotency import RecordedResponse
+from flowbuilder_core.executions.rate import Bucket
+from flowbuilder_core.shared.idempotency import RecordedResult
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
 
 
 @dataclass(frozen=True, slots=True)
 class IdempotencyEntry:
-    """A claimed key, and the response once its request completed."""
+    """A claimed key, and the result once its request completed."""
 
     fingerprint: str
     claimed_at: datetime
-    response: RecordedResponse | None = None
+    result: RecordedResult | None = None
 
 
 @dataclass
@@ -31,4 +32,4 @@ class MemoryStore:
     idempotency: dict[tuple[str, str], IdempotencyEntry] = field(default_factory=dict)
     executions: dict[ExecutionId, Execution] = field(default_factory=dict)
     outbox: list[ExecutionRequested] = field(default_factory=list)
-    buckets: dict[UserId, tuple[float, datetime]] = field(default_factory=dict)
+    buckets: dict[UserId, Bucket] = field(default_factory=dict)

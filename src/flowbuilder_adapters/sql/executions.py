@@ -45,6 +45,7 @@ from flowbuilder_core.executions.ports import (
     Outbox,
     RateLimiter,
 )
+from flowbuilder_core.executions.rate import Bucket, RateLimit
 from flowbuilder_core.shared.ids import UserId, new_uuid
 from flowbuilder_core.shared.pagination import PageRequest
 from flowbuilder_core.workflows.model import WorkflowId
@@ -362,7 +363,8 @@ class SqlOutbox(Outbox):
 
 def _take_token() -> ReturningInsert[Any]:
     """Postgres: create the owner's bucket with one token taken, or refill it by the time
-    since `updated_at` and take one if there is one (no row comes back when there is not)."""
+    since `updated_at` and take one if there is one (no row comes back when there is not).
+    This is `RateLimit.take`'s formula (see `flowbuilder_core.executions.rate`), in SQL."""
     bucket = rate_limit_buckets.c
     now = bindparam("b_now", type_=DateTime(timezone=True))
     burst, rate = bindparam("b_burst", type_=Float), bindparam("b_rate", type_=Float)
@@ -388,7 +390,7 @@ class SqlRateLimiter(RateLimiter):
     on Postgres makes concurrent requests of one user take turns)."""
 
     def __init__(self, connection: AsyncConnection, rate_per_second: float, burst: int) -> None:
-        self._connection, self._rate, self._burst = connection, rate_per_second, burst
+        self._connection, self._limit = connection, RateLimit(rate_per_second, burst)
 
     async def take(self, owner: UserId, now: datetime) -> float | None:
         async with translate_errors():
@@ -398,7 +400,7 @@ class SqlRateLimiter(RateLimiter):
             else:
                 await self._connection.execute(
                     insert_unless_exists(self._connection, rate_limit_buckets).values(
-                        owner_id=owner, tokens=float(self._burst), updated_at=now
+                        owner_id=owner, tokens=float(self._limit.burst), updated_at=now
                     )
                 )
             row = (
@@ -406,13 +408,13 @@ class SqlRateLimiter(RateLimiter):
                     select(rate_limit_buckets).where(rate_limit_buckets.c.owner_id == owner)
                 )
             ).one()
-            tokens = self._refilled(row.tokens, row.updated_at, now)
-            if tokens < 1:
-                return float((1 - tokens) / self._rate)
+            taken = self._limit.take(Bucket(row.tokens, row.updated_at), now)
+            if not isinstance(taken, Bucket):
+                return taken
             await self._connection.execute(
                 update(rate_limit_buckets)
                 .where(rate_limit_buckets.c.owner_id == owner)
-                .values(tokens=tokens - 1, updated_at=max(now, row.updated_at))
+                .values(tokens=taken.tokens, updated_at=taken.updated_at)
             )
         return None
 
@@ -423,14 +425,10 @@ class SqlRateLimiter(RateLimiter):
             "owner_id": owner,
             "updated_at": now,
             "b_now": now,
-            "b_burst": float(self._burst),
-            "b_rate": float(self._rate),
+            "b_burst": float(self._limit.burst),
+            "b_rate": float(self._limit.per_second),
         }
         return (await self._connection.execute(_TAKE_TOKEN, parameters)).first() is not None
-
-    def _refilled(self, tokens: float, updated_at: datetime, now: datetime) -> float:
-        elapsed = max(0.0, (now - updated_at).total_seconds())
-        return min(float(self._burst), tokens + elapsed * self._rate)
 
 
 async def delete_outbox_rows(connection: AsyncConnection, ids: Sequence[uuid.UUID]) -> None:

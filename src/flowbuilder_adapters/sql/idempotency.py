@@ -14,11 +14,10 @@ from flowbuilder_adapters.sql.tables import idempotency_keys
 from flowbuilder_core.shared.idempotency import (
     LEASE,
     RETENTION,
-    IdempotencyKeyReusedError,
     IdempotencyStore,
     IdempotentRequest,
-    RecordedResponse,
-    RequestInFlightError,
+    RecordedResult,
+    Refusal,
 )
 
 _TABLE = idempotency_keys
@@ -32,7 +31,9 @@ class SqlIdempotencyStore(IdempotencyStore):
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def claim(self, request: IdempotentRequest, now: datetime) -> RecordedResponse | None:
+    async def claim(
+        self, request: IdempotentRequest, now: datetime
+    ) -> RecordedResult | Refusal | None:
         key = _key(request)
         async with translate_errors():
             await self._connection.execute(
@@ -54,7 +55,7 @@ class SqlIdempotencyStore(IdempotencyStore):
 
     async def _take_over(
         self, request: IdempotentRequest, row: Row[Any], now: datetime
-    ) -> RecordedResponse | None:
+    ) -> Refusal | None:
         taken = await self._connection.execute(
             update(_TABLE)
             .where(*_where(_key(request)), _TABLE.c.claimed_at == row.claimed_at)
@@ -62,21 +63,16 @@ class SqlIdempotencyStore(IdempotencyStore):
         )
         if taken.rowcount == 1:
             return None
-        raise RequestInFlightError
+        return Refusal.IN_FLIGHT
 
     async def complete(
-        self, request: IdempotentRequest, response: RecordedResponse, now: datetime
+        self, request: IdempotentRequest, result: RecordedResult, now: datetime
     ) -> None:
         async with translate_errors():
             await self._connection.execute(
                 update(_TABLE)
                 .where(*_where(_key(request)), _TABLE.c.fingerprint == request.fingerprint)
-                .values(
-                    completed_at=now,
-                    status=response.status,
-                    headers=[list(pair) for pair in response.headers],
-                    body=response.body,
-                )
+                .values(completed_at=now, result=result.payload)
             )
 
     async def release(self, request: IdempotentRequest) -> None:
@@ -98,13 +94,9 @@ def _where(key: dict[str, str]) -> list[Any]:
     return [and_(_TABLE.c.owner_id == key["owner_id"], _TABLE.c.key == key["key"])]
 
 
-def _decide(request: IdempotentRequest, row: Row[Any]) -> RecordedResponse:
+def _decide(request: IdempotentRequest, row: Row[Any]) -> RecordedResult | Refusal:
     if row.fingerprint != request.fingerprint:
-        raise IdempotencyKeyReusedError
+        return Refusal.KEY_REUSED
     if row.completed_at is None:
-        raise RequestInFlightError
-    return RecordedResponse(
-        status=row.status,
-        body=bytes(row.body),
-        headers=tuple((str(name), str(value)) for name, value in row.headers),
-    )
+        return Refusal.IN_FLIGHT
+    return RecordedResult(bytes(row.result))

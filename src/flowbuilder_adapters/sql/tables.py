@@ -171,7 +171,7 @@ credential_secrets = Table(
 )
 
 # Idempotency keys of the last RETENTION (24 h): a claim while the first request runs, then its
-# recorded response. Keyed per user; the fingerprint covers the operation and the body.
+# recorded result. Keyed per user; the fingerprint covers the operation and its input.
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
@@ -180,9 +180,7 @@ idempotency_keys = Table(
     Column("fingerprint", Text(), nullable=False),
     Column("claimed_at", UtcDateTime(), nullable=False),
     Column("completed_at", UtcDateTime(), nullable=True),
-    Column("status", Integer(), nullable=True),
-    Column("headers", JsonDocument, nullable=True),
-    Column("body", LargeBinary(), nullable=True),
+    Column("result", LargeBinary(), nullable=True),  # the caller's bytes, kept as they are
     PrimaryKeyConstraint("owner_id", "key"),
     Index("ix_idempotency_keys_claimed_at", "claimed_at"),
 )

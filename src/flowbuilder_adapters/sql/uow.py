@@ -17,11 +17,12 @@ class SqlUnitOfWork(UnitOfWork):
     `commit()` makes the scope's writes durable; the connection then begins a fresh transaction
     on its next statement (SQLAlchemy's autobegin), so the scope may keep working and commit
     again. Whatever is not committed when the scope ends is rolled back (`SqlProvider`).
+    Inside `deferring_commit()` a `commit()` waits for the block's end.
     """
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
-        self._holding = False
+        self._deferring = False
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -29,8 +30,8 @@ class SqlUnitOfWork(UnitOfWork):
         self._after_commit.append(callback)
 
     @asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        self._holding = True
+    async def deferring_commit(self) -> AsyncIterator[None]:
+        self._deferring = True
         try:
             yield
         except BaseException:
@@ -38,12 +39,12 @@ class SqlUnitOfWork(UnitOfWork):
                 await self._connection.rollback()
             raise
         finally:
-            self._holding = False
+            self._deferring = False
         await self.commit()
 
     async def commit(self) -> None:
-        if self._holding:
-            return
+        if self._deferring:
+            return  # the block commits at its end
         async with translate_errors():
             await self._connection.commit()
         callbacks, self._after_commit = self._after_commit, []

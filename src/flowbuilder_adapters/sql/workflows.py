@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Delete, Insert, Row, Select, String, bindparam, delete, func, select, update
+from sqlalchemy import Row, Select, String, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists
@@ -21,7 +20,12 @@ from flowbuilder_adapters.sql.tables import (
     workflow_versions,
     workflows,
 )
-from flowbuilder_core.shared.errors import ConflictError
+from flowbuilder_adapters.sql.workflow_children import (
+    NOTHING_STORED,
+    StoredChildren,
+    WorkflowChildren,
+)
+from flowbuilder_core.shared.errors import ConflictError, MalformedRequestError
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
 from flowbuilder_core.workflows.errors import ConcurrentUpdateError
@@ -136,33 +140,6 @@ def version_from_row(row: Row[Any]) -> WorkflowVersion:
     )
 
 
-def tag_rows(workflow: Workflow, tags: Collection[str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "workflow_id": workflow.id,
-            "owner_id": workflow.owner_id,
-            "tag": tag,
-            "created_at": workflow.created_at,
-        }
-        for tag in tags
-    ]
-
-
-def credential_use_rows(
-    workflow: Workflow, credential_ids: Collection[uuid.UUID]
-) -> list[dict[str, Any]]:
-    return [
-        {"workflow_id": workflow.id, "credential_id": c, "owner_id": workflow.owner_id}
-        for c in credential_ids
-    ]
-
-
-def credential_uses(workflow: Workflow) -> frozenset[uuid.UUID]:
-    return frozenset(
-        node.credential_id for node in workflow.definition.nodes if node.credential_id is not None
-    )
-
-
 def like_contains(text: str) -> str:
     """A LIKE pattern (escape character `\\`) matching `text` anywhere, `%` and `_` literally."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -193,37 +170,10 @@ _UPDATE = (
 )
 _SOFT_DELETE = update(workflows).where(*_EXPECTED).values(deleted_at=bindparam("deleted_at"))
 _INSERT_VERSION = workflow_versions.insert()
-_DELETE_TAGS = delete(workflow_tags).where(workflow_tags.c.workflow_id == bindparam("b_id"))
-_DELETE_CREDENTIAL_USES = delete(workflow_credentials).where(
-    workflow_credentials.c.workflow_id == bindparam("b_id")
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _ChildRows:
-    """Rows a live workflow has one of per distinct key: its tags, the credentials it uses."""
-
-    delete_all: Delete
-    delete_some: Delete  # those whose key is in `b_keys`
-    insert: Insert
-    rows: Callable[[Workflow, Collection[Any]], list[dict[str, Any]]]
-
-
-_TAGS = _ChildRows(
-    _DELETE_TAGS,
-    _DELETE_TAGS.where(workflow_tags.c.tag.in_(bindparam("b_keys", expanding=True))),
-    workflow_tags.insert(),
-    tag_rows,
-)
-_CREDENTIAL_USES = _ChildRows(
-    _DELETE_CREDENTIAL_USES,
-    _DELETE_CREDENTIAL_USES.where(
-        workflow_credentials.c.credential_id.in_(bindparam("b_keys", expanding=True))
-    ),
-    workflow_credentials.insert(),
-    credential_use_rows,
-)
 _v = workflow_versions.c
+_STORABLE_VERSIONS = range(-(2**31), 2**31)
+"""Versions are 32-bit INTEGER columns: no stored version lies outside, and a driver refuses
+such a number as a parameter."""
 _VERSION = select(workflow_versions).where(
     _v.workflow_id == bindparam("b_id"), _v.version == bindparam("b_version")
 )
@@ -275,13 +225,14 @@ def _versions(*, after: bool) -> Select[Any]:
 class SqlWorkflowRepository(WorkflowRepository):
     """Reads and writes in the scope's transaction (see `SqlUnitOfWork`).
 
-    It remembers the tags and credential uses of the versions it read, so an update rewrites
-    only the tag and credential-use rows that changed (most saves change neither).
+    It remembers the child rows of the versions it read (see `workflow_children`), so an
+    update rewrites only those that changed.
     """
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
-        self._read: dict[WorkflowId, _Stored] = {}
+        self._children = WorkflowChildren(connection)
+        self._read: dict[WorkflowId, StoredChildren] = {}
 
     async def get(self, workflow_id: WorkflowId) -> Workflow | None:
         async with translate_errors():
@@ -289,7 +240,7 @@ class SqlWorkflowRepository(WorkflowRepository):
         if row is None:
             return None
         workflow = workflow_from_row(row)
-        self._read[workflow.id] = _Stored.of(workflow)
+        self._read[workflow.id] = StoredChildren.of(workflow)
         return workflow
 
     async def add(self, workflow: Workflow) -> None:
@@ -302,7 +253,7 @@ class SqlWorkflowRepository(WorkflowRepository):
             await self._connection.execute(
                 _INSERT_VERSION, version_to_row(workflow.current_version())
             )
-            self._read[workflow.id] = await self._write_children(workflow, _NOTHING_STORED)
+            self._read[workflow.id] = await self._children.write(workflow, NOTHING_STORED)
 
     async def update(self, workflow: Workflow, *, expected_version: int) -> None:
         stored = self._read.get(workflow.id)
@@ -329,7 +280,7 @@ class SqlWorkflowRepository(WorkflowRepository):
             await self._connection.execute(
                 _INSERT_VERSION, version_to_row(workflow.current_version())
             )
-            self._read[workflow.id] = await self._write_children(workflow, stored)
+            self._read[workflow.id] = await self._children.write(workflow, stored)
 
     async def delete(self, workflow_id: WorkflowId, *, expected_version: int, at: datetime) -> None:
         async with translate_errors():
@@ -339,9 +290,7 @@ class SqlWorkflowRepository(WorkflowRepository):
             )
             if deleted.rowcount != 1:
                 raise ConcurrentUpdateError(workflow_id)
-            # Only live workflows have tag and credential rows: those indexes stay small.
-            for children in (_TAGS, _CREDENTIAL_USES):
-                await self._connection.execute(children.delete_all, {"b_id": workflow_id})
+            await self._children.delete_all(workflow_id)
         self._read.pop(workflow_id, None)
 
     async def page(
@@ -380,13 +329,18 @@ class SqlWorkflowRepository(WorkflowRepository):
     ) -> Sequence[WorkflowVersion]:
         parameters: dict[str, Any] = {"b_id": workflow_id, "page_limit": request.limit + 1}
         if request.after is not None:
-            parameters["b_after_version"] = int(request.after[0])
+            after = int(request.after[0])
+            if after not in _STORABLE_VERSIONS:
+                raise MalformedRequestError("The cursor is malformed.")
+            parameters["b_after_version"] = after
         query = _versions(after=request.after is not None)
         async with translate_errors():
             rows = (await self._connection.execute(query, parameters)).all()
         return [version_from_row(row) for row in rows]
 
     async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None:
+        if version not in _STORABLE_VERSIONS:
+            return None
         parameters = {"b_id": workflow_id, "b_version": version}
         async with translate_errors():
             row = (await self._connection.execute(_VERSION, parameters)).one_or_none()
@@ -399,49 +353,3 @@ class SqlWorkflowRepository(WorkflowRepository):
         async with translate_errors():
             rows = (await self._connection.execute(_USING_CREDENTIAL, parameters)).all()
         return [WorkflowRef(WorkflowId(row.id), row.name) for row in rows]
-
-    async def _write_children(self, workflow: Workflow, stored: _Stored | None) -> _Stored:
-        """Bring the tag and credential-use rows from `stored` (None: unknown) to `workflow`;
-        what they hold now."""
-        new = _Stored.of(workflow)
-        await self._write(_TAGS, workflow, None if stored is None else stored.tags, new.tags)
-        await self._write(
-            _CREDENTIAL_USES,
-            workflow,
-            None if stored is None else stored.credential_uses,
-            new.credential_uses,
-        )
-        return new
-
-    async def _write(
-        self,
-        children: _ChildRows,
-        workflow: Workflow,
-        old: frozenset[Any] | None,
-        new: frozenset[Any],
-    ) -> None:
-        if old is None:
-            await self._connection.execute(children.delete_all, {"b_id": workflow.id})
-            old = frozenset()
-        elif removed := sorted(old - new):
-            await self._connection.execute(
-                children.delete_some, {"b_id": workflow.id, "b_keys": removed}
-            )
-        if added := sorted(new - old):
-            await self._connection.execute(children.insert, children.rows(workflow, added))
-
-
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    """What the tag and credential-use rows of a workflow hold at `version`."""
-
-    version: int
-    tags: frozenset[str]
-    credential_uses: frozenset[uuid.UUID]
-
-    @classmethod
-    def of(cls, workflow: Workflow) -> _Stored:
-        return cls(workflow.version, frozenset(workflow.tags), credential_uses(workflow))
-
-
-_NOTHING_STORED = _Stored(0, frozenset(), frozenset())  # a new workflow's

@@ -27,6 +27,7 @@ from flowbuilder_core.executions.use_cases import (
     FinishLostExecutions,
     GetExecution,
     ListExecutions,
+    ListWorkflowExecutions,
     RetryExecution,
 )
 from flowbuilder_core.shared.clock import Clock, SystemClock
@@ -58,6 +59,7 @@ class CoreProvider(Provider):
         RetryExecution,
         GetExecution,
         ListExecutions,
+        ListWorkflowExecutions,
         CancelExecution,
         FinishLostExecutions,
         CreateCredential,

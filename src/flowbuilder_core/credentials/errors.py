@@ -35,7 +35,6 @@ class SecretNotFoundError(FlowbuilderError):
     """The secret store has nothing under this reference."""
 
     code = "secret-not-found"
-    title = "Secret not found"
 
     def __init__(self) -> None:
         super().__init__("The secret does not exist.")
@@ -46,7 +45,6 @@ class SecretUnreadableError(FlowbuilderError):
     owner, or encrypted with a key that is no longer configured."""
 
     code = "secret-unreadable"
-    title = "Secret unreadable"
 
     def __init__(self, reason: str = "The secret cannot be decrypted.") -> None:
         super().__init__(reason)

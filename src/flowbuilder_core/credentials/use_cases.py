@@ -20,9 +20,10 @@ from flowbuilder_core.credentials.model import (
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
 from flowbuilder_core.credentials.validation import check_data, check_name, check_type, raise_if
 from flowbuilder_core.shared.clock import Clock
-from flowbuilder_core.shared.errors import FieldError
+from flowbuilder_core.shared.errors import FieldError, Location
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId, new_uuid
+from flowbuilder_core.shared.ownership import owned_by
 from flowbuilder_core.shared.pagination import (
     Page,
     PageRequest,
@@ -69,10 +70,9 @@ class ListCredentialsQuery:
 async def _owned(
     credentials: CredentialRepository, owner: UserId, credential_id: uuid.UUID
 ) -> Credential:
-    credential = await credentials.get(CredentialId(credential_id))
-    if credential is None or credential.owner_id != owner:
-        raise CredentialNotFoundError
-    return credential
+    return owned_by(
+        owner, await credentials.get(CredentialId(credential_id)), CredentialNotFoundError
+    )
 
 
 class CreateCredential:
@@ -142,7 +142,7 @@ class ListCredentials:
         limit = check_limit(query.limit)
         errors: list[FieldError] = []
         if query.type is not None:
-            check_type(query.type, errors, at="query:type")
+            check_type(query.type, errors, "type", Location.QUERY)
         raise_if(errors)
         scope = f"credentials|{actor.user_id}|type={query.type!r}"
         after = decode_time_id_cursor(query.cursor, scope) if query.cursor else None

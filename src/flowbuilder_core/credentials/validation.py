@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from flowbuilder_core.credentials.model import CREDENTIAL_TYPES, SecretData
 from flowbuilder_core.nodes.schema import check, missing_required
-from flowbuilder_core.shared.errors import FieldError, InvalidInputError
+from flowbuilder_core.shared.errors import FieldError, InvalidInputError, Location
 
 MAX_NAME = 200
 
@@ -18,9 +18,15 @@ def check_name(name: str, errors: list[FieldError]) -> str:
     return clean
 
 
-def check_type(credential_type: str, errors: list[FieldError], at: str = "/type") -> None:
+def check_type(
+    credential_type: str,
+    errors: list[FieldError],
+    field: str = "/type",
+    location: Location = Location.BODY,
+) -> None:
     if credential_type not in CREDENTIAL_TYPES:
-        errors.append(FieldError(at, "must be one of: " + ", ".join(CREDENTIAL_TYPES)))
+        message = "must be one of: " + ", ".join(CREDENTIAL_TYPES)
+        errors.append(FieldError(field, message, location))
 
 
 def check_data(

@@ -33,6 +33,7 @@ from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError, RateLimitedError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId, new_uuid
+from flowbuilder_core.shared.ownership import owned_by
 from flowbuilder_core.shared.pagination import (
     Page,
     PageRequest,
@@ -42,10 +43,9 @@ from flowbuilder_core.shared.pagination import (
     time_id_position,
 )
 from flowbuilder_core.shared.uow import UnitOfWork
-from flowbuilder_core.workflows.errors import WorkflowNotFoundError
 from flowbuilder_core.workflows.model import Definition, WorkflowId
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
-from flowbuilder_core.workflows.use_cases import runnability_of
+from flowbuilder_core.workflows.use_cases import owned_workflow, runnability_of
 
 LOST_AFTER = timedelta(seconds=60)
 """A running execution whose worker has not beaten its heart for this long is lost."""
@@ -67,13 +67,18 @@ class ListExecutionsQuery:
     created_before: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ListWorkflowExecutionsQuery:
+    workflow_id: uuid.UUID
+    limit: int = 20
+    cursor: str | None = None
+    statuses: tuple[str, ...] = ()
+
+
 async def _owned(
     executions: ExecutionRepository, owner: UserId, execution_id: uuid.UUID
 ) -> Execution:
-    execution = await executions.get(ExecutionId(execution_id))
-    if execution is None or execution.owner_id != owner:
-        raise ExecutionNotFoundError
-    return execution
+    return owned_by(owner, await executions.get(ExecutionId(execution_id)), ExecutionNotFoundError)
 
 
 async def _take_token(rate: RateLimiter, owner: UserId, now: datetime) -> None:
@@ -129,7 +134,7 @@ class _Requesting:
 class ExecuteWorkflow(_Requesting):
     """Request a run of one of the caller's workflows.
 
-    - The current definition must be runnable; 422 lists every problem.
+    - The current definition must be runnable; NotRunnableError lists every problem.
     - `input` is a JSON object of at most 64 KiB.
     - It takes a token from the caller's bucket (shared with retry): RateLimitedError when empty.
     - The execution pins the current version and is queued; it commits with its queue message
@@ -137,9 +142,7 @@ class ExecuteWorkflow(_Requesting):
     """
 
     async def __call__(self, actor: Principal, command: ExecuteCommand) -> Execution:
-        workflow = await self._workflows.get(WorkflowId(command.workflow_id))
-        if workflow is None or workflow.owner_id != actor.user_id:
-            raise WorkflowNotFoundError
+        workflow = await owned_workflow(self._workflows, actor.user_id, command.workflow_id)
         execution_input = _check_input(command.input)
         await self._check_runnable(actor, workflow.definition)
         return await self._request(
@@ -180,33 +183,48 @@ class GetExecution:
 
 class ListExecutions:
     """List the caller's executions newest first (without input or steps), filtered by any of
-    several statuses, one workflow, and a creation window (after inclusive, before exclusive).
-    A workflow's list answers 404 when the workflow is not the caller's (or is deleted)."""
+    several statuses, one workflow, and a creation window (after inclusive, before exclusive)."""
+
+    def __init__(self, executions: ExecutionRepository) -> None:
+        self._executions = executions
+
+    async def __call__(self, actor: Principal, query: ListExecutionsQuery) -> Page[Execution]:
+        limit, where = check_limit(query.limit), _filter(query)
+        return await _page(self._executions, actor, where, limit, query.cursor)
+
+
+class ListWorkflowExecutions:
+    """List the executions of one of the caller's workflows, as ListExecutions does; the
+    workflow must be the caller's (and not deleted), else WorkflowNotFoundError."""
 
     def __init__(self, executions: ExecutionRepository, workflows: WorkflowRepository) -> None:
         self._executions, self._workflows = executions, workflows
 
     async def __call__(
-        self, actor: Principal, query: ListExecutionsQuery, *, of_workflow: bool = False
+        self, actor: Principal, query: ListWorkflowExecutionsQuery
     ) -> Page[Execution]:
-        limit = check_limit(query.limit)
-        where = _filter(query)
-        if of_workflow:
-            workflow = (
-                await self._workflows.get(WorkflowId(query.workflow_id))
-                if query.workflow_id is not None
-                else None
-            )
-            if workflow is None or workflow.owner_id != actor.user_id:
-                raise WorkflowNotFoundError
-        scope = (
-            f"executions|{actor.user_id}|{sorted(where.statuses)}|{where.workflow_id}|"
-            f"{where.created_after}|{where.created_before}"
-        )
-        after = decode_time_id_cursor(query.cursor, scope) if query.cursor else None
-        request = PageRequest(limit, after)
-        rows = await self._executions.page(actor.user_id, where, request)
-        return page_of(rows, request, lambda e: time_id_position(e.created_at, e.id), scope)
+        listing = ListExecutionsQuery(query.limit, query.cursor, query.statuses, query.workflow_id)
+        # The query is checked first: a malformed one is refused whichever workflow it names.
+        limit, where = check_limit(listing.limit), _filter(listing)
+        await owned_workflow(self._workflows, actor.user_id, query.workflow_id)
+        return await _page(self._executions, actor, where, limit, query.cursor)
+
+
+async def _page(
+    executions: ExecutionRepository,
+    actor: Principal,
+    where: ExecutionFilter,
+    limit: int,
+    cursor: str | None,
+) -> Page[Execution]:
+    scope = (
+        f"executions|{actor.user_id}|{sorted(where.statuses)}|{where.workflow_id}|"
+        f"{where.created_after}|{where.created_before}"
+    )
+    after = decode_time_id_cursor(cursor, scope) if cursor else None
+    request = PageRequest(limit, after)
+    rows = await executions.page(actor.user_id, where, request)
+    return page_of(rows, request, lambda e: time_id_position(e.created_at, e.id), scope)
 
 
 def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
@@ -217,8 +235,8 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
             statuses.add(ExecutionStatus(value))
         except ValueError:
             errors.append(
-                FieldError(
-                    "query:status", "must be one of: " + ", ".join(s.value for s in ExecutionStatus)
+                FieldError.query(
+                    "status", "must be one of: " + ", ".join(s.value for s in ExecutionStatus)
                 )
             )
     for name, moment in (
@@ -226,7 +244,7 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
         ("created_before", query.created_before),
     ):
         if moment is not None and moment.utcoffset() is None:
-            errors.append(FieldError(f"query:{name}", "must carry a time zone (use Z for UTC)"))
+            errors.append(FieldError.query(name, "must carry a time zone (use Z for UTC)"))
     if errors:
         raise InvalidInputError(list({e.field: e for e in errors}.values()))
     return ExecutionFilter(

@@ -49,7 +49,7 @@ class PageRequest:
 
 def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInputError([FieldError("query:limit", f"must be between 1 and {MAX_LIMIT}")])
+        raise InvalidInputError([FieldError.query("limit", f"must be between 1 and {MAX_LIMIT}")])
     return limit
 
 

@@ -65,9 +65,12 @@ class WorkflowRepository(Protocol):
     async def versions(
         self, workflow_id: WorkflowId, request: PageRequest
     ) -> Sequence[WorkflowVersion]:
-        """Versions newest first, after the keyset position `(version,)`."""
+        """Versions newest first, after the keyset position `(version,)`. A position this store
+        cannot hold (no version it keeps could have issued it) is MalformedRequestError."""
 
-    async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None: ...
+    async def version(self, workflow_id: WorkflowId, version: int) -> WorkflowVersion | None:
+        """None for a version the workflow does not have, whatever the number (one too large
+        for the store included)."""
 
     async def using_credential(
         self, owner: UserId, credential_id: uuid.UUID

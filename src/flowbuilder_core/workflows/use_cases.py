@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError, MalformedRequestError
 from flowbuilder_core.shared.identity import Principal
-from flowbuilder_core.shared.ids import new_uuid
+from flowbuilder_core.shared.ids import UserId, new_uuid
+from flowbuilder_core.shared.ownership import owned_by
 from flowbuilder_core.shared.pagination import (
     Page,
     PageRequest,
@@ -48,8 +49,6 @@ from flowbuilder_core.workflows.validation import (
 )
 
 _MAX_RACE_RETRIES = 3
-MAX_VERSION = 2**31 - 1
-"""Versions are 32-bit in storage; a larger number cannot name one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +93,11 @@ class ListVersionsQuery:
     cursor: str | None = None
 
 
-async def _owned(
-    workflows: WorkflowRepository, actor: Principal, workflow_id: uuid.UUID
+async def owned_workflow(
+    workflows: WorkflowRepository, owner: UserId, workflow_id: uuid.UUID
 ) -> Workflow:
-    workflow = await workflows.get(WorkflowId(workflow_id))
-    if workflow is None or workflow.owner_id != actor.user_id:
-        raise WorkflowNotFoundError
-    return workflow
+    """The workflow, if `owner` has it (see `owned_by`); else WorkflowNotFoundError."""
+    return owned_by(owner, await workflows.get(WorkflowId(workflow_id)), WorkflowNotFoundError)
 
 
 def _check_preconditions(
@@ -113,7 +110,7 @@ def _check_preconditions(
 
 
 def _is_version_number(version: int) -> bool:
-    return 1 <= version <= MAX_VERSION
+    return version >= 1  # how large a number may be is the repository's to say
 
 
 def _workflow_position(workflow: Workflow | WorkflowSummary) -> Position:
@@ -152,7 +149,7 @@ class GetWorkflow:
         self._workflows = workflows
 
     async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
-        return await _owned(self._workflows, actor, workflow_id)
+        return await owned_workflow(self._workflows, actor.user_id, workflow_id)
 
 
 class ListWorkflows:
@@ -182,7 +179,7 @@ class ListWorkflows:
 
 def _check_filter(where: WorkflowFilter) -> WorkflowFilter:
     errors = [
-        FieldError(f"query:{name}", f"must be at most {limit} characters, without NUL")
+        FieldError.query(name, f"must be at most {limit} characters, without NUL")
         for name, value, limit in (("tag", where.tag, MAX_TAG), ("q", where.q, MAX_NAME))
         if value is not None and (len(value) > limit or "\x00" in value)
     ]
@@ -204,7 +201,7 @@ class ReplaceWorkflow:
         self._workflows, self._uow, self._clock = workflows, uow, clock
 
     async def __call__(self, actor: Principal, command: ReplaceWorkflowCommand) -> Workflow:
-        workflow = await _owned(self._workflows, actor, command.workflow_id)
+        workflow = await owned_workflow(self._workflows, actor.user_id, command.workflow_id)
         _check_preconditions(workflow, command.if_match, command.version)
         data = command.fields
         fields = parse_fields(
@@ -219,7 +216,7 @@ class ReplaceWorkflow:
             except ConcurrentUpdateError:
                 # Someone saved in between. With a precondition that is the client's conflict;
                 # without one, the last write wins: read the new version and write over it.
-                workflow = await _owned(self._workflows, actor, command.workflow_id)
+                workflow = await owned_workflow(self._workflows, actor.user_id, command.workflow_id)
                 if command.if_match is not None or command.version is not None:
                     raise StaleWorkflowVersionError(workflow.version) from None
         else:
@@ -237,7 +234,7 @@ class DeleteWorkflow:
 
     async def __call__(self, actor: Principal, command: DeleteWorkflowCommand) -> None:
         for _ in range(_MAX_RACE_RETRIES):
-            workflow = await _owned(self._workflows, actor, command.workflow_id)
+            workflow = await owned_workflow(self._workflows, actor.user_id, command.workflow_id)
             _check_preconditions(workflow, command.if_match, None)
             try:
                 await self._workflows.delete(
@@ -283,7 +280,7 @@ class ListWorkflowVersions:
 
     async def __call__(self, actor: Principal, query: ListVersionsQuery) -> Page[WorkflowVersion]:
         limit = check_limit(query.limit)
-        workflow = await _owned(self._workflows, actor, query.workflow_id)
+        workflow = await owned_workflow(self._workflows, actor.user_id, query.workflow_id)
         scope = f"versions|{actor.user_id}|{workflow.id}"
         after = decode_cursor(query.cursor, scope, (int,)) if query.cursor else None
         if after is not None and not _is_version_number(int(after[0])):
@@ -302,7 +299,7 @@ class GetWorkflowVersion:
     async def __call__(
         self, actor: Principal, workflow_id: uuid.UUID, version: int
     ) -> WorkflowVersion:
-        workflow = await _owned(self._workflows, actor, workflow_id)
+        workflow = await owned_workflow(self._workflows, actor.user_id, workflow_id)
         found = (
             await self._workflows.version(workflow.id, version)
             if _is_version_number(version)

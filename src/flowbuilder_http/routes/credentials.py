@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from dishka.integrations.litestar import FromDishka, inject
-from litestar import Response, Router, delete, get, post, put
+from litestar import Request, Response, Router, delete, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -74,6 +74,7 @@ async def list_credentials(
 )
 @inject
 async def create_credential(
+    request: Request[Any, Any, Any],
     data: JSONBody[CredentialCreateIn],
     principal: FromDishka[Principal],
     create: FromDishka[CreateCredential],
@@ -86,7 +87,9 @@ async def create_credential(
         return Response(
             CredentialOut.of(credential),
             status_code=HTTP_201_CREATED,
-            headers={"Location": f"/api/credentials/{credential.id}"},
+            headers={
+                "Location": request.app.route_reverse(get_credential, credential_id=credential.id)
+            },
         )
 
     # The values stay out of the fingerprint: no digest of a secret is ever stored.

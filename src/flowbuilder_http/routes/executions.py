@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from dishka.integrations.litestar import FromDishka, inject
-from litestar import Response, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.params import Body, FromPath, FromQuery, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
@@ -20,6 +20,8 @@ from flowbuilder_core.executions.use_cases import (
     GetExecution,
     ListExecutions,
     ListExecutionsQuery,
+    ListWorkflowExecutions,
+    ListWorkflowExecutionsQuery,
     RetryExecution,
 )
 from flowbuilder_core.shared.identity import Principal
@@ -38,11 +40,12 @@ LOCATION = ResponseHeader(
 LISTING = problem_responses(400, 401, 404, 422, 503)
 
 
-def accepted(execution: Execution) -> Response[ExecutionOut]:
+def accepted(request: Request[Any, Any, Any], execution: Execution) -> Response[ExecutionOut]:
+    location = request.app.route_reverse(get_execution, execution_id=execution.id)
     return Response(
         ExecutionOut.of(execution),
         status_code=HTTP_202_ACCEPTED,
-        headers={"Location": f"/api/executions/{execution.id}"},
+        headers={"Location": location},
     )
 
 
@@ -60,6 +63,7 @@ def _page(page_items: tuple[Execution, ...], cursor: str | None) -> PageOut[Exec
 )
 @inject
 async def execute_workflow(
+    request: Request[Any, Any, Any],
     workflow_id: FromPath[UUID],
     principal: FromDishka[Principal],
     execute: FromDishka[ExecuteWorkflow],
@@ -70,7 +74,8 @@ async def execute_workflow(
     execution_input = None if data is None else data.input
 
     async def run() -> Response[ExecutionOut]:
-        return accepted(await execute(principal, ExecuteCommand(workflow_id, execution_input)))
+        execution = await execute(principal, ExecuteCommand(workflow_id, execution_input))
+        return accepted(request, execution)
 
     operation = f"POST /api/workflows/{workflow_id}/execute"
     return await idempotently(principal, idempotency_key, (operation, execution_input), run)
@@ -86,13 +91,13 @@ async def execute_workflow(
 async def list_workflow_executions(
     workflow_id: FromPath[UUID],
     principal: FromDishka[Principal],
-    list_them: FromDishka[ListExecutions],
+    list_them: FromDishka[ListWorkflowExecutions],
     statuses: Statuses = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> PageOut[ExecutionOut]:
-    query = ListExecutionsQuery(limit, cursor, tuple(statuses or ()), workflow_id)
-    page = await list_them(principal, query, of_workflow=True)
+    query = ListWorkflowExecutionsQuery(workflow_id, limit, cursor, tuple(statuses or ()))
+    page = await list_them(principal, query)
     return _page(page.items, page.next_cursor)
 
 
@@ -162,11 +167,12 @@ async def cancel_execution(
 )
 @inject
 async def retry_execution(
+    request: Request[Any, Any, Any],
     execution_id: FromPath[UUID],
     principal: FromDishka[Principal],
     retry: FromDishka[RetryExecution],
 ) -> Response[ExecutionOut]:
-    return accepted(await retry(principal, execution_id))
+    return accepted(request, await retry(principal, execution_id))
 
 
 executions_router = Router(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from dishka.integrations.litestar import FromDishka, inject
-from litestar import Response, Router, delete, get, post, put
+from litestar import Request, Response, Router, delete, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -76,7 +76,7 @@ async def list_workflows(
     include: FromQuery[str | None] = None,
 ) -> PageOut[WorkflowOut]:
     if include not in (None, "definition"):
-        raise InvalidInputError([FieldError("query:include", 'the only value is "definition"')])
+        raise InvalidInputError([FieldError.query("include", 'the only value is "definition"')])
     query = ListWorkflowsQuery(
         limit=limit,
         cursor=cursor,
@@ -96,6 +96,7 @@ async def list_workflows(
 )
 @inject
 async def create_workflow(
+    request: Request[Any, Any, Any],
     data: JSONBody[WorkflowCreateIn],
     principal: FromDishka[Principal],
     create: FromDishka[CreateWorkflow],
@@ -104,10 +105,11 @@ async def create_workflow(
 ) -> Response[WorkflowOut]:
     async def run() -> Response[WorkflowOut]:
         workflow = await create(principal, data.to_input())
+        location = request.app.route_reverse(get_workflow, workflow_id=workflow.id)
         return Response(
             WorkflowOut.of(workflow),
             status_code=HTTP_201_CREATED,
-            headers={"ETag": etag(workflow.version), "Location": f"/api/workflows/{workflow.id}"},
+            headers={"ETag": etag(workflow.version), "Location": location},
         )
 
     return await idempotently(principal, idempotency_key, ("POST /api/workflows", data), run)
