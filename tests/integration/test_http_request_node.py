@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from flowbuilder_adapters.nodes.http_request import HttpRequestRunner, is_blocked_address
+from flowbuilder_adapters.nodes.http_request import HttpRequestRunner
+from flowbuilder_adapters.nodes.http_request.ssrf import is_blocked_address
 from flowbuilder_core.credentials.model import SecretData
 from flowbuilder_core.executions.errors import NodeFailedError
 from flowbuilder_core.executions.ports import NodeCall, ResolvedSecret
