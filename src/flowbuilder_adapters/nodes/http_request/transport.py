@@ -1,24 +1,31 @@
 """The transport of the `http.request` node: connections go only to the checked addresses.
 
-The checked addresses are *pinned*: the httpx client runs on an httpcore connection pool
-whose network backend (`_PinnedBackend`) never resolves anything. Its `connect_tcp(host, port)`
-looks the host up in a per-request `ContextVar` ({host: checked addresses}) set by `pinned()`
-and connects to those addresses only; with no pin it refuses to connect (fail closed). httpcore
-opens a connection in the task of the request that needs it, so the pin of that request is the
-one in scope. Everything above the socket keeps the original host name: the pool's origin,
-the `Host` header, TLS SNI and certificate verification (`server_hostname` is the URL's host,
-and the SSL context has `check_hostname` on), so a DNS answer that changes between the check
-and the connection (DNS rebinding) cannot redirect the request, and TLS still proves the
-server is the named host. A pooled keep-alive connection for the same host was itself opened
-to a checked address.
+Public extension points only: `PinnedTransport` is an `httpx.AsyncBaseTransport` (httpx's
+documented custom-transport interface, `handle_async_request`) over an
+`httpcore.AsyncConnectionPool` built here with its public `network_backend` parameter. The
+transport maps an httpx request to an httpcore one and the response back, as httpx's own
+transport does, and raises httpx's exceptions for httpcore's.
+
+The checked addresses are *pinned*: the backend (`_PinnedBackend`) never resolves anything.
+Its `connect_tcp(host, port)` looks the host up in a per-request `ContextVar` ({host: checked
+addresses}) set by `pinned()` and connects to those addresses only; with no pin it refuses to
+connect (fail closed), and it refuses unix sockets. httpcore opens a connection in the task of
+the request that needs it, so the pin of that request is the one in scope. Everything above
+the socket keeps the original host name: the pool's origin, the `Host` header, TLS SNI and
+certificate verification (`server_hostname` is the URL's host, and the SSL context has
+`check_hostname` on), so a DNS answer that changes between the check and the connection (DNS
+rebinding) cannot redirect the request, and TLS still proves the server is the named host. A
+pooled keep-alive connection for the same host was itself opened to a checked address. The
+pool has no proxy (httpcore reads no environment), so nothing bypasses the pinning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from typing import Final
 
 import httpcore
 import httpx
@@ -87,24 +94,92 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-class PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport (request/response mapping, exception mapping) over a connection
-    pool that uses `_PinnedBackend`. httpx has no public hook for the network backend, so the
-    pool it builds is replaced with an equivalent one; the check below makes an httpx upgrade
-    that changes this fail loudly rather than silently resolve names again."""
+class PinnedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore pool that connects through `_PinnedBackend`: no
+    proxy (httpcore reads no environment), HTTP/1.1 only, no retries."""
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        super().__init__(verify=ssl_context, trust_env=False, retries=0)
-        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            raise RuntimeError("httpx.AsyncHTTPTransport no longer keeps its pool in `_pool`")
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
             http1=True,
             http2=False,
             retries=0,
             network_backend=_PinnedBackend(),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise TypeError("an async transport needs an async request body")
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            # Carries httpx's per-request timeouts ("timeout") down to httpcore.
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            core_response = await self._pool.handle_async_request(core_request)
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_ResponseStream(core_response),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """An httpcore response body as httpx reads it, with httpx's exceptions."""
+
+    def __init__(self, response: httpcore.Response) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self._response.aiter_stream():
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+# The most specific first: an httpcore.ConnectTimeout is also an httpcore.TimeoutException.
+_HTTPX_ERRORS: Final[tuple[tuple[type[Exception], type[httpx.TransportError]], ...]] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """httpcore's exceptions raised as httpx's, chained to the original so that the runner can
+    still find a TLS error below."""
+    try:
+        yield
+    except Exception as exc:
+        for core_error, httpx_error in _HTTPX_ERRORS:
+            if isinstance(exc, core_error):
+                raise httpx_error(str(exc)) from exc
+        raise
