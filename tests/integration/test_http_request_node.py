@@ -32,6 +32,7 @@ from flowbuilder_adapters.nodes.http_request.transport import PinnedTransport, p
 from flowbuilder_core.credentials.model import SecretData
 from flowbuilder_core.executions.errors import NodeFailedError
 from flowbuilder_core.executions.ports import NodeCall, ResolvedSecret
+from flowbuilder_core.nodes.http_request import MAX_HEADERS, MAX_QUERY_PARAMETERS, MAX_URL_LENGTH
 from flowbuilder_core.workflows.model import Node
 
 MIB = 1024 * 1024
@@ -550,6 +551,30 @@ async def test_invalid_parameters_are_refused_before_any_request(
     error = await failure(runner, call(**parameters))
 
     assert error.code == "invalid_parameters"
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        pytest.param(
+            {"headers": {f"X-{i}": "v" for i in range(MAX_HEADERS + 1)}}, id="too many headers"
+        ),
+        pytest.param(
+            {"query": {f"q{i}": "v" for i in range(MAX_QUERY_PARAMETERS + 1)}},
+            id="too many query parameters",
+        ),
+        pytest.param({"path": "/json?" + "a" * MAX_URL_LENGTH}, id="a url that is too long"),
+    ],
+)
+async def test_parameters_over_the_catalogues_limits_are_refused_before_any_request(
+    runner: HttpRequestRunner, server: Server, parameters: dict[str, Any]
+) -> None:
+    url = server.url(parameters.pop("path", "/json"))
+
+    error = await failure(runner, call(method="GET", url=url, **parameters))
+
+    assert error.code == "invalid_parameters"
+    assert server.paths() == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 from typing import Final
 
-from flowbuilder_adapters.nodes.http_request.request import HEADER_NAME, HEADER_VALUE
 from flowbuilder_core.executions.errors import NodeFailedError
 from flowbuilder_core.executions.model import Json
 from flowbuilder_core.executions.ports import ResolvedSecret
+from flowbuilder_core.nodes.http_request import is_header_name, is_header_value
 
 _REDACTED: Final = "***"
 _MIN_REDACTED_LENGTH: Final = 4
@@ -28,7 +28,7 @@ def credential_headers(credential: ResolvedSecret) -> tuple[dict[str, str], list
             raise NodeFailedError(
                 "invalid_credential", f"The {credential.type} credential has no `{name}`."
             )
-        if not HEADER_VALUE.match(value):
+        if not is_header_value(value):
             raise NodeFailedError(
                 "invalid_credential",
                 f"The credential's `{name}` must be printable ASCII on one line.",
@@ -44,7 +44,7 @@ def credential_headers(credential: ResolvedSecret) -> tuple[dict[str, str], list
         return {"Authorization": f"Basic {encoded}"}, [password, encoded]
     if credential.type == "http_header":
         name, value = field("name"), field("value")
-        if not HEADER_NAME.match(name):
+        if not is_header_name(name):
             raise NodeFailedError(
                 "invalid_credential", "The credential's header name is not a valid header name."
             )

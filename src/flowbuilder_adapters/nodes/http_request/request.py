@@ -1,14 +1,14 @@
 """Building the outbound request of an `http.request` node from its parameters.
 
 The engine has checked the parameters against the catalogue's schema; they are checked again
-here because a runner may be called directly, and a failure is `invalid_parameters`.
+here, by the same rules (`flowbuilder_core.nodes.http_request`), because a runner may be called
+directly. A failure is `invalid_parameters`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -17,13 +17,19 @@ import httpx
 
 from flowbuilder_core.executions.errors import NodeFailedError
 from flowbuilder_core.executions.model import Json
+from flowbuilder_core.nodes.http_request import (
+    DEFAULT_TIMEOUT_S,
+    MAX_HEADERS,
+    MAX_QUERY_PARAMETERS,
+    MAX_TIMEOUT_S,
+    MAX_URL_LENGTH,
+    METHODS,
+    URL_SCHEMES,
+    is_header_name,
+    is_header_value,
+)
 
-DEFAULT_TIMEOUT_S: Final = 10.0
-MAX_TIMEOUT_S: Final = 30.0
-METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-HEADER_VALUE = re.compile(r"^[\x20-\x7e\t]*$")
 
 
 @dataclass(slots=True)
@@ -42,7 +48,7 @@ def _invalid(message: str) -> NodeFailedError:
     return NodeFailedError("invalid_parameters", message)
 
 
-def _string_map(parameters: Mapping[str, Json], name: str) -> dict[str, str]:
+def _string_map(parameters: Mapping[str, Json], name: str, most: int) -> dict[str, str]:
     value = parameters.get(name)
     if value is None:
         return {}
@@ -50,6 +56,8 @@ def _string_map(parameters: Mapping[str, Json], name: str) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise _invalid(f"`{name}` must be an object of strings.")
+    if len(value) > most:
+        raise _invalid(f"`{name}` must have at most {most} entries.")
     return dict(value)
 
 
@@ -61,25 +69,27 @@ def build_request(parameters: Mapping[str, Json]) -> OutboundRequest:
     raw_url = parameters.get("url")
     if not isinstance(raw_url, str):
         raise _invalid("`url` must be a string.")
+    if len(raw_url) > MAX_URL_LENGTH:
+        raise _invalid(f"`url` must be at most {MAX_URL_LENGTH} characters.")
     try:
         url = httpx.URL(raw_url)
     except (httpx.InvalidURL, ValueError, TypeError):
         raise _invalid("`url` is not a valid URL.") from None
-    if url.scheme not in DEFAULT_PORTS or not url.raw_host:
+    if url.scheme not in URL_SCHEMES or not url.raw_host:
         raise _invalid("`url` must be an http or https URL with a host.")
 
-    headers = _string_map(parameters, "headers")
+    headers = _string_map(parameters, "headers", MAX_HEADERS)
     for name, value in headers.items():
-        if not HEADER_NAME.match(name):
+        if not is_header_name(name):
             raise _invalid(f"`headers` has an invalid header name: {name!r}.")
-        if not HEADER_VALUE.match(value):
+        if not is_header_value(value):
             raise _invalid(f"`headers.{name}` must be printable ASCII on one line.")
     if url.userinfo:  # user:password@ in the URL: basic auth, below headers and credentials
         if not any(k.lower() == "authorization" for k in headers):
             user_pass = f"{url.username}:{url.password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(user_pass).decode("ascii")
         url = url.copy_with(username=None, password=None)
-    query = _string_map(parameters, "query")
+    query = _string_map(parameters, "query", MAX_QUERY_PARAMETERS)
     if query:
         url = url.copy_merge_params(query)
 
