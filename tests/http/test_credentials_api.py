@@ -132,6 +132,49 @@ async def test_invalid_data_names_the_field_and_never_echoes_the_value(
         assert CANARY not in response.text
 
 
+@pytest.mark.parametrize(
+    ("credential_type", "data", "field"),
+    [
+        pytest.param(
+            "http_header",
+            {"name": "X-Api-Key", "value": CANARY + "\u00e9"},
+            "/data/value",
+            id="a header value with a non-ASCII letter",
+        ),
+        pytest.param(
+            "http_header",
+            {"name": "X-Api-Key", "value": CANARY + "\x07"},
+            "/data/value",
+            id="a header value with a control character",
+        ),
+        pytest.param(
+            "http_header",
+            {"name": "X-Api-Key", "value": CANARY + "\n"},
+            "/data/value",
+            id="a header value ending in a newline",
+        ),
+        pytest.param(
+            "http_bearer", {"token": CANARY + "\u2028"}, "/data/token", id="a non-ASCII token"
+        ),
+    ],
+)
+async def test_a_value_the_http_node_could_not_send_is_refused_when_saved(
+    client: Client, auth: Auth, credential_type: str, data: dict[str, str], field: str
+) -> None:
+    response = await client.post(
+        "/api/credentials",
+        json={"name": "n", "type": credential_type, "data": data},
+        headers=auth(),
+    )
+
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [(e["field"], e["message"]) for e in errors] == [
+        (field, "must be printable ASCII on one line")
+    ]
+    assert CANARY not in response.text
+
+
 async def test_put_renames_and_rotates_without_showing_values(client: Client, auth: Auth) -> None:
     created = await create(client, auth)
     url = f"/api/credentials/{created['id']}"

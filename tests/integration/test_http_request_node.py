@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from flowbuilder_adapters.nodes.http_request import HttpRequestRunner, is_blocked_address
+from flowbuilder_adapters.nodes.http_request import HttpRequestRunner
+from flowbuilder_adapters.nodes.http_request.ssrf import is_blocked_address
+from flowbuilder_adapters.nodes.http_request.transport import PinnedTransport, pinned
 from flowbuilder_core.credentials.model import SecretData
 from flowbuilder_core.executions.errors import NodeFailedError
 from flowbuilder_core.executions.ports import NodeCall, ResolvedSecret
+from flowbuilder_core.nodes.http_request import MAX_HEADERS, MAX_QUERY_PARAMETERS, MAX_URL_LENGTH
 from flowbuilder_core.workflows.model import Node
 
 MIB = 1024 * 1024
@@ -549,6 +553,30 @@ async def test_invalid_parameters_are_refused_before_any_request(
     assert error.code == "invalid_parameters"
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        pytest.param(
+            {"headers": {f"X-{i}": "v" for i in range(MAX_HEADERS + 1)}}, id="too many headers"
+        ),
+        pytest.param(
+            {"query": {f"q{i}": "v" for i in range(MAX_QUERY_PARAMETERS + 1)}},
+            id="too many query parameters",
+        ),
+        pytest.param({"path": "/json?" + "a" * MAX_URL_LENGTH}, id="a url that is too long"),
+    ],
+)
+async def test_parameters_over_the_catalogues_limits_are_refused_before_any_request(
+    runner: HttpRequestRunner, server: Server, parameters: dict[str, Any]
+) -> None:
+    url = server.url(parameters.pop("path", "/json"))
+
+    error = await failure(runner, call(method="GET", url=url, **parameters))
+
+    assert error.code == "invalid_parameters"
+    assert server.paths() == []
+
+
 # ---------------------------------------------------------------------------------------------
 # No credential value in any error or output
 # ---------------------------------------------------------------------------------------------
@@ -691,6 +719,56 @@ async def test_the_request_goes_to_the_checked_address_without_a_second_lookup(
     # `public.test` exists in no DNS: reaching the server proves the connection used the one
     # checked answer.
     assert resolver.questions == [("public.test", server.port)]
+
+
+async def test_the_connection_goes_to_the_checked_address_not_where_the_name_resolves(
+    make_runner: MakeRunner, server: Server
+) -> None:
+    # `localhost` really resolves to 127.0.0.1, where the server listens; the checked answer is
+    # ::1, where it does not. Only a transport that resolves again could reach the server.
+    resolver = FakeResolver({"localhost": ["::1"]})
+    runner = make_runner(allow_private_network=True, resolver=resolver)
+
+    error = await failure(runner, call(method="GET", url=server.url("/json", host="localhost")))
+
+    assert error.code == "connection_failed"
+    assert server.paths() == []
+
+
+@pytest.fixture
+async def transport_client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=PinnedTransport(ssl.create_default_context()), trust_env=False
+    ) as client:
+        yield client
+
+
+async def test_the_transport_connects_a_pinned_name_to_its_pinned_address(
+    transport_client: httpx.AsyncClient, server: Server
+) -> None:
+    with pinned("pinned.test", ("127.0.0.1",)):
+        response = await transport_client.get(server.url("/json", host="pinned.test"))
+
+    assert response.json() == {"hello": "world", "n": 1}
+    assert server.state.seen[0].headers.get("Host") == f"pinned.test:{server.port}"
+
+
+@pytest.mark.parametrize(
+    "pinned_host",
+    [
+        pytest.param(None, id="with no pin at all"),
+        pytest.param("other.test", id="with a pin for another host only"),
+    ],
+)
+async def test_the_transport_refuses_to_connect_a_host_without_a_pin(
+    transport_client: httpx.AsyncClient, server: Server, pinned_host: str | None
+) -> None:
+    pins = pinned(pinned_host, ("127.0.0.1",)) if pinned_host else contextlib.nullcontext()
+
+    with pins, pytest.raises(httpx.ConnectError, match="no checked address"):
+        await transport_client.get(server.url("/json"))
+
+    assert server.paths() == []
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from flowbuilder_core.nodes import http_request as http
 from flowbuilder_core.nodes.schema import JsonSchema
 
 
@@ -46,7 +47,6 @@ def _object(properties: dict[str, Any], required: list[str]) -> JsonSchema:
     }
 
 
-_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 100}
 _EXPRESSION = {"type": "string", "minLength": 1, "maxLength": 10_000}
 
 NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
@@ -65,20 +65,31 @@ NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
                 title="HTTP request",
                 parameters_schema=_object(
                     {
-                        "method": {
-                            "type": "string",
-                            "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-                        },
+                        "method": {"type": "string", "enum": list(http.METHODS)},
                         "url": {
                             "type": "string",
-                            "maxLength": 2048,
-                            "pattern": r"^https?://[^\s/?#]+",
+                            "maxLength": http.MAX_URL_LENGTH,
+                            "pattern": rf"^({'|'.join(http.URL_SCHEMES)})://[^\s/?#]+",
                             "x-pattern-message": "must be an http or https URL with a host",
                         },
-                        "headers": _STRING_MAP,
-                        "query": _STRING_MAP,
+                        "headers": {
+                            "type": "object",
+                            "propertyNames": http.HEADER_NAME_SCHEMA,
+                            "additionalProperties": http.HEADER_VALUE_SCHEMA,
+                            "maxProperties": http.MAX_HEADERS,
+                        },
+                        "query": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "maxProperties": http.MAX_QUERY_PARAMETERS,
+                        },
                         "body": {},
-                        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 30},
+                        "timeout_s": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "maximum": http.MAX_TIMEOUT_S,
+                            "default": http.DEFAULT_TIMEOUT_S,
+                        },
                     },
                     ["method", "url"],
                 ),

@@ -95,9 +95,17 @@ def _check_string(value: str, schema: JsonSchema, at: str) -> list[FieldError]:
         errors.append(FieldError(at, f"must be at least {schema['minLength']} characters"))
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         errors.append(FieldError(at, f"must be at most {schema['maxLength']} characters"))
-    if "pattern" in schema and re.search(schema["pattern"], value) is None:
+    if "pattern" in schema and re.search(_end_anchored(schema["pattern"]), value) is None:
         errors.append(FieldError(at, schema.get("x-pattern-message", "has the wrong format")))
     return errors
+
+
+def _end_anchored(pattern: str) -> str:
+    """`pattern` with a final `$` meaning the end of the text, as in JSON Schema (ECMA-262):
+    Python's `$` also matches before a final newline, which would let `"value\\n"` through."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + r"\Z"
+    return pattern
 
 
 def _check_number(value: float, schema: JsonSchema, at: str) -> list[FieldError]:
