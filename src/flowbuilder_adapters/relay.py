@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowbuilder_adapters.sql.errors import translate_errors
-from flowbuilder_adapters.sql.executions import delete_outbox_rows
+from flowbuilder_adapters.sql.outbox import delete_outbox_rows
 from flowbuilder_adapters.sql.tables import outbox
 from flowbuilder_core.executions.model import ExecutionRequested
 from flowbuilder_core.executions.ports import ExecutionQueue

@@ -22,7 +22,8 @@ from flowbuilder_adapters.secrets.aws import (
 )
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import Settings
-from flowbuilder_adapters.sql.executions import SqlOutbox, SqlRateLimiter
+from flowbuilder_adapters.sql.outbox import SqlOutbox
+from flowbuilder_adapters.sql.rate_limits import SqlRateLimiter
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_core.credentials.ports import SecretStore
 from flowbuilder_core.executions.ports import ExecutionQueue, Outbox, RateLimiter
