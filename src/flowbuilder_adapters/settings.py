@@ -55,6 +55,7 @@ class Settings:
     execution_rate_per_second: int = 20
     execution_rate_burst: int = 100
     run_timeout_s: int = 900
+    max_running_per_user: int = 10
     data_dir: Path = EMBEDDED_DIR
 
     @property
@@ -106,6 +107,7 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         execution_rate_per_second=reader.positive_int("EXECUTION_RATE_PER_SECOND", 20),
         execution_rate_burst=reader.positive_int("EXECUTION_RATE_BURST", 100),
         run_timeout_s=reader.positive_int("RUN_TIMEOUT_S", 900),
+        max_running_per_user=reader.positive_int("MAX_RUNNING_PER_USER", 10),
         data_dir=data_dir,
     )
     if (

@@ -3,6 +3,7 @@ keep their order, lists page newest first with every filter."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -250,3 +251,70 @@ async def test_lists_page_newest_first_with_every_filter(container: AsyncContain
         container, lambda r: r.page(OWNER, ExecutionFilter(), PageRequest(1, None))
     )
     assert (summaries[0].input, summaries[0].steps) == ({}, [])
+
+
+async def test_a_claim_past_the_owners_running_limit_parks_the_execution_until_a_slot_frees(
+    container: AsyncContainer,
+) -> None:
+    workflow_id = await make_workflow(container)
+    first, second = (make_execution(workflow_id, s) for s in (1, 2))
+    stranger = make_execution(workflow_id, 3, owner_id=UserId("user_stranger"))
+    await add(container, first, second, stranger)
+
+    def claim(e: Execution) -> Any:
+        return in_scope(container, lambda r: r.claim(e.id, T0, LEASE, max_running=1))
+
+    running = await claim(first)
+    refused = await claim(second)
+    others = await claim(stranger)
+    waiting = await in_scope(container, lambda r: r.get(second.id))
+    owners = await in_scope(container, lambda r: r.parked_owners(10))
+    while_busy = await in_scope(container, lambda r: r.unpark(OWNER, 1))
+    running.succeed(at=T0)
+    await in_scope(container, lambda r: r.save(running, expected=ExecutionStatus.RUNNING))
+    resumed = await in_scope(container, lambda r: r.unpark(OWNER, 1))
+    again = await in_scope(container, lambda r: r.unpark(OWNER, 1))
+    owners_after = await in_scope(container, lambda r: r.parked_owners(10))
+    claimed = await claim(second)
+
+    assert running is not None
+    assert refused is None
+    assert others is not None, "another user's limit is their own"
+    assert waiting.status is ExecutionStatus.QUEUED
+    assert owners == [OWNER]
+    assert while_busy == []
+    assert [e.id for e in resumed] == [second.id]
+    assert (again, owners_after) == ([], [])
+    assert claimed is not None
+
+
+async def test_concurrent_claims_never_run_more_than_the_owners_limit(
+    container: AsyncContainer,
+) -> None:
+    workflow_id = await make_workflow(container)
+    executions = [make_execution(workflow_id, s) for s in range(8)]
+    await add(container, *executions)
+
+    claims = await asyncio.gather(
+        *(
+            in_scope(container, lambda r, e=e: r.claim(e.id, T0, LEASE, max_running=3))
+            for e in executions
+        )
+    )
+
+    assert sum(c is not None for c in claims) == 3
+    assert len(await in_scope(container, lambda r: r.unpark(OWNER, 3))) == 0
+
+
+async def test_a_parked_execution_that_is_cancelled_is_parked_no_more(
+    container: AsyncContainer,
+) -> None:
+    workflow_id = await make_workflow(container)
+    first, second = (make_execution(workflow_id, s) for s in (1, 2))
+    await add(container, first, second)
+    await in_scope(container, lambda r: r.claim(first.id, T0, LEASE, max_running=1))
+    await in_scope(container, lambda r: r.claim(second.id, T0, LEASE, max_running=1))
+    second.cancel(at=T0)
+    await in_scope(container, lambda r: r.save(second, expected=ExecutionStatus.QUEUED))
+
+    assert await in_scope(container, lambda r: r.parked_owners(10)) == []

@@ -25,6 +25,7 @@ from flowbuilder_core.executions.model import (
     ExecutionId,
     ExecutionStatus,
     Json,
+    RunLimits,
     RunOutcome,
     StepStatus,
 )
@@ -210,7 +211,7 @@ async def test_a_run_past_its_deadline_fails_with_run_timeout_at_the_node_it_was
     world.probe.during = hang
     execution_id = await world.request("slow", "after")
 
-    outcome = await world.run_execution(run_timeout_s=0.2)(execution_id)
+    outcome = await world.run_execution(limits=RunLimits(timeout_s=0.2))(execution_id)
 
     assert outcome is not None
     assert outcome.status is ExecutionStatus.FAILED
@@ -219,3 +220,33 @@ async def test_a_run_past_its_deadline_fails_with_run_timeout_at_the_node_it_was
     execution = world.execution(execution_id)
     assert (execution.status, execution.error) == (ExecutionStatus.FAILED, outcome.error)
     assert world.steps(execution_id) == {"start": StepStatus.SUCCEEDED, "slow": StepStatus.FAILED}
+
+
+async def test_an_owner_past_their_running_limit_waits_queued_and_runs_when_a_slot_frees(
+    world: World,
+) -> None:
+    release = asyncio.Event()
+
+    async def hold_first_run() -> None:
+        await release.wait()
+
+    world.probe.during = hold_first_run
+    first, second = await world.request("a"), await world.request("b")
+    world.store.outbox.clear()
+    run = world.run_execution(limits=RunLimits(max_running=1))
+
+    running = asyncio.create_task(run(first))
+    while world.execution(first).status is not ExecutionStatus.RUNNING:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    refused = await run(second)
+    waiting = world.execution(second).status
+    sent_while_busy = list(world.store.outbox)
+    release.set()
+    await running
+    sent = [m.execution_id for m in world.store.outbox]
+    world.probe.during = None
+    outcome = await run(second)
+
+    assert (refused, waiting, sent_while_busy) == (None, ExecutionStatus.QUEUED, [])
+    assert sent == [second], "the finish hands its slot to the parked execution"
+    assert outcome == RunOutcome(ExecutionStatus.SUCCEEDED)

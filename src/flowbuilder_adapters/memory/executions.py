@@ -63,7 +63,12 @@ class MemoryExecutionRepository(ExecutionRepository):
         if lease is not None and stored.lease != lease:
             return False
         saved = dataclasses.replace(_copy(execution), steps=stored.steps)
-        self._uow.stage(lambda: self._store.executions.__setitem__(saved.id, saved))
+
+        def apply() -> None:
+            self._store.executions[saved.id] = saved
+            self._store.parked.pop(saved.id, None)  # only a queued execution waits for a slot
+
+        self._uow.stage(apply)
         return True
 
     async def record_step(
@@ -81,13 +86,50 @@ class MemoryExecutionRepository(ExecutionRepository):
         return True
 
     async def claim(
-        self, execution_id: ExecutionId, at: datetime, lease: uuid.UUID
+        self,
+        execution_id: ExecutionId,
+        at: datetime,
+        lease: uuid.UUID,
+        *,
+        max_running: int | None = None,
     ) -> Execution | None:
         stored = self._store.executions.get(execution_id)
         if stored is None or stored.status is not ExecutionStatus.QUEUED:
             return None
-        stored.start(at=at, lease=lease)  # no await since the check: atomic on the event loop
+        # No await from the checks to the change: atomic on the event loop.
+        if max_running is not None and self._running(stored.owner_id) >= max_running:
+            self._store.parked.setdefault(execution_id, at)
+            return None
+        self._store.parked.pop(execution_id, None)
+        stored.start(at=at, lease=lease)
         return _copy(stored)
+
+    async def unpark(self, owner: UserId, max_running: int) -> Sequence[Execution]:
+        free = max_running - self._running(owner)
+        waiting = sorted(
+            (e for i in self._store.parked if (e := self._store.executions[i]).owner_id == owner),
+            key=lambda e: (e.created_at, str(e.id)),
+        )
+        resumed = [e for e in waiting if e.status is ExecutionStatus.QUEUED][: max(free, 0)]
+        done = [e.id for e in resumed] + [e.id for e in waiting if e.status.finished]
+
+        def apply() -> None:
+            for execution_id in done:
+                self._store.parked.pop(execution_id, None)
+
+        self._uow.stage(apply)  # with the messages sent again, or not at all
+        return [_copy(e) for e in resumed]
+
+    async def parked_owners(self, limit: int) -> Sequence[UserId]:
+        owners = {self._store.executions[i].owner_id for i in self._store.parked}
+        return sorted(owners)[:limit]
+
+    def _running(self, owner: UserId) -> int:
+        return sum(
+            1
+            for e in self._store.executions.values()
+            if e.owner_id == owner and e.status is ExecutionStatus.RUNNING
+        )
 
     async def heartbeat(
         self, execution_id: ExecutionId, lease: uuid.UUID, at: datetime

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from flowbuilder_adapters.memory.executions import MemoryExecutionRepository
+from flowbuilder_adapters.memory.executions import MemoryExecutionRepository, MemoryOutbox
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
 from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
@@ -24,5 +24,6 @@ class MemoryRunTransactions(RunTransactions):
         yield RunTransaction(
             MemoryExecutionRepository(self._store, uow),
             MemoryWorkflowRepository(self._store, uow),
+            MemoryOutbox(self._store, uow),
             uow,
         )

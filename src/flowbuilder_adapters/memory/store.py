@@ -33,3 +33,5 @@ class MemoryStore:
     executions: dict[ExecutionId, Execution] = field(default_factory=dict)
     outbox: list[ExecutionRequested] = field(default_factory=list)
     buckets: dict[UserId, Bucket] = field(default_factory=dict)
+    parked: dict[ExecutionId, datetime] = field(default_factory=dict)
+    """Queued executions waiting for a free slot of their owner, with when they were parked."""

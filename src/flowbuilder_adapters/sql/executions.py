@@ -89,6 +89,20 @@ def _record_step(dialect: str) -> Any:
     )
 
 
+def _running_of(owner: Any) -> Any:
+    """How many executions `owner` (a value or a column) has running."""
+    running = executions.alias("running")
+    return (
+        select(func.count())
+        .select_from(running)
+        .where(
+            running.c.owner_id == owner,
+            running.c.status == ExecutionStatus.RUNNING.value,
+        )
+        .scalar_subquery()
+    )
+
+
 def error_to_json(error: ExecutionError | None) -> dict[str, Any] | None:
     if error is None:
         return None
@@ -180,6 +194,7 @@ class SqlExecutionRepository(ExecutionRepository):
                 update(executions)
                 .where(*conditions)
                 .values(
+                    parked_at=None,  # only a queued execution waits for a slot
                     status=execution.status.value,
                     error=error_to_json(execution.error),
                     started_at=execution.started_at,
@@ -210,25 +225,83 @@ class SqlExecutionRepository(ExecutionRepository):
         return bool(written.rowcount)
 
     async def claim(
-        self, execution_id: ExecutionId, at: datetime, lease: uuid.UUID
+        self,
+        execution_id: ExecutionId,
+        at: datetime,
+        lease: uuid.UUID,
+        *,
+        max_running: int | None = None,
     ) -> Execution | None:
+        queued = (_e.id == execution_id, _e.status == ExecutionStatus.QUEUED.value)
+        conditions = list(queued)
         async with translate_errors():
+            if max_running is not None:
+                owner = select(_e.owner_id).where(_e.id == execution_id).scalar_subquery()
+                await self._take_turn(owner)
+                conditions.append(_running_of(_e.owner_id).correlate(executions) < max_running)
             claimed = await self._connection.execute(
                 update(executions)
-                .where(
-                    executions.c.id == execution_id,
-                    executions.c.status == ExecutionStatus.QUEUED.value,
-                )
+                .where(*conditions)
                 .values(
                     status=ExecutionStatus.RUNNING.value,
                     started_at=at,
                     heartbeat_at=at,
                     lease=lease,
+                    parked_at=None,
                 )
             )
-        if claimed.rowcount != 1:
-            return None
+            if claimed.rowcount != 1:
+                if max_running is not None:  # still queued: the owner has no free slot
+                    await self._connection.execute(
+                        update(executions)
+                        .where(*queued, _e.parked_at.is_(None))
+                        .values(parked_at=at)
+                    )
+                return None
         return await self.get(execution_id)
+
+    async def unpark(self, owner: UserId, max_running: int) -> Sequence[Execution]:
+        parked = select(_e.id).where(_e.owner_id == owner, _e.parked_at.is_not(None)).limit(1)
+        async with translate_errors():
+            # The common case, nothing parked, is one read of a small partial index.
+            if (await self._connection.execute(parked)).first() is None:
+                return []
+            await self._take_turn(owner)
+            running = (await self._connection.execute(select(_running_of(owner)))).scalar_one()
+            if running >= max_running:
+                return []
+            oldest = (
+                select(_e.id)
+                .where(
+                    _e.owner_id == owner,
+                    _e.parked_at.is_not(None),
+                    _e.status == ExecutionStatus.QUEUED.value,
+                )
+                .order_by(_e.created_at, _e.id)
+                .limit(max_running - running)
+            )
+            rows = (
+                await self._connection.execute(
+                    update(executions)
+                    .where(_e.id.in_(oldest))
+                    .values(parked_at=None)
+                    .returning(*_SUMMARY)
+                )
+            ).all()
+        return sorted((execution_from_row(r) for r in rows), key=lambda e: e.created_at)
+
+    async def parked_owners(self, limit: int) -> Sequence[UserId]:
+        query = select(_e.owner_id).where(_e.parked_at.is_not(None)).distinct().limit(limit)
+        async with translate_errors():
+            return [UserId(o) for o in (await self._connection.execute(query)).scalars()]
+
+    async def _take_turn(self, owner: Any) -> None:
+        """Postgres: claims and unparks of one owner's executions take turns (a transaction
+        lock on the owner), so counting their running executions and moving one is atomic.
+        SQLite has one writer at a time anyway."""
+        if self._connection.dialect.name == "postgresql":
+            key = func.hashtextextended(owner, 0)
+            await self._connection.execute(select(func.pg_advisory_xact_lock(key)))
 
     async def heartbeat(
         self, execution_id: ExecutionId, lease: uuid.UUID, at: datetime

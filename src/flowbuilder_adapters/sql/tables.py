@@ -186,6 +186,7 @@ idempotency_keys = Table(
 )
 
 RUNNING = text("status = 'running'")
+PARKED = text("parked_at IS NOT NULL")
 
 # Executions: one pinned workflow version each. Keyset pagination on (created_at, id) with an
 # index per list filter (owner; owner + workflow; owner + status).
@@ -208,6 +209,8 @@ executions = Table(
     Column("heartbeat_at", UtcDateTime(), nullable=True),
     # The worker that claimed it; its writes are conditional on this (fencing).
     Column("lease", Uuid(), nullable=True),
+    # Queued but waiting for a free slot of its owner (MAX_RUNNING_PER_USER), since when.
+    Column("parked_at", UtcDateTime(), nullable=True),
     PrimaryKeyConstraint("id"),
     Index("ix_executions_owner", "owner_id", "created_at", "id"),
     Index("ix_executions_owner_workflow", "owner_id", "workflow_id", "created_at", "id"),
@@ -226,6 +229,14 @@ executions = Table(
         "heartbeat_at",
         postgresql_where=RUNNING,
         sqlite_where=RUNNING,
+    ),
+    Index(
+        "ix_executions_parked",
+        "owner_id",
+        "created_at",
+        "id",
+        postgresql_where=PARKED,
+        sqlite_where=PARKED,
     ),
 )
 

@@ -19,8 +19,9 @@ from flowbuilder_core.credentials.use_cases import (
     SweepSecrets,
 )
 from flowbuilder_core.executions.engine import Engine
+from flowbuilder_core.executions.model import RunLimits
 from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
-from flowbuilder_core.executions.run import DEFAULT_RUN_TIMEOUT_S, RunExecution
+from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     CancelExecution,
     ExecuteWorkflow,
@@ -28,6 +29,7 @@ from flowbuilder_core.executions.use_cases import (
     GetExecution,
     ListExecutions,
     ListWorkflowExecutions,
+    ResumeParkedExecutions,
     RetryExecution,
 )
 from flowbuilder_core.shared.clock import Clock, SystemClock
@@ -46,13 +48,18 @@ from flowbuilder_core.workflows.use_cases import (
 class CoreProvider(Provider):
     """The clock (APP) and every use case (REQUEST), whatever adapters stand behind them."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, limits: RunLimits | None = None) -> None:
         super().__init__()
         self._clock = clock if clock is not None else SystemClock()
+        self._limits = limits if limits is not None else RunLimits()
 
     @provide(scope=Scope.APP)
     def clock(self) -> Clock:
         return self._clock
+
+    @provide(scope=Scope.APP)
+    def limits(self) -> RunLimits:
+        return self._limits
 
     use_cases = provide_all(
         ExecuteWorkflow,
@@ -62,6 +69,7 @@ class CoreProvider(Provider):
         ListWorkflowExecutions,
         CancelExecution,
         FinishLostExecutions,
+        ResumeParkedExecutions,
         CreateCredential,
         GetCredential,
         ListCredentials,
@@ -85,12 +93,9 @@ class RunsProvider(Provider):
     """What runs executions (APP): the node runners, the engine, and `RunExecution`, which
     opens a short scope of its own for each piece of a run's bookkeeping."""
 
-    def __init__(
-        self, allow_private_network: bool, *, run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S
-    ) -> None:
+    def __init__(self, allow_private_network: bool) -> None:
         super().__init__()
         self._allow_private_network = allow_private_network
-        self._run_timeout_s = run_timeout_s
 
     @provide(scope=Scope.APP)
     async def http_runner(self) -> AsyncIterator[HttpRequestRunner]:
@@ -111,7 +116,6 @@ class RunsProvider(Provider):
         engine: Engine,
         credentials: CredentialResolver,
         clock: Clock,
+        limits: RunLimits,
     ) -> RunExecution:
-        return RunExecution(
-            transactions, engine, credentials, clock, run_timeout_s=self._run_timeout_s
-        )
+        return RunExecution(transactions, engine, credentials, clock, limits=limits)

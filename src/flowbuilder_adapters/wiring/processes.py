@@ -19,7 +19,7 @@ from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings
 from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.wiring.core import CoreProvider, RunsProvider
-from flowbuilder_adapters.wiring.scopes import ScopesProvider, sweep_lost_executions
+from flowbuilder_adapters.wiring.scopes import ScopesProvider, in_scope
 from flowbuilder_adapters.wiring.services import (
     EMBEDDED_KEY_FILE,
     AuthProvider,
@@ -32,16 +32,19 @@ from flowbuilder_adapters.wiring.services import (
 from flowbuilder_adapters.wiring.storage import SqlHealthProvider, SqlProvider
 from flowbuilder_adapters.worker import Worker
 from flowbuilder_core.credentials.use_cases import SweepSecrets
+from flowbuilder_core.executions.model import RunLimits
 from flowbuilder_core.executions.ports import ExecutionQueue
 from flowbuilder_core.executions.run import RunExecution
+from flowbuilder_core.executions.use_cases import FinishLostExecutions, ResumeParkedExecutions
 
 _log = logging.getLogger(__name__)
-LOST_RUN_SWEEP_SECONDS = 30.0
+SWEEP_SECONDS = 30.0
 
 
 class BackgroundProvider(Provider):
     """What runs beside requests: every process sweeps lost runs (so runs are finished even
-    while no worker is alive); the API relays its outbox; a worker (or embedded mode, which is
+    while no worker is alive) and resumes parked runs whose owner has a free slot; the API
+    relays its outbox; a worker (or embedded mode, which is
     both) runs executions."""
 
     def __init__(self, *, relay: bool, worker: bool, concurrency: int = 4) -> None:
@@ -56,8 +59,12 @@ class BackgroundProvider(Provider):
         queue: ExecutionQueue,
         run: RunExecution,
     ) -> Background:
-        sweep = sweep_lost_executions(container)
-        services: list[Service] = [every(LOST_RUN_SWEEP_SECONDS, sweep, "the lost-run sweep")]
+        services: list[Service] = [
+            every(SWEEP_SECONDS, in_scope(container, FinishLostExecutions), "the lost-run sweep"),
+            every(
+                SWEEP_SECONDS, in_scope(container, ResumeParkedExecutions), "resuming parked runs"
+            ),
+        ]
         if self._relay:
             services.append(relay.run)
         if self._worker:
@@ -69,15 +76,13 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
     """Every provider a process needs, each adapter chosen from `settings`."""
     runs_executions = settings.mode in (Mode.WORKER, Mode.EMBEDDED)
     return [
-        CoreProvider(),
+        CoreProvider(limits=RunLimits(settings.max_running_per_user, settings.run_timeout_s)),
         SqlProvider(settings.database_url),
         SqlHealthProvider(),
         secrets_provider(settings),
         queue_provider(settings),
         outbox_provider(settings),
-        RunsProvider(
-            settings.http_node_allow_private_network, run_timeout_s=settings.run_timeout_s
-        ),
+        RunsProvider(settings.http_node_allow_private_network),
         ScopesProvider(),
         BackgroundProvider(
             relay=settings.mode is not Mode.WORKER,

@@ -18,11 +18,12 @@ from flowbuilder_core.credentials.use_cases import ResolveCredential
 from flowbuilder_core.executions.ports import (
     CredentialResolver,
     ExecutionRepository,
+    Outbox,
     ResolvedSecret,
     RunTransaction,
     RunTransactions,
 )
-from flowbuilder_core.executions.use_cases import FinishLostExecutions
+from flowbuilder_core.executions.use_cases import FinishLostExecutions, ResumeParkedExecutions
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import WorkflowRepository
@@ -40,6 +41,7 @@ class ScopedRunTransactions(RunTransactions):
             yield RunTransaction(
                 await scope.get(ExecutionRepository),
                 await scope.get(WorkflowRepository),
+                await scope.get(Outbox),
                 await scope.get(UnitOfWork),
             )
 
@@ -56,14 +58,18 @@ class ScopedCredentialResolver(CredentialResolver):
         return ResolvedSecret(resolved.credential.type, resolved.data)
 
 
-def sweep_lost_executions(container: AsyncContainer) -> Callable[[], Awaitable[int]]:
-    """`FinishLostExecutions` in a REQUEST scope of its own each time it is called."""
+Sweep = FinishLostExecutions | ResumeParkedExecutions
+"""The use cases run periodically, each taking no argument and answering how many it moved."""
 
-    async def sweep() -> int:
+
+def in_scope(container: AsyncContainer, kind: type[Sweep]) -> Callable[[], Awaitable[int]]:
+    """The use case `kind`, called in a REQUEST scope of its own each time."""
+
+    async def call() -> int:
         async with container() as scope:
-            return await (await scope.get(FinishLostExecutions))()
+            return await (await scope.get(kind))()
 
-    return sweep
+    return call
 
 
 class ScopesProvider(Provider):

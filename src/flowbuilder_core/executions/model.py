@@ -61,6 +61,15 @@ class ExecutionError:
 
 
 @dataclass(frozen=True, slots=True)
+class RunLimits:
+    """What one user's runs may take of the workers (docs/API.md §4): `max_running` executions
+    running at once (the rest wait, queued), each for at most `timeout_s` seconds."""
+
+    max_running: int = 10
+    timeout_s: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
 class RunOutcome:
     """How a run ended: `succeeded`, `failed` (with `error`) or `cancelled`."""
 

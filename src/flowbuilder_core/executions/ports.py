@@ -66,11 +66,26 @@ class ExecutionRepository(Protocol):
         was written."""
 
     async def claim(
-        self, execution_id: ExecutionId, at: datetime, lease: uuid.UUID
+        self,
+        execution_id: ExecutionId,
+        at: datetime,
+        lease: uuid.UUID,
+        *,
+        max_running: int | None = None,
     ) -> Execution | None:
         """Move a queued execution to running (started and heartbeat at `at`, holding `lease`)
         and return it; None when it is not queued (another worker has it, or it was
-        cancelled)."""
+        cancelled). With `max_running`, an owner who already has that many running keeps this
+        one queued and parked (None too): its message is done with, and `unpark` hands it
+        back when a slot frees. Claims of one owner's executions take turns, so the limit
+        holds however many workers claim at once."""
+
+    async def unpark(self, owner: UserId, max_running: int) -> Sequence[Execution]:
+        """As many of the owner's parked executions as they have free slots, oldest first, no
+        longer parked: their messages must be sent again (in the same unit of work)."""
+
+    async def parked_owners(self, limit: int) -> Sequence[UserId]:
+        """Owners who have parked executions, at most `limit`."""
 
     async def heartbeat(
         self, execution_id: ExecutionId, lease: uuid.UUID, at: datetime
@@ -87,12 +102,20 @@ class ExecutionRepository(Protocol):
     ) -> Sequence[Execution]: ...
 
 
+class Outbox(Protocol):
+    """Messages written in the same transaction as the execution they announce, delivered to
+    the queue after commit (at least once) by a relay."""
+
+    async def add(self, message: ExecutionRequested) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunTransaction:
     """The repositories of one short unit of work in a run's bookkeeping."""
 
     executions: ExecutionRepository
     workflows: WorkflowRepository
+    outbox: Outbox
     uow: UnitOfWork
 
 
@@ -102,13 +125,6 @@ class RunTransactions(Protocol):
     run: a slow node blocks nobody (embedded SQLite has one connection)."""
 
     def __call__(self) -> AbstractAsyncContextManager[RunTransaction]: ...
-
-
-class Outbox(Protocol):
-    """Messages written in the same transaction as the execution they announce, delivered to
-    the queue after commit (at least once) by a relay."""
-
-    async def add(self, message: ExecutionRequested) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

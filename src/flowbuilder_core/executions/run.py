@@ -19,23 +19,27 @@ from flowbuilder_core.executions.model import (
     Execution,
     ExecutionError,
     ExecutionId,
+    ExecutionRequested,
     ExecutionStatus,
+    RunLimits,
     RunOutcome,
     StepResult,
     StepStatus,
 )
-from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
+from flowbuilder_core.executions.ports import (
+    CredentialResolver,
+    ExecutionRepository,
+    Outbox,
+    RunTransactions,
+)
 from flowbuilder_core.shared.clock import Clock
-from flowbuilder_core.shared.ids import new_uuid
+from flowbuilder_core.shared.ids import UserId, new_uuid
 from flowbuilder_core.workflows.model import Definition
 
 _log = logging.getLogger(__name__)
 
 STOPPED = ExecutionError("worker_stopped", "The worker stopped before the run ended.")
 """How a run interrupted by its worker's shutdown ends (retryable)."""
-
-DEFAULT_RUN_TIMEOUT_S = 900.0
-"""How long a run may take, waiting included (`RUN_TIMEOUT_S`); past it, `run_timeout`."""
 
 _OURS = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED})
 """The statuses in which a claimed run may still write: running, or cancelled by its owner
@@ -68,7 +72,10 @@ class RunExecution:
       `skipped`, and ends `cancelled`. A run whose execution was finished by someone else
       (the lost-run sweep's `worker_lost`, after which its owner may retry it) is no longer
       ours: it stops before its next node, writes nothing more, and returns None.
-    - A run that takes longer than `run_timeout_s` (waiting in `util.delay` included) fails
+    - An owner runs at most `limits.max_running` executions at once: a claim past that parks
+      the execution (it stays queued), and each finish hands its slot to the owner's oldest
+      parked one by sending its message again.
+    - A run that takes longer than `limits.timeout_s` (waiting in `util.delay` included) fails
       with `run_timeout`, and so does the node it was running.
     - While it runs, its heartbeat is refreshed every `heartbeat_s`, so that a slow node is
       not taken for a lost worker.
@@ -83,13 +90,13 @@ class RunExecution:
         credentials: CredentialResolver,
         clock: Clock,
         *,
-        run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
+        limits: RunLimits | None = None,
         heartbeat_s: float = 15.0,
         status_fresh: timedelta = timedelta(seconds=0.5),
     ) -> None:
         self._transactions, self._engine = transactions, engine
         self._credentials, self._clock = credentials, clock
-        self._run_timeout_s = run_timeout_s
+        self._limits = limits if limits is not None else RunLimits()
         self._heartbeat_s, self._status_fresh = heartbeat_s, status_fresh
 
     async def __call__(self, execution_id: ExecutionId) -> RunOutcome | None:
@@ -101,7 +108,7 @@ class RunExecution:
         seen = _Seen(lease, ExecutionStatus.RUNNING, self._clock.now())
         heartbeat = asyncio.create_task(self._beat(execution_id, seen))
         try:
-            async with asyncio.timeout(self._run_timeout_s):
+            async with asyncio.timeout(self._limits.timeout_s):
                 outcome = await self._run(execution, definition, seen)
         except TimeoutError:
             outcome = await self._time_out(execution.id, seen)
@@ -142,7 +149,7 @@ class RunExecution:
         running = seen.in_flight
         error = ExecutionError(
             "run_timeout",
-            f"The run took longer than its {self._run_timeout_s:g} s limit.",
+            f"The run took longer than its {self._limits.timeout_s:g} s limit.",
             None if running is None else running.node_id,
         )
         if running is not None:
@@ -160,7 +167,9 @@ class RunExecution:
         self, execution_id: ExecutionId, lease: uuid.UUID
     ) -> tuple[Execution, Definition] | None:
         async with self._transactions() as tx:
-            execution = await tx.executions.claim(execution_id, self._clock.now(), lease)
+            execution = await tx.executions.claim(
+                execution_id, self._clock.now(), lease, max_running=self._limits.max_running
+            )
             if execution is None:
                 return None
             version = await tx.workflows.version(execution.workflow_id, execution.workflow_version)
@@ -201,17 +210,35 @@ class RunExecution:
     async def _finish(
         self, execution_id: ExecutionId, lease: uuid.UUID, outcome: RunOutcome
     ) -> None:
-        """Record how the run ended if the execution is still running (cancel wins)."""
+        """Record how the run ended if the execution is still running (cancel wins); then hand
+        the slot it freed to the owner's oldest parked execution, once the finish is durable
+        (a unit of work does not read its own writes)."""
         async with self._transactions() as tx:
             execution = await tx.executions.get(execution_id)
-            if execution is None or execution.status is not ExecutionStatus.RUNNING:
+            if execution is None:
                 return
-            now = self._clock.now()
-            if outcome.status is ExecutionStatus.SUCCEEDED:
-                execution.succeed(at=now)
-            elif outcome.status is ExecutionStatus.CANCELLED:
-                execution.cancel(at=now)
-            else:
-                execution.fail(outcome.error or ExecutionError("failed", "The run failed."), at=now)
-            await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
-            await tx.uow.commit()
+            if execution.status is ExecutionStatus.RUNNING:
+                now = self._clock.now()
+                if outcome.status is ExecutionStatus.SUCCEEDED:
+                    execution.succeed(at=now)
+                elif outcome.status is ExecutionStatus.CANCELLED:
+                    execution.cancel(at=now)
+                else:
+                    failure = outcome.error or ExecutionError("failed", "The run failed.")
+                    execution.fail(failure, at=now)
+                await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
+                await tx.uow.commit()
+        async with self._transactions() as tx:
+            if await resume_parked(tx.executions, tx.outbox, execution.owner_id, self._limits):
+                await tx.uow.commit()
+
+
+async def resume_parked(
+    executions: ExecutionRepository, outbox: Outbox, owner: UserId, limits: RunLimits
+) -> int:
+    """Send again the messages of the owner's parked executions that fit their free slots;
+    how many. The caller commits (the messages and the unparking go together)."""
+    resumed = await executions.unpark(owner, limits.max_running)
+    for execution in resumed:
+        await outbox.add(ExecutionRequested.of(execution))
+    return len(resumed)

@@ -22,6 +22,7 @@ from flowbuilder_core.executions.model import (
     ExecutionRequested,
     ExecutionStatus,
     Json,
+    RunLimits,
 )
 from flowbuilder_core.executions.ports import (
     ExecutionFilter,
@@ -29,6 +30,7 @@ from flowbuilder_core.executions.ports import (
     Outbox,
     RateLimiter,
 )
+from flowbuilder_core.executions.run import resume_parked
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError, RateLimitedError
 from flowbuilder_core.shared.identity import Principal
@@ -294,3 +296,25 @@ class FinishLostExecutions:
             finished += await self._executions.save(execution, expected=ExecutionStatus.RUNNING)
         await self._uow.commit()
         return finished
+
+
+class ResumeParkedExecutions:
+    """Send again the parked executions whose owners have free slots: the safety net behind
+    the finish of each run (which hands its own slot on), for slots freed otherwise (the
+    lost-run sweep, a crash between a finish and its commit). Run periodically."""
+
+    def __init__(
+        self,
+        executions: ExecutionRepository,
+        outbox: Outbox,
+        uow: UnitOfWork,
+        limits: RunLimits,
+    ) -> None:
+        self._executions, self._outbox, self._uow, self._limits = executions, outbox, uow, limits
+
+    async def __call__(self, owners: int = 100) -> int:
+        resumed = 0
+        for owner in await self._executions.parked_owners(owners):
+            resumed += await resume_parked(self._executions, self._outbox, owner, self._limits)
+        await self._uow.commit()
+        return resumed
