@@ -13,17 +13,26 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import aioboto3
 import pytest
 
-from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
-from flowbuilder_adapters.queues.sqs import SqsExecutionQueue, ensure_queue, sqs_client
+from flowbuilder_adapters.queues.memory import (
+    InMemoryDeadLetters,
+    InMemoryExecutionQueue,
+    NoDeadLetters,
+)
+from flowbuilder_adapters.queues.sqs import (
+    SqsDeadLetters,
+    SqsExecutionQueue,
+    ensure_queue,
+    sqs_client,
+)
 from flowbuilder_core.executions.model import ExecutionId, ExecutionRequested
-from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
+from flowbuilder_core.executions.ports import DeadLetters, Delivery, ExecutionQueue
 from flowbuilder_core.shared.errors import DependencyUnavailableError
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import WorkflowId
@@ -75,6 +84,7 @@ class Harness:
     dead_letters: Callable[[], Awaitable[list[str]]]
     client: Any = None  # the raw SQS client
     queue_url: str = ""
+    dead: DeadLetters = field(default_factory=NoDeadLetters)  # the adapter's own view
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,7 +104,14 @@ async def memory_harness() -> AsyncIterator[Harness]:
     async def dead_letters() -> list[str]:
         return [letter.body for letter in queue.dead_letters]
 
-    yield Harness("memory", queue, MEMORY_VISIBILITY_S, send_raw, dead_letters)
+    yield Harness(
+        "memory",
+        queue,
+        MEMORY_VISIBILITY_S,
+        send_raw,
+        dead_letters,
+        dead=InMemoryDeadLetters(queue),
+    )
 
 
 @asynccontextmanager
@@ -124,7 +141,8 @@ async def sqs_harness(endpoint: str, *, fifo: bool) -> AsyncIterator[Harness]:
         kind = "sqs-fifo" if fifo else "sqs-standard"
         queue = SqsExecutionQueue(client, url)
         try:
-            yield Harness(kind, queue, SQS_VISIBILITY_S, send_raw, dead_letters, client, url)
+            dead = SqsDeadLetters(client, url)
+            yield Harness(kind, queue, SQS_VISIBILITY_S, send_raw, dead_letters, client, url, dead)
         finally:
             await client.delete_queue(QueueUrl=url)
             await client.delete_queue(QueueUrl=dlq_url)
@@ -481,3 +499,20 @@ async def test_an_unreachable_endpoint_is_a_dependency_unavailable_error_soon() 
     for outcome in outcomes:
         assert isinstance(outcome, DependencyUnavailableError), outcome
         assert str(outcome) == "The queue is unavailable."
+
+
+async def test_a_dead_letter_is_read_back_through_the_port_and_gone_once_acknowledged(
+    harness: Harness,
+) -> None:
+    message = make_message()
+    await harness.queue.send(message)
+    for _ in range(MAX_RECEIVES):
+        await harness.queue.extend(await receive_one(harness.queue), 0)
+    assert await harness.queue.receive(10, 1) == []  # this receive moves it aside
+
+    letters = await harness.dead.receive(10)
+
+    assert [letter.message for letter in letters] == [message]
+    await harness.dead.ack(letters[0])
+    await asyncio.sleep(harness.visibility_timeout + 0.2)
+    assert await harness.dead.receive(10) == []

@@ -54,6 +54,7 @@ MOVES = {
 ALLOWED = {
     (ExecutionStatus.QUEUED, "start"),
     (ExecutionStatus.QUEUED, "cancel"),
+    (ExecutionStatus.QUEUED, "fail"),  # its message was never delivered
     (ExecutionStatus.RUNNING, "succeed"),
     (ExecutionStatus.RUNNING, "fail"),
     (ExecutionStatus.RUNNING, "cancel"),

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from dishka import AsyncContainer, make_async_container
 
-from flowbuilder_adapters.memory import MemoryRunTransactions, MemoryStore
+from flowbuilder_adapters.memory import MemoryRunTransactions, MemoryStore, MemoryUnitOfWork
+from flowbuilder_adapters.memory.executions import MemoryExecutionRepository
 from flowbuilder_adapters.nodes import JmesPathEvaluator
+from flowbuilder_adapters.queues.memory import InMemoryDeadLetters, InMemoryExecutionQueue
 from flowbuilder_adapters.wiring import CoreProvider, MemoryProvider
 from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.errors import NodeFailedError
@@ -31,7 +33,12 @@ from flowbuilder_core.executions.model import (
 )
 from flowbuilder_core.executions.ports import NodeCall, ResolvedSecret
 from flowbuilder_core.executions.run import RunExecution
-from flowbuilder_core.executions.use_cases import ExecuteCommand, ExecuteWorkflow
+from flowbuilder_core.executions.use_cases import (
+    UNDELIVERED,
+    ExecuteCommand,
+    ExecuteWorkflow,
+    FailUndeliveredExecutions,
+)
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.use_cases import CreateWorkflow, WorkflowInput
@@ -250,3 +257,27 @@ async def test_an_owner_past_their_running_limit_waits_queued_and_runs_when_a_sl
     assert (refused, waiting, sent_while_busy) == (None, ExecutionStatus.QUEUED, [])
     assert sent == [second], "the finish hands its slot to the parked execution"
     assert outcome == RunOutcome(ExecutionStatus.SUCCEEDED)
+
+
+async def test_a_queued_execution_whose_message_was_dead_lettered_fails_as_undelivered(
+    world: World,
+) -> None:
+    execution_id = await world.request("a")
+    cancelled_id = await world.request("b")
+    await world.move(cancelled_id, lambda e: e.cancel(at=world.clock.now()))
+    queue = InMemoryExecutionQueue(visibility_timeout=0, max_receives=1)
+    await queue.send_many(world.store.outbox)
+    await queue.receive(10, 0)  # received once and never acknowledged
+    await queue.receive(10, 0)  # past the maximum: both move to the dead letters
+    dead = InMemoryDeadLetters(queue)
+    sweep = FailUndeliveredExecutions(
+        dead, MemoryExecutionRepository(world.store, uow := MemoryUnitOfWork()), uow, world.clock
+    )
+
+    failed = await sweep()
+
+    execution = world.execution(execution_id)
+    assert failed == 1
+    assert (execution.status, execution.error) == (ExecutionStatus.FAILED, UNDELIVERED)
+    assert world.execution(cancelled_id).status is ExecutionStatus.CANCELLED
+    assert await dead.receive(10) == [], "accounted-for dead letters are deleted"

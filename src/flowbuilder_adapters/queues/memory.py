@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from flowbuilder_core.executions.model import ExecutionId, ExecutionRequested
-from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
+from flowbuilder_core.executions.ports import DeadLetters, Delivery, ExecutionQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,4 +159,31 @@ def _decode(body: str) -> ExecutionRequested | None:
             return None
         return ExecutionRequested.from_json(document)
     except (ValueError, TypeError, OverflowError):
+        return None
+
+
+class InMemoryDeadLetters(DeadLetters):
+    """The dead letters of an `InMemoryExecutionQueue`: each received once until acknowledged
+    (no visibility timeout: an unacknowledged one is received again)."""
+
+    def __init__(self, queue: InMemoryExecutionQueue) -> None:
+        self._queue = queue
+
+    async def receive(self, max_messages: int) -> Sequence[Delivery]:
+        letters = self._queue.dead_letters[: max(max_messages, 0)]
+        return [Delivery(letter.message, letter, letter.receive_count) for letter in letters]
+
+    async def ack(self, delivery: Delivery) -> None:
+        letters = self._queue.dead_letters
+        letters[:] = [letter for letter in letters if letter is not delivery.handle]
+
+
+class NoDeadLetters(DeadLetters):
+    """For a process with no queue of its own (the in-memory store alone): nothing is ever
+    dead-lettered."""
+
+    async def receive(self, max_messages: int) -> Sequence[Delivery]:
+        return []
+
+    async def ack(self, delivery: Delivery) -> None:
         return None

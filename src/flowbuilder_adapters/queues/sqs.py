@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from flowbuilder_core.executions.model import ExecutionId, ExecutionRequested
-from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
+from flowbuilder_core.executions.ports import DeadLetters, Delivery, ExecutionQueue
 from flowbuilder_core.shared.errors import DependencyUnavailableError
 
 MAX_WAIT_SECONDS = 20  # SQS long polling waits 20 s at most
@@ -26,6 +27,8 @@ MAX_ATTEMPTS = 3  # in all, the first try included
 DLQ_RETENTION_SECONDS = 14 * 24 * 60 * 60
 
 UNAVAILABLE = "The queue is unavailable."
+
+_log = logging.getLogger(__name__)
 
 _TYPE_ATTRIBUTE = "type"
 _FIFO_SUFFIX = ".fifo"
@@ -147,6 +150,41 @@ class SqsExecutionQueue(ExecutionQueue):
             await self._client.delete_message(
                 QueueUrl=self._queue_url, ReceiptHandle=_receipt(delivery)
             )
+
+
+class SqsDeadLetters(DeadLetters):
+    """The dead-letter queue that the redrive policy of the queue at `queue_url` names, found
+    on first use (and again after a failure); none when the queue has no redrive policy."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._client, self._queue_url = client, queue_url
+        self._dead: SqsExecutionQueue | None = None
+        self._checked = False
+
+    async def receive(self, max_messages: int) -> Sequence[Delivery]:
+        dead = await self._dead_queue()
+        return [] if dead is None else await dead.receive(max_messages, 0)
+
+    async def ack(self, delivery: Delivery) -> None:
+        dead = await self._dead_queue()
+        if dead is not None:
+            await dead.ack(delivery)
+
+    async def _dead_queue(self) -> SqsExecutionQueue | None:
+        if not self._checked:
+            async with _translated():
+                attributes = await self._client.get_queue_attributes(
+                    QueueUrl=self._queue_url, AttributeNames=["RedrivePolicy"]
+                )
+                policy = (attributes.get("Attributes") or {}).get("RedrivePolicy")
+                if policy is not None:
+                    name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
+                    found = await self._client.get_queue_url(QueueName=name)
+                    self._dead = SqsExecutionQueue(self._client, found["QueueUrl"])
+            self._checked = True
+            if self._dead is None:
+                _log.warning("the queue has no redrive policy: no dead letters to account for")
+        return self._dead
 
 
 async def ensure_queue(

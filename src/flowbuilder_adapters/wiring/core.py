@@ -25,6 +25,7 @@ from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     CancelExecution,
     ExecuteWorkflow,
+    FailUndeliveredExecutions,
     FinishLostExecutions,
     GetExecution,
     ListExecutions,
@@ -70,6 +71,7 @@ class CoreProvider(Provider):
         CancelExecution,
         FinishLostExecutions,
         ResumeParkedExecutions,
+        FailUndeliveredExecutions,
         CreateCredential,
         GetCredential,
         ListCredentials,

@@ -35,17 +35,21 @@ from flowbuilder_core.credentials.use_cases import SweepSecrets
 from flowbuilder_core.executions.model import RunLimits
 from flowbuilder_core.executions.ports import ExecutionQueue
 from flowbuilder_core.executions.run import RunExecution
-from flowbuilder_core.executions.use_cases import FinishLostExecutions, ResumeParkedExecutions
+from flowbuilder_core.executions.use_cases import (
+    FailUndeliveredExecutions,
+    FinishLostExecutions,
+    ResumeParkedExecutions,
+)
 
 _log = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0
 
 
 class BackgroundProvider(Provider):
-    """What runs beside requests: every process sweeps lost runs (so runs are finished even
-    while no worker is alive) and resumes parked runs whose owner has a free slot; the API
-    relays its outbox; a worker (or embedded mode, which is
-    both) runs executions."""
+    """What runs beside requests. Every process runs the sweeps: lost runs are finished (even
+    while no worker is alive), parked runs whose owner has a free slot are sent again, and
+    queued runs whose messages went to the dead-letter queue are failed. The API relays its
+    outbox; a worker (or embedded mode, which is both) runs executions."""
 
     def __init__(self, *, relay: bool, worker: bool, concurrency: int = 4) -> None:
         super().__init__()
@@ -59,11 +63,13 @@ class BackgroundProvider(Provider):
         queue: ExecutionQueue,
         run: RunExecution,
     ) -> Background:
+        sweeps = {
+            "the lost-run sweep": FinishLostExecutions,
+            "resuming parked runs": ResumeParkedExecutions,
+            "the dead-letter sweep": FailUndeliveredExecutions,
+        }
         services: list[Service] = [
-            every(SWEEP_SECONDS, in_scope(container, FinishLostExecutions), "the lost-run sweep"),
-            every(
-                SWEEP_SECONDS, in_scope(container, ResumeParkedExecutions), "resuming parked runs"
-            ),
+            every(SWEEP_SECONDS, in_scope(container, kind), what) for what, kind in sweeps.items()
         ]
         if self._relay:
             services.append(relay.run)

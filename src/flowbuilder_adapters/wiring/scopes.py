@@ -23,7 +23,11 @@ from flowbuilder_core.executions.ports import (
     RunTransaction,
     RunTransactions,
 )
-from flowbuilder_core.executions.use_cases import FinishLostExecutions, ResumeParkedExecutions
+from flowbuilder_core.executions.use_cases import (
+    FailUndeliveredExecutions,
+    FinishLostExecutions,
+    ResumeParkedExecutions,
+)
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import WorkflowRepository
@@ -58,7 +62,7 @@ class ScopedCredentialResolver(CredentialResolver):
         return ResolvedSecret(resolved.credential.type, resolved.data)
 
 
-Sweep = FinishLostExecutions | ResumeParkedExecutions
+Sweep = FinishLostExecutions | ResumeParkedExecutions | FailUndeliveredExecutions
 """The use cases run periodically, each taking no argument and answering how many it moved."""
 
 

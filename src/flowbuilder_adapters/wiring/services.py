@@ -4,6 +4,7 @@ queue and its outbox, and who signs the tokens the API accepts."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aioboto3
 from dishka import Provider, Scope, provide
@@ -11,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
-from flowbuilder_adapters.queues.sqs import SqsExecutionQueue, sqs_client
+from flowbuilder_adapters.queues.memory import InMemoryDeadLetters, InMemoryExecutionQueue
+from flowbuilder_adapters.queues.sqs import SqsDeadLetters, SqsExecutionQueue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
 from flowbuilder_adapters.secrets.aws import (
@@ -26,7 +27,7 @@ from flowbuilder_adapters.sql.outbox import SqlOutbox
 from flowbuilder_adapters.sql.rate_limits import SqlRateLimiter
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_core.credentials.ports import SecretStore
-from flowbuilder_core.executions.ports import ExecutionQueue, Outbox, RateLimiter
+from flowbuilder_core.executions.ports import DeadLetters, ExecutionQueue, Outbox, RateLimiter
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.identity import TokenVerifier
 
@@ -78,6 +79,14 @@ def secrets_provider(settings: Settings) -> Provider:
     return DatabaseSecretsProvider(keyring_of(settings))
 
 
+@dataclass(frozen=True, slots=True)
+class Queues:
+    """The execution queue and its dead letters, over one client."""
+
+    work: ExecutionQueue
+    dead: DeadLetters
+
+
 class QueueProvider(Provider):
     """The execution queue: SQS at `queue_url`, or, without one (embedded mode, maintenance
     commands), an in-process queue."""
@@ -89,13 +98,25 @@ class QueueProvider(Provider):
         self._queue_url, self._region, self._endpoint_url = queue_url, region, endpoint_url
 
     @provide(scope=Scope.APP)
-    async def queue(self) -> AsyncIterator[ExecutionQueue]:
+    async def queues(self) -> AsyncIterator[Queues]:
         if self._queue_url is None:
-            yield InMemoryExecutionQueue()
+            queue = InMemoryExecutionQueue()
+            yield Queues(queue, InMemoryDeadLetters(queue))
             return
         session = aioboto3.Session()
         async with sqs_client(session, self._region, self._endpoint_url) as client:
-            yield SqsExecutionQueue(client, self._queue_url)
+            yield Queues(
+                SqsExecutionQueue(client, self._queue_url),
+                SqsDeadLetters(client, self._queue_url),
+            )
+
+    @provide(scope=Scope.APP)
+    def queue(self, queues: Queues) -> ExecutionQueue:
+        return queues.work
+
+    @provide(scope=Scope.APP)
+    def dead_letters(self, queues: Queues) -> DeadLetters:
+        return queues.dead
 
 
 def queue_provider(settings: Settings) -> QueueProvider:

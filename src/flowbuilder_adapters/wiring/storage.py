@@ -24,6 +24,7 @@ from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
 from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
+from flowbuilder_adapters.queues.memory import NoDeadLetters
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.sql.connections import (
     Access,
@@ -40,7 +41,12 @@ from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
-from flowbuilder_core.executions.ports import ExecutionRepository, Outbox, RateLimiter
+from flowbuilder_core.executions.ports import (
+    DeadLetters,
+    ExecutionRepository,
+    Outbox,
+    RateLimiter,
+)
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.idempotency import IdempotencyStore
@@ -154,6 +160,11 @@ class MemoryProvider(Provider):
 
     idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)
+
+    @provide(scope=Scope.APP)
+    def dead_letters(self) -> DeadLetters:
+        """No queue stands behind the store alone."""
+        return NoDeadLetters()
 
     @provide(scope=Scope.APP)
     def background(self) -> Background:

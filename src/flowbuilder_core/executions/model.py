@@ -37,7 +37,9 @@ _FINISHED = frozenset(
     {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 )
 _MOVES: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = {
-    ExecutionStatus.QUEUED: frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED}),
+    ExecutionStatus.QUEUED: frozenset(
+        {ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED, ExecutionStatus.FAILED}
+    ),
     ExecutionStatus.RUNNING: frozenset(
         {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
     ),
@@ -93,7 +95,8 @@ class StepResult:
 @dataclass(kw_only=True, slots=True)
 class Execution:
     """A run of one pinned workflow version. Status only moves forward:
-    queued -> running -> succeeded | failed; queued | running -> cancelled."""
+    queued -> running -> succeeded | failed; queued | running -> cancelled; and queued ->
+    failed when its message could not be delivered to any worker."""
 
     id: ExecutionId
     owner_id: UserId

@@ -159,6 +159,18 @@ class ExecutionQueue(Protocol):
         """Delete the message: only once its run is recorded."""
 
 
+class DeadLetters(Protocol):
+    """The messages the queue gave up on after its maximum receive count (its dead-letter
+    queue), so that their executions do not stay queued forever."""
+
+    async def receive(self, max_messages: int) -> Sequence[Delivery]:
+        """Up to `max_messages` dead letters, without waiting; each comes back later unless
+        acknowledged."""
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Delete the dead letter: only once its execution's fate is recorded."""
+
+
 class RateLimiter(Protocol):
     """A token bucket per user, shared by every API replica."""
 

@@ -25,6 +25,7 @@ from flowbuilder_core.executions.model import (
     RunLimits,
 )
 from flowbuilder_core.executions.ports import (
+    DeadLetters,
     ExecutionFilter,
     ExecutionRepository,
     Outbox,
@@ -318,3 +319,39 @@ class ResumeParkedExecutions:
             resumed += await resume_parked(self._executions, self._outbox, owner, self._limits)
         await self._uow.commit()
         return resumed
+
+
+UNDELIVERED = ExecutionError(
+    "delivery_failed", "The execution's queue message could not be delivered to a worker."
+)
+
+
+class FailUndeliveredExecutions:
+    """Fail, with `delivery_failed`, the queued executions whose messages the queue gave up
+    on (they went to its dead-letter queue), instead of leaving them queued forever; `retry`
+    runs them again. Dead letters that are not execution messages are left for an operator.
+    Run periodically; safe from several processes at once."""
+
+    def __init__(
+        self,
+        dead_letters: DeadLetters,
+        executions: ExecutionRepository,
+        uow: UnitOfWork,
+        clock: Clock,
+    ) -> None:
+        self._dead, self._executions, self._uow, self._clock = dead_letters, executions, uow, clock
+
+    async def __call__(self, batch: int = 10) -> int:
+        letters = [d for d in await self._dead.receive(batch) if d.message is not None]
+        failed = 0
+        for letter in letters:
+            assert letter.message is not None
+            execution = await self._executions.get(letter.message.execution_id)
+            if execution is None or execution.status is not ExecutionStatus.QUEUED:
+                continue  # it ran, or was cancelled, after all: nothing to account for
+            execution.fail(UNDELIVERED, at=self._clock.now())
+            failed += await self._executions.save(execution, expected=ExecutionStatus.QUEUED)
+        await self._uow.commit()
+        for letter in letters:
+            await self._dead.ack(letter)
+        return failed
