@@ -133,6 +133,11 @@ def flowbuilder_env(
         SECRETS_ENCRYPTION_KEY=key,
         EXECUTION_RATE_PER_SECOND=HUGE_RATE,
         EXECUTION_RATE_BURST=HUGE_RATE,
+        # The load comes from one user: lift their write rate and quotas (the checks still run).
+        WRITE_RATE_PER_SECOND=HUGE_RATE,
+        WRITE_RATE_BURST=HUGE_RATE,
+        MAX_WORKFLOWS_PER_USER=HUGE_RATE,
+        MAX_CREDENTIALS_PER_USER=HUGE_RATE,
     )
     return env
 

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from flowbuilder_adapters.sql import create_engine
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.wiring import CoreProvider, SqlProvider
+from flowbuilder_core.executions.model import Execution, ExecutionId
+from flowbuilder_core.executions.ports import ExecutionRepository
 from flowbuilder_core.shared.errors import (
     ConflictError,
     DependencyUnavailableError,
@@ -734,3 +736,55 @@ async def test_summaries_list_what_page_lists_without_definitions(
     assert list(summaries) == [w.summary() for w in pages]
     assert [s.id for s in tagged] == [w.id for w in pages]
     assert not hasattr(summaries[0], "definition")
+
+
+async def test_counts_are_of_live_workflows_and_stop_at_the_bound(
+    container: AsyncContainer,
+) -> None:
+    mine = [make_workflow(created_at=T0 + timedelta(seconds=i)) for i in range(4)]
+    theirs = make_workflow(owner_id=UserId("user_other"))
+    await add_committed(container, *mine, theirs)
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        await repository.delete(mine[0].id, expected_version=1, at=T0)
+        await (await scope.get(UnitOfWork)).commit()
+
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        counted = (await repository.count(OWNER, 100), await repository.count(OWNER, 2))
+
+    assert counted == (3, 2)
+
+
+async def test_pruning_keeps_the_newest_versions_and_those_an_execution_ran(
+    container: AsyncContainer,
+) -> None:
+    workflow = make_workflow()
+    await add_committed(container, workflow)
+    for _ in range(4):  # versions 2 to 5
+        async with container() as scope:
+            repository = await scope.get(WorkflowRepository)
+            current = await repository.get(workflow.id)
+            assert current is not None
+            workflow = replaced(current)
+            await repository.update(workflow, expected_version=current.version)
+            await (await scope.get(UnitOfWork)).commit()
+    ran = Execution(
+        id=ExecutionId(uuid.uuid4()),
+        owner_id=OWNER,
+        workflow_id=workflow.id,
+        workflow_version=2,
+        created_at=T0,
+    )
+    async with container() as scope:
+        await (await scope.get(ExecutionRepository)).add(ran)
+        await (await scope.get(UnitOfWork)).commit()
+
+    async with container() as scope:
+        pruned = await (await scope.get(WorkflowRepository)).prune_versions(workflow, 2)
+        await (await scope.get(UnitOfWork)).commit()
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        kept = [n for n in range(1, 6) if await repository.version(workflow.id, n) is not None]
+
+    assert (pruned, kept) == (2, [2, 4, 5])

@@ -13,10 +13,17 @@ from flowbuilder_adapters.memory import (
     MemoryUnitOfWork,
     MemoryWorkflowRepository,
 )
-from flowbuilder_core.shared.errors import InvalidInputError, MalformedRequestError
+from flowbuilder_adapters.memory.executions import MemoryRateLimiter
+from flowbuilder_core.executions.model import Execution, ExecutionId
+from flowbuilder_core.shared.errors import (
+    InvalidInputError,
+    MalformedRequestError,
+    RateLimitedError,
+)
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import encode_cursor
+from flowbuilder_core.shared.quotas import QuotaExceededError, Quotas
 from flowbuilder_core.workflows.errors import (
     StaleWorkflowVersionError,
     WorkflowNotFoundError,
@@ -59,8 +66,12 @@ class SteppingClock:
 class App:
     """The use cases over one shared store, each call in its own unit of work."""
 
-    def __init__(self) -> None:
+    def __init__(self, quotas: Quotas | None = None) -> None:
         self.store, self.clock = MemoryStore(), SteppingClock()
+        self.quotas = quotas or Quotas()
+        self.writes = MemoryRateLimiter(
+            self.store, self.quotas.writes_per_second, self.quotas.write_burst, "writes:"
+        )
 
     def _repo(self) -> tuple[MemoryWorkflowRepository, MemoryUnitOfWork]:
         uow = MemoryUnitOfWork()
@@ -69,11 +80,15 @@ class App:
     async def create(self, actor: Principal = ALICE, **fields: object) -> Workflow:
         repo, uow = self._repo()
         data = {"name": "Orders", "definition": make_definition(), **fields}
-        return await CreateWorkflow(repo, uow, self.clock)(actor, WorkflowInput(**data))  # type: ignore[arg-type]
+        return await CreateWorkflow(repo, self.writes, self.quotas, uow, self.clock)(
+            actor, WorkflowInput(**data)
+        )  # type: ignore[arg-type]
 
     async def replace(self, actor: Principal, command: ReplaceWorkflowCommand) -> Workflow:
         repo, uow = self._repo()
-        return await ReplaceWorkflow(repo, uow, self.clock)(actor, command)
+        return await ReplaceWorkflow(repo, self.writes, self.quotas, uow, self.clock)(
+            actor, command
+        )
 
     async def get(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
         return await GetWorkflow(self._repo()[0])(actor, workflow_id)
@@ -84,7 +99,7 @@ class App:
 
     async def delete(self, actor: Principal, command: DeleteWorkflowCommand) -> None:
         repo, uow = self._repo()
-        await DeleteWorkflow(repo, uow, self.clock)(actor, command)
+        await DeleteWorkflow(repo, self.writes, uow, self.clock)(actor, command)
 
 
 @pytest.fixture
@@ -259,3 +274,52 @@ async def test_filters_that_no_database_could_match_are_invalid(app: App) -> Non
     ):
         with pytest.raises(InvalidInputError):
             await app.list(ALICE, where=where)
+
+
+async def test_a_create_past_the_workflow_quota_is_refused_with_the_limit() -> None:
+    app = App(Quotas(max_workflows=2))
+    first = await app.create()
+    await app.create()
+
+    with pytest.raises(QuotaExceededError) as refused:
+        await app.create()
+    await app.delete(ALICE, DeleteWorkflowCommand(first.id))
+    third = await app.create()
+
+    assert refused.value.extensions() == {"limit": 2}
+    assert third.version == 1, "a deleted workflow frees its place"
+    names, _ = await app.list(ALICE)
+    assert len(names) == 2
+
+
+async def test_writes_past_the_burst_are_rate_limited_with_a_retry_after() -> None:
+    app = App(Quotas(writes_per_second=1, write_burst=2))
+    await app.create()
+    await app.create()
+
+    with pytest.raises(RateLimitedError) as limited:
+        await app.create()
+
+    assert limited.value.retry_after >= 1
+    assert await app.create(BOB) is not None, "each user has a bucket of their own"
+
+
+async def test_a_save_keeps_the_newest_versions_and_those_an_execution_ran() -> None:
+    app = App(Quotas(versions_kept=2))
+    workflow = await app.create()
+    ran = Execution(
+        id=ExecutionId(uuid.uuid4()),
+        owner_id=ALICE.user_id,
+        workflow_id=workflow.id,
+        workflow_version=2,
+        created_at=app.clock.now(),
+    )
+    for n in range(2, 6):
+        fields = WorkflowInput(f"v{n}", definition=make_definition())
+        workflow = await app.replace(ALICE, ReplaceWorkflowCommand(workflow.id, fields))
+        if n == 2:
+            app.store.executions[ran.id] = ran
+
+    kept = sorted(v for (w, v) in app.store.versions if w == workflow.id)
+
+    assert kept == [2, 4, 5]

@@ -11,7 +11,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.memory import MemoryStore
+from flowbuilder_adapters.wiring import MemoryProvider
+from flowbuilder_core.shared.quotas import Quotas
+
 from support.factories import make_http_node, make_node
+from support.http_app import make_test_app
 
 Client = AsyncTestClient[Litestar]
 Auth = Callable[..., dict[str, str]]
@@ -309,3 +315,21 @@ async def test_a_whole_session_leaks_the_value_into_no_response_or_log_line(
         assert CANARY not in response.text
         assert CANARY not in str(response.headers)
     assert CANARY not in caplog.text
+
+
+async def test_a_credential_past_the_quota_is_409_with_the_limit_and_nothing_stored(
+    issuer: DevTokenIssuer, auth: Auth
+) -> None:
+    store = MemoryStore()
+    app = make_test_app(issuer, MemoryProvider(store), quotas=Quotas(max_credentials=1))
+    body = {"name": "n", "type": "http_bearer", "data": {"token": CANARY}}
+    async with AsyncTestClient(app) as client:
+        first = await client.post("/api/credentials", json=body, headers=auth())
+        refused = await client.post("/api/credentials", json=body, headers=auth())
+        listed = await client.get("/api/credentials", headers=auth())
+
+    assert first.status_code == 201
+    assert (refused.status_code, refused.json()["limit"]) == (409, 1)
+    assert refused.json()["type"] == "urn:flowbuilder:problem:quota-exceeded"
+    assert CANARY not in refused.text
+    assert len(listed.json()["items"]) == 1

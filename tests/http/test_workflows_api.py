@@ -8,7 +8,12 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.wiring import MemoryProvider
+from flowbuilder_core.shared.quotas import Quotas
+
 from support.factories import make_definition, make_workflow_body
+from support.http_app import make_test_app
 
 Client = AsyncTestClient[Litestar]
 Auth = Callable[..., dict[str, str]]
@@ -313,3 +318,37 @@ async def test_the_node_catalogue_lists_every_type_with_its_schema(
     assert items["http.request"]["credential_types"] == ["http_bearer", "http_basic", "http_header"]
     assert items["http.request"]["parameters_schema"]["required"] == ["method", "url"]
     assert items["util.delay"]["parameters_schema"]["properties"]["seconds"]["maximum"] == 300
+
+
+async def test_a_create_past_the_quota_is_409_quota_exceeded_with_the_limit(
+    issuer: DevTokenIssuer, auth: Auth
+) -> None:
+    app = make_test_app(issuer, MemoryProvider(), quotas=Quotas(max_workflows=1))
+    async with AsyncTestClient(app) as client:
+        await create(client, auth)
+        refused = await client.post("/api/workflows", json=make_workflow_body(), headers=auth())
+        listed = await client.get("/api/workflows", headers=auth())
+
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert (problem["type"], problem["limit"]) == ("urn:flowbuilder:problem:quota-exceeded", 1)
+    assert len(listed.json()["items"]) == 1, "nothing was stored"
+
+
+async def test_writes_past_the_write_rate_are_429_with_retry_after(
+    issuer: DevTokenIssuer, auth: Auth
+) -> None:
+    quotas = Quotas(writes_per_second=1, write_burst=2)
+    app = make_test_app(issuer, MemoryProvider(), quotas=quotas)
+    async with AsyncTestClient(app) as client:
+        created = await create(client, auth)
+        url = f"/api/workflows/{created['id']}"
+        replaced = await client.put(url, json=make_workflow_body(name="B"), headers=auth())
+        limited = await client.put(url, json=make_workflow_body(name="C"), headers=auth())
+        read = await client.get(url, headers=auth())
+
+    assert replaced.status_code == 200
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    assert read.json()["name"] == "B", "the refused write changed nothing"

@@ -9,6 +9,7 @@ from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.settings import Mode, Settings
 from flowbuilder_adapters.wiring import CoreProvider
 from flowbuilder_core.shared.identity import TokenVerifier
+from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_http.app import create_app
 
 
@@ -22,6 +23,9 @@ class VerifierProvider(Provider):
         return self._verifier
 
 
-def make_test_app(issuer: DevTokenIssuer, *providers: Provider) -> Litestar:
+def make_test_app(
+    issuer: DevTokenIssuer, *providers: Provider, quotas: Quotas | None = None
+) -> Litestar:
     settings = Settings(mode=Mode.EMBEDDED, database_url="sqlite+aiosqlite:///:memory:")
-    return create_app(settings, CoreProvider(), *providers, VerifierProvider(issuer.verifier()))
+    core = CoreProvider(quotas=quotas)
+    return create_app(settings, core, *providers, VerifierProvider(issuer.verifier()))

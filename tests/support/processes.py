@@ -39,6 +39,10 @@ def clean_env(**overrides: str) -> dict[str, str]:
         "SECRETS_",
         "HTTP_NODE_",
         "EXECUTION_RATE",
+        "WRITE_RATE",
+        "MAX_",
+        "RUN_TIMEOUT",
+        "VERSIONS_KEPT",
         "FLOWBUILDER_",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(names)}

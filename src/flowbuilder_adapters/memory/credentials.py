@@ -53,6 +53,9 @@ class MemoryCredentialRepository(CredentialRepository):
         rows.sort(key=lambda c: (c.created_at, str(c.id)), reverse=True)
         return [dataclasses.replace(c) for c in rows[: request.limit + 1]]
 
+    async def count(self, owner: UserId, up_to: int) -> int:
+        return min(sum(1 for c in self._all() if c.owner_id == owner), up_to)
+
     async def secret_refs(self) -> set[SecretRef]:
         return {c.secret_ref for c in self._all()}
 

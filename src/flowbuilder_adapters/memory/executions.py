@@ -25,6 +25,7 @@ from flowbuilder_core.executions.ports import (
 from flowbuilder_core.executions.rate import Bucket, RateLimit
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
+from flowbuilder_core.shared.quotas import WriteRateLimiter
 
 _HELD = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED})
 
@@ -179,13 +180,17 @@ class MemoryOutbox(Outbox):
         self._uow.stage(lambda: self._store.outbox.append(message))
 
 
-class MemoryRateLimiter(RateLimiter):
-    """A token bucket per user in the store (see `RateLimit`)."""
+class MemoryRateLimiter(RateLimiter, WriteRateLimiter):
+    """A token bucket per user in the store (see `RateLimit`); `kind` tells the buckets of
+    different limits apart, as `SqlRateLimiter`'s does."""
 
-    def __init__(self, store: MemoryStore, rate_per_second: float = 20, burst: int = 100) -> None:
-        self._store, self._limit = store, RateLimit(rate_per_second, burst)
+    def __init__(
+        self, store: MemoryStore, rate_per_second: float = 20, burst: int = 100, kind: str = ""
+    ) -> None:
+        self._store, self._limit, self._kind = store, RateLimit(rate_per_second, burst), kind
 
     async def take(self, owner: UserId, now: datetime) -> float | None:
+        owner = UserId(self._kind + owner)
         taken = self._limit.take(self._store.buckets.get(owner), now)
         if not isinstance(taken, Bucket):
             return taken

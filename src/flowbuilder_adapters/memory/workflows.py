@@ -96,6 +96,31 @@ class MemoryWorkflowRepository(WorkflowRepository):
             and any(node.credential_id == credential_id for node in w.definition.nodes)
         ]
 
+    async def count(self, owner: UserId, up_to: int) -> int:
+        live = [w for w in self._all() if w.owner_id == owner and not w.is_deleted]
+        return min(len(live), up_to)
+
+    async def prune_versions(self, workflow: Workflow, keep: int) -> int:
+        ran = {
+            e.workflow_version
+            for e in self._store.executions.values()
+            if e.workflow_id == workflow.id
+        }
+        old = [
+            key
+            for key, _ in self._all_versions()
+            if key[0] == workflow.id and key[1] <= workflow.version - keep and key[1] not in ran
+        ]
+
+        def apply() -> None:
+            for key in old:
+                self._store.versions.pop(key, None)
+
+        for key in old:
+            self._staged_versions.pop(key, None)
+        self._uow.stage(apply)
+        return len(old)
+
     def _current(self, workflow_id: WorkflowId) -> Workflow | None:
         return self._staged.get(workflow_id) or self._store.workflows.get(workflow_id)
 

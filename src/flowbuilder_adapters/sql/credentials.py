@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
@@ -50,6 +50,14 @@ class SqlCredentialRepository(CredentialRepository):
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+
+    async def count(self, owner: UserId, up_to: int) -> int:
+        held = select(credentials.c.id).where(credentials.c.owner_id == owner).limit(up_to)
+        async with translate_errors():
+            counted = await self._connection.execute(
+                select(func.count()).select_from(held.subquery())
+            )
+        return int(counted.scalar_one())
 
     async def get(self, credential_id: CredentialId) -> Credential | None:
         query = select(credentials).where(credentials.c.id == credential_id)

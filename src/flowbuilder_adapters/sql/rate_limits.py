@@ -16,6 +16,7 @@ from flowbuilder_adapters.sql.tables import rate_limit_buckets
 from flowbuilder_core.executions.ports import RateLimiter
 from flowbuilder_core.executions.rate import Bucket, RateLimit
 from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.quotas import WriteRateLimiter
 
 
 def _take_token() -> ReturningInsert[Any]:
@@ -42,14 +43,20 @@ def _take_token() -> ReturningInsert[Any]:
 _TAKE_TOKEN = _take_token()
 
 
-class SqlRateLimiter(RateLimiter):
+class SqlRateLimiter(RateLimiter, WriteRateLimiter):
     """A token bucket row per user, read and written in the scope's transaction (the row lock
-    on Postgres makes concurrent requests of one user take turns)."""
+    on Postgres makes concurrent requests of one user take turns). `kind` tells the buckets of
+    different limits apart: a bucket's key is `<kind><owner>` (Clerk user ids never hold a
+    colon, so the keys of two kinds never meet)."""
 
-    def __init__(self, connection: AsyncConnection, rate_per_second: float, burst: int) -> None:
+    def __init__(
+        self, connection: AsyncConnection, rate_per_second: float, burst: int, kind: str = ""
+    ) -> None:
         self._connection, self._limit = connection, RateLimit(rate_per_second, burst)
+        self._kind = kind
 
     async def take(self, owner: UserId, now: datetime) -> float | None:
+        owner = UserId(self._kind + owner)
         async with translate_errors():
             if self._connection.dialect.name == "postgresql":
                 if await self._take_in_one_statement(owner, now):

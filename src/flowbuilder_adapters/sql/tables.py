@@ -230,6 +230,8 @@ executions = Table(
         postgresql_where=RUNNING,
         sqlite_where=RUNNING,
     ),
+    # Version pruning asks whether any execution ran a version.
+    Index("ix_executions_workflow_version", "workflow_id", "workflow_version"),
     Index(
         "ix_executions_parked",
         "owner_id",

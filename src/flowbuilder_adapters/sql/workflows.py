@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, String, bindparam, func, select, update
+from sqlalchemy import Row, Select, String, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import (
+    executions,
     workflow_credentials,
     workflow_tags,
     workflow_versions,
@@ -233,6 +234,36 @@ class SqlWorkflowRepository(WorkflowRepository):
         self._connection = connection
         self._children = WorkflowChildren(connection)
         self._read: dict[WorkflowId, StoredChildren] = {}
+
+    async def count(self, owner: UserId, up_to: int) -> int:
+        live = (
+            select(workflows.c.id)
+            .where(workflows.c.owner_id == owner, workflows.c.deleted_at.is_(None))
+            .limit(up_to)
+            .subquery()
+        )
+        async with translate_errors():
+            counted = await self._connection.execute(select(func.count()).select_from(live))
+        return int(counted.scalar_one())
+
+    async def prune_versions(self, workflow: Workflow, keep: int) -> int:
+        if workflow.version <= keep:
+            return 0
+        v = workflow_versions.c
+        ran = (
+            select(executions.c.id)
+            .where(
+                executions.c.workflow_id == workflow.id,
+                executions.c.workflow_version == v.version,
+            )
+            .exists()
+        )
+        statement = delete(workflow_versions).where(
+            v.workflow_id == workflow.id, v.version <= workflow.version - keep, ~ran
+        )
+        async with translate_errors():
+            pruned = await self._connection.execute(statement)
+        return int(pruned.rowcount)
 
     async def get(self, workflow_id: WorkflowId) -> Workflow | None:
         async with translate_errors():

@@ -34,6 +34,7 @@ from flowbuilder_core.executions.use_cases import (
     RetryExecution,
 )
 from flowbuilder_core.shared.clock import Clock, SystemClock
+from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.workflows.use_cases import (
     CreateWorkflow,
     DeleteWorkflow,
@@ -49,10 +50,16 @@ from flowbuilder_core.workflows.use_cases import (
 class CoreProvider(Provider):
     """The clock (APP) and every use case (REQUEST), whatever adapters stand behind them."""
 
-    def __init__(self, clock: Clock | None = None, limits: RunLimits | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        limits: RunLimits | None = None,
+        quotas: Quotas | None = None,
+    ) -> None:
         super().__init__()
         self._clock = clock if clock is not None else SystemClock()
         self._limits = limits if limits is not None else RunLimits()
+        self._quotas = quotas if quotas is not None else Quotas()
 
     @provide(scope=Scope.APP)
     def clock(self) -> Clock:
@@ -61,6 +68,10 @@ class CoreProvider(Provider):
     @provide(scope=Scope.APP)
     def limits(self) -> RunLimits:
         return self._limits
+
+    @provide(scope=Scope.APP)
+    def quotas(self) -> Quotas:
+        return self._quotas
 
     use_cases = provide_all(
         ExecuteWorkflow,

@@ -40,6 +40,7 @@ from flowbuilder_core.executions.use_cases import (
     FinishLostExecutions,
     ResumeParkedExecutions,
 )
+from flowbuilder_core.shared.quotas import Quotas
 
 _log = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0
@@ -82,7 +83,16 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
     """Every provider a process needs, each adapter chosen from `settings`."""
     runs_executions = settings.mode in (Mode.WORKER, Mode.EMBEDDED)
     return [
-        CoreProvider(limits=RunLimits(settings.max_running_per_user, settings.run_timeout_s)),
+        CoreProvider(
+            limits=RunLimits(settings.max_running_per_user, settings.run_timeout_s),
+            quotas=Quotas(
+                max_workflows=settings.max_workflows_per_user,
+                max_credentials=settings.max_credentials_per_user,
+                versions_kept=settings.versions_kept_per_workflow,
+                writes_per_second=settings.write_rate_per_second,
+                write_burst=settings.write_rate_burst,
+            ),
+        ),
         SqlProvider(settings.database_url),
         SqlHealthProvider(),
         secrets_provider(settings),

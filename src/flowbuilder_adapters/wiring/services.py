@@ -30,8 +30,11 @@ from flowbuilder_core.credentials.ports import SecretStore
 from flowbuilder_core.executions.ports import DeadLetters, ExecutionQueue, Outbox, RateLimiter
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.identity import TokenVerifier
+from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 
 EMBEDDED_KEY_FILE = "secrets.key"
+WRITES = "writes:"
+"""The key prefix of the write buckets, beside the execution buckets in the same table."""
 
 
 class DatabaseSecretsProvider(Provider):
@@ -125,7 +128,8 @@ def queue_provider(settings: Settings) -> QueueProvider:
 
 
 class OutboxProvider(Provider):
-    """The outbox in the database, its relay to the queue, and the shared rate limiter."""
+    """The outbox in the database, its relay to the queue, and the per-user rate limiters
+    (executions requested; writes), shared by every replica."""
 
     def __init__(self, rate_per_second: float, burst: int) -> None:
         super().__init__()
@@ -142,6 +146,10 @@ class OutboxProvider(Provider):
     @provide(scope=Scope.REQUEST)
     def rate_limiter(self, connection: AsyncConnection) -> RateLimiter:
         return SqlRateLimiter(connection, self._rate_per_second, self._burst)
+
+    @provide(scope=Scope.REQUEST)
+    def write_rate_limiter(self, connection: AsyncConnection, quotas: Quotas) -> WriteRateLimiter:
+        return SqlRateLimiter(connection, quotas.writes_per_second, quotas.write_burst, WRITES)
 
 
 def outbox_provider(settings: Settings) -> OutboxProvider:

@@ -50,6 +50,7 @@ from flowbuilder_core.executions.ports import (
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.idempotency import IdempotencyStore
+from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 
@@ -157,6 +158,10 @@ class MemoryProvider(Provider):
     @provide(scope=Scope.APP)
     def rate_limiter(self, store: MemoryStore) -> RateLimiter:
         return MemoryRateLimiter(store, self._rate_per_second, self._burst)
+
+    @provide(scope=Scope.APP)
+    def write_rate_limiter(self, store: MemoryStore, quotas: Quotas) -> WriteRateLimiter:
+        return MemoryRateLimiter(store, quotas.writes_per_second, quotas.write_burst, "writes:")
 
     idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)

@@ -59,6 +59,9 @@ class CredentialRepository(Protocol):
 
     async def delete(self, credential_id: CredentialId) -> None: ...
 
+    async def count(self, owner: UserId, up_to: int) -> int:
+        """The owner's credentials, counted up to `up_to` (a bounded count)."""
+
     async def page(
         self, owner: UserId, credential_type: str | None, request: PageRequest
     ) -> Sequence[Credential]: ...

@@ -33,6 +33,7 @@ from flowbuilder_core.shared.pagination import (
     page_of,
     time_id_position,
 )
+from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter, refuse_past, take_write
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import WorkflowRepository
 
@@ -88,10 +89,13 @@ class CreateCredential:
         self,
         credentials: CredentialRepository,
         secrets: SecretStore,
+        writes: WriteRateLimiter,
+        quotas: Quotas,
         uow: UnitOfWork,
         clock: Clock,
     ) -> None:
         self._credentials, self._secrets, self._uow, self._clock = credentials, secrets, uow, clock
+        self._writes, self._quotas = writes, quotas
 
     async def __call__(self, actor: Principal, command: CreateCredentialCommand) -> Credential:
         errors: list[FieldError] = []
@@ -100,6 +104,10 @@ class CreateCredential:
         raise_if(errors)
         data = check_data(command.type, command.data, errors)
         raise_if(errors)
+        # Before the secret is written: a refused create must cost no (billed) secret.
+        await take_write(self._writes, actor.user_id, self._clock.now())
+        limit = self._quotas.max_credentials
+        refuse_past(await self._credentials.count(actor.user_id, limit), limit, "credentials")
         credential_id = CredentialId(new_uuid())
         ref = await self._secrets.put(SecretBinding(actor.user_id, credential_id), data)
         now = self._clock.now()
@@ -163,12 +171,15 @@ class ReplaceCredential:
         self,
         credentials: CredentialRepository,
         secrets: SecretStore,
+        writes: WriteRateLimiter,
         uow: UnitOfWork,
         clock: Clock,
     ) -> None:
         self._credentials, self._secrets, self._uow, self._clock = credentials, secrets, uow, clock
+        self._writes = writes
 
     async def __call__(self, actor: Principal, command: ReplaceCredentialCommand) -> Credential:
+        await take_write(self._writes, actor.user_id, self._clock.now())
         credential = await _owned(self._credentials, actor.user_id, command.credential_id)
         errors: list[FieldError] = []
         if command.name is None and command.data is None:
@@ -214,12 +225,15 @@ class DeleteCredential:
         credentials: CredentialRepository,
         workflows: WorkflowRepository,
         secrets: SecretStore,
+        writes: WriteRateLimiter,
         uow: UnitOfWork,
+        clock: Clock,
     ) -> None:
         self._credentials, self._workflows = credentials, workflows
-        self._secrets, self._uow = secrets, uow
+        self._secrets, self._writes, self._uow, self._clock = secrets, writes, uow, clock
 
     async def __call__(self, actor: Principal, credential_id: uuid.UUID) -> None:
+        await take_write(self._writes, actor.user_id, self._clock.now())
         credential = await _owned(self._credentials, actor.user_id, credential_id)
         users = await self._workflows.using_credential(actor.user_id, credential.id)
         if users:

@@ -33,7 +33,7 @@ from flowbuilder_core.executions.ports import (
 )
 from flowbuilder_core.executions.run import resume_parked
 from flowbuilder_core.shared.clock import Clock
-from flowbuilder_core.shared.errors import FieldError, InvalidInputError, RateLimitedError
+from flowbuilder_core.shared.errors import FieldError, InvalidInputError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId, new_uuid
 from flowbuilder_core.shared.ownership import owned_by
@@ -45,6 +45,7 @@ from flowbuilder_core.shared.pagination import (
     page_of,
     time_id_position,
 )
+from flowbuilder_core.shared.quotas import refuse_if_limited
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.model import Definition, WorkflowId
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
@@ -85,11 +86,7 @@ async def _owned(
 
 
 async def _take_token(rate: RateLimiter, owner: UserId, now: datetime) -> None:
-    wait = await rate.take(owner, now)
-    if wait is not None:
-        raise RateLimitedError(
-            "Too many executions requested; slow down.", retry_after=max(1, int(wait + 0.999))
-        )
+    refuse_if_limited(await rate.take(owner, now), "executions requested")
 
 
 def _check_input(raw: object) -> Mapping[str, Json]:

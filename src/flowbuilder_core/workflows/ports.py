@@ -72,6 +72,13 @@ class WorkflowRepository(Protocol):
         """None for a version the workflow does not have, whatever the number (one too large
         for the store included)."""
 
+    async def count(self, owner: UserId, up_to: int) -> int:
+        """The owner's live workflows, counted up to `up_to` (a bounded count)."""
+
+    async def prune_versions(self, workflow: Workflow, keep: int) -> int:
+        """Delete the workflow's versions older than its newest `keep`, except those an
+        execution ran (their history stays readable); how many went."""
+
     async def using_credential(
         self, owner: UserId, credential_id: uuid.UUID
     ) -> Sequence[WorkflowRef]:

@@ -22,6 +22,7 @@ from flowbuilder_core.shared.pagination import (
     page_of,
     time_id_position,
 )
+from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter, refuse_past, take_write
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
@@ -122,10 +123,20 @@ class CreateWorkflow:
 
     - The fields must be valid and the definition well formed (it need not be runnable).
     - The new workflow starts at version 1, which is also its first history entry.
+    - A write takes one of the caller's write tokens (RateLimitedError when there is none), and
+      a caller who holds `quotas.max_workflows` live workflows gets QuotaExceededError.
     """
 
-    def __init__(self, workflows: WorkflowRepository, uow: UnitOfWork, clock: Clock) -> None:
-        self._workflows, self._uow, self._clock = workflows, uow, clock
+    def __init__(
+        self,
+        workflows: WorkflowRepository,
+        writes: WriteRateLimiter,
+        quotas: Quotas,
+        uow: UnitOfWork,
+        clock: Clock,
+    ) -> None:
+        self._workflows, self._writes, self._quotas = workflows, writes, quotas
+        self._uow, self._clock = uow, clock
 
     async def __call__(self, actor: Principal, command: WorkflowInput) -> Workflow:
         fields = parse_fields(
@@ -134,6 +145,9 @@ class CreateWorkflow:
             tags=command.tags,
             definition=command.definition,
         )
+        await take_write(self._writes, actor.user_id, self._clock.now())
+        limit = self._quotas.max_workflows
+        refuse_past(await self._workflows.count(actor.user_id, limit), limit, "workflows")
         workflow = Workflow.create(
             id=WorkflowId(new_uuid()), owner_id=actor.user_id, fields=fields, at=self._clock.now()
         )
@@ -194,13 +208,24 @@ class ReplaceWorkflow:
     - Omitted optional fields take their defaults; the definition must be well formed.
     - A stale `If-Match` or body `version` is StaleWorkflowVersionError.
     - Without a precondition the last write wins, even against a concurrent writer.
-    - Every replace is a new version, kept in the history.
+    - Every replace is a new version, kept in the history: the newest `quotas.versions_kept`,
+      and every older one an execution ran.
+    - A write takes one of the caller's write tokens (RateLimitedError when there is none).
     """
 
-    def __init__(self, workflows: WorkflowRepository, uow: UnitOfWork, clock: Clock) -> None:
-        self._workflows, self._uow, self._clock = workflows, uow, clock
+    def __init__(
+        self,
+        workflows: WorkflowRepository,
+        writes: WriteRateLimiter,
+        quotas: Quotas,
+        uow: UnitOfWork,
+        clock: Clock,
+    ) -> None:
+        self._workflows, self._writes, self._quotas = workflows, writes, quotas
+        self._uow, self._clock = uow, clock
 
     async def __call__(self, actor: Principal, command: ReplaceWorkflowCommand) -> Workflow:
+        await take_write(self._writes, actor.user_id, self._clock.now())
         workflow = await owned_workflow(self._workflows, actor.user_id, command.workflow_id)
         _check_preconditions(workflow, command.if_match, command.version)
         data = command.fields
@@ -221,18 +246,23 @@ class ReplaceWorkflow:
                     raise StaleWorkflowVersionError(workflow.version) from None
         else:
             raise StaleWorkflowVersionError(workflow.version)
+        await self._workflows.prune_versions(workflow, self._quotas.versions_kept)
         await self._uow.commit()
         return workflow
 
 
 class DeleteWorkflow:
     """Soft-delete a workflow: it disappears from every workflow call, its history stays for
-    the executions that ran it. A stale `If-Match` is StaleWorkflowVersionError."""
+    the executions that ran it. A stale `If-Match` is StaleWorkflowVersionError. A write takes
+    one of the caller's write tokens (RateLimitedError when there is none)."""
 
-    def __init__(self, workflows: WorkflowRepository, uow: UnitOfWork, clock: Clock) -> None:
-        self._workflows, self._uow, self._clock = workflows, uow, clock
+    def __init__(
+        self, workflows: WorkflowRepository, writes: WriteRateLimiter, uow: UnitOfWork, clock: Clock
+    ) -> None:
+        self._workflows, self._writes, self._uow, self._clock = workflows, writes, uow, clock
 
     async def __call__(self, actor: Principal, command: DeleteWorkflowCommand) -> None:
+        await take_write(self._writes, actor.user_id, self._clock.now())
         for _ in range(_MAX_RACE_RETRIES):
             workflow = await owned_workflow(self._workflows, actor.user_id, command.workflow_id)
             _check_preconditions(workflow, command.if_match, None)

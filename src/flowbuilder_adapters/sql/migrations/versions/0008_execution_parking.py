@@ -1,4 +1,5 @@
-"""Parked executions: queued, waiting for a free slot of their owner (MAX_RUNNING_PER_USER).
+"""Parked executions: queued, waiting for a free slot of their owner (MAX_RUNNING_PER_USER);
+and an index for version pruning (VERSIONS_KEPT_PER_WORKFLOW): which versions executions ran.
 
 Revision ID: 0008
 Revises: 0007
@@ -27,8 +28,12 @@ def upgrade() -> None:
         postgresql_where=PARKED,
         sqlite_where=PARKED,
     )
+    op.create_index(
+        "ix_executions_workflow_version", "executions", ["workflow_id", "workflow_version"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_executions_workflow_version", table_name="executions")
     op.drop_index("ix_executions_parked", table_name="executions")
     op.drop_column("executions", "parked_at")
