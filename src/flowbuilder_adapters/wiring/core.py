@@ -36,7 +36,9 @@ from flowbuilder_core.executions.use_cases import (
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.workflows.use_cases import (
+    ActivateWorkflow,
     CreateWorkflow,
+    DeactivateWorkflow,
     DeleteWorkflow,
     GetWorkflow,
     GetWorkflowVersion,
@@ -91,6 +93,8 @@ class CoreProvider(Provider):
         ResolveCredential,
         SweepSecrets,
         CreateWorkflow,
+        ActivateWorkflow,
+        DeactivateWorkflow,
         GetWorkflow,
         ListWorkflows,
         ReplaceWorkflow,

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from flowbuilder_core.executions.errors import (
     ExecutionNotFoundError,
     IllegalTransitionError,
-    NotRunnableError,
 )
 from flowbuilder_core.executions.model import (
     MAX_INPUT_BYTES,
@@ -49,7 +48,7 @@ from flowbuilder_core.shared.quotas import refuse_if_limited
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.model import Definition, WorkflowId
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
-from flowbuilder_core.workflows.use_cases import owned_workflow, runnability_of
+from flowbuilder_core.workflows.use_cases import owned_workflow, refuse_unless_runnable
 
 LOST_AFTER = timedelta(seconds=60)
 """A running execution whose worker has not beaten its heart for this long is lost."""
@@ -118,9 +117,7 @@ class _Requesting:
         self._uow, self._clock = uow, clock
 
     async def _check_runnable(self, actor: Principal, definition: Definition) -> None:
-        problems = await runnability_of(self._credentials, actor, definition)
-        if problems:
-            raise NotRunnableError(problems, "The workflow cannot run: " + problems[0].message)
+        await refuse_unless_runnable(self._credentials, actor, definition)
 
     async def _request(self, execution: Execution) -> Execution:
         await self._executions.add(execution)
