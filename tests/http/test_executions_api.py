@@ -3,6 +3,7 @@ test moves them)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -15,7 +16,13 @@ from litestar.testing import AsyncTestClient
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.memory import MemoryStore
 from flowbuilder_adapters.wiring import MemoryProvider
-from flowbuilder_core.executions.model import ExecutionError, ExecutionId, ExecutionStatus
+from flowbuilder_core.executions.model import (
+    ExecutionError,
+    ExecutionId,
+    ExecutionStatus,
+    StepResult,
+    StepStatus,
+)
 
 from support.factories import make_workflow_body
 from support.http_app import make_test_app
@@ -251,3 +258,54 @@ async def test_execute_and_retry_share_a_rate_limit_answered_with_429_and_retry_
     assert limited_execute.headers["content-type"] == "application/problem+json"
     assert limited_retry.status_code == 429
     assert other_user.status_code == 202
+
+
+def parse_events(text: str) -> list[dict[str, str]]:
+    """The events of an SSE body, each as its fields (comments dropped)."""
+    events = []
+    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.split("\n") if line and not line.startswith(":")
+        )
+        if fields:
+            events.append(fields)
+    return events
+
+
+async def test_the_events_of_a_finished_run_stream_in_order_and_resume_after_the_last_id(
+    client: Client, auth: Auth, store: MemoryStore
+) -> None:
+    url = await workflow(client, auth)
+    execution_id = (await execute(client, auth, url)).json()["id"]
+    execution = store.executions[ExecutionId(uuid.UUID(execution_id))]
+    now = datetime.now(UTC)
+    execution.start(at=now)
+    execution.record(StepResult("start", StepStatus.SUCCEEDED, now, now, {}))
+    execution.record(StepResult("set", StepStatus.SUCCEEDED, now, now, 1))
+    execution.succeed(at=now)
+    events_url = f"/api/executions/{execution_id}/events"
+
+    whole = await client.get(events_url, headers=auth())
+    resumed = await client.get(events_url, headers={**auth(), "Last-Event-ID": "3"})
+    foreign = await client.get(events_url, headers=auth("user_bob"))
+
+    assert whole.status_code == 200
+    assert whole.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(whole.text)
+    assert [(e["id"], e["event"]) for e in events] == [
+        ("0", "status"),
+        ("1", "step"),
+        ("2", "step"),
+        ("3", "step"),
+        ("4", "step"),
+        ("5", "status"),
+        ("6", "end"),
+    ]
+    assert [json.loads(events[i]["data"])["status"] for i in (0, 1, 2, 5)] == [
+        "running",
+        "running",
+        "succeeded",
+        "succeeded",
+    ]
+    assert [e["id"] for e in parse_events(resumed.text)] == ["4", "5", "6"]
+    assert foreign.status_code == 404

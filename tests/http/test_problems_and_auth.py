@@ -336,6 +336,7 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/api/executions/{execution_id}": {"get"},
         "/api/executions/{execution_id}/cancel": {"post"},
         "/api/executions/{execution_id}/retry": {"post"},
+        "/api/executions/{execution_id}/events": {"get"},
         "/health/live": {"get"},
         "/health/ready": {"get"},
     }

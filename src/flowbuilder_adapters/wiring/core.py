@@ -19,6 +19,7 @@ from flowbuilder_core.credentials.use_cases import (
     SweepSecrets,
 )
 from flowbuilder_core.executions.engine import Engine
+from flowbuilder_core.executions.events import FollowExecution
 from flowbuilder_core.executions.model import RunLimits
 from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
 from flowbuilder_core.executions.run import RunExecution
@@ -74,6 +75,11 @@ class CoreProvider(Provider):
     @provide(scope=Scope.APP)
     def quotas(self) -> Quotas:
         return self._quotas
+
+    @provide(scope=Scope.APP)
+    def follow(self, transactions: RunTransactions, limits: RunLimits) -> FollowExecution:
+        """APP scope: it keeps the count of each user's open streams."""
+        return FollowExecution(transactions, limits)
 
     use_cases = provide_all(
         ExecuteWorkflow,

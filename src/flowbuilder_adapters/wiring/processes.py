@@ -84,7 +84,11 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
     runs_executions = settings.mode in (Mode.WORKER, Mode.EMBEDDED)
     return [
         CoreProvider(
-            limits=RunLimits(settings.max_running_per_user, settings.run_timeout_s),
+            limits=RunLimits(
+                settings.max_running_per_user,
+                settings.run_timeout_s,
+                settings.max_event_streams_per_user,
+            ),
             quotas=Quotas(
                 max_workflows=settings.max_workflows_per_user,
                 max_credentials=settings.max_credentials_per_user,

@@ -20,6 +20,7 @@ from flowbuilder_adapters.memory.executions import (
 )
 from flowbuilder_adapters.memory.health import MemoryHealthProbe
 from flowbuilder_adapters.memory.idempotency import MemoryIdempotencyStore
+from flowbuilder_adapters.memory.runs import MemoryRunTransactions
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
@@ -46,6 +47,7 @@ from flowbuilder_core.executions.ports import (
     ExecutionRepository,
     Outbox,
     RateLimiter,
+    RunTransactions,
 )
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.health import HealthProbe
@@ -165,6 +167,10 @@ class MemoryProvider(Provider):
 
     idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)
+
+    @provide(scope=Scope.APP)
+    def transactions(self, store: MemoryStore) -> RunTransactions:
+        return MemoryRunTransactions(store)
 
     @provide(scope=Scope.APP)
     def dead_letters(self) -> DeadLetters:
