@@ -46,7 +46,7 @@ def test_a_followed_run_reconnected_mid_way_shows_every_event_exactly_once(
     delay = {"type": "util.delay", "parameters": {"seconds": 0.4}}
     nodes = [{"id": "start", "type": "trigger.manual"}]
     nodes += [{"id": f"wait{i}", **delay} for i in range(4)]
-    edges = [{"source": a["id"], "target": b["id"]} for a, b in zip(nodes, nodes[1:], strict=False)]
+    edges = [{"source": a["id"], "target": b["id"]} for a, b in itertools.pairwise(nodes)]
 
     with server(
         ["serve", "--embedded", "--port", str(port)], clean_env(), port, cwd=tmp_path
