@@ -6,6 +6,7 @@ naming the variable; no value is echoed, since some are secrets.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +20,9 @@ EMBEDDED_ISSUER = "flowbuilder-embedded"
 CLERK_BACKEND_JWKS_URL = "https://api.clerk.com/v1/jwks"
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+# Secrets Manager name characters (the store checks them again); at most 256, which is also
+# the longest tag value, since the prefix is the deployment tag's value too.
+_SECRETS_PREFIX = re.compile(r"[A-Za-z0-9/_+=.@-]{1,256}")
 
 
 class Mode(StrEnum):
@@ -51,6 +55,7 @@ class Settings:
     aws_region: str = "us-east-1"
     use_db_secrets: bool = False
     keyring: Keyring | None = None
+    secrets_prefix: str | None = None
     http_node_allow_private_network: bool = False
     execution_rate_per_second: int = 20
     execution_rate_burst: int = 100
@@ -106,6 +111,7 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         aws_region=reader.text("AWS_REGION") or "us-east-1",
         use_db_secrets=reader.boolean("USE_DB_SECRETS", default=False),
         keyring=reader.keyring("SECRETS_ENCRYPTION_KEY"),
+        secrets_prefix=reader.secrets_prefix("SECRETS_PREFIX"),
         http_node_allow_private_network=reader.boolean(
             "HTTP_NODE_ALLOW_PRIVATE_NETWORK", default=False
         ),
@@ -130,6 +136,13 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
             "SECRETS_ENCRYPTION_KEY: required when USE_DB_SECRETS=true "
             "(comma-separated <key id>:<base64 of 32 bytes>)"
         )
+    if (
+        mode in (Mode.SERVE, Mode.WORKER)
+        and not settings.secrets_in_database
+        and settings.secrets_prefix is None
+        and "SECRETS_PREFIX" not in reader.invalid
+    ):
+        reader.problems.append(SECRETS_PREFIX_REQUIRED)
     queue_missing = (
         settings.workflow_queue_url is None and "WORKFLOW_QUEUE_URL" not in reader.invalid
     )
@@ -145,6 +158,12 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
     if reader.problems:
         raise SettingsError(reader.problems)
     return settings
+
+
+SECRETS_PREFIX_REQUIRED = (
+    "SECRETS_PREFIX: required when secrets are kept in AWS Secrets Manager "
+    "(USE_DB_SECRETS=false); one per deployment, e.g. flowbuilder/production/"
+)
 
 
 class _Reader:
@@ -170,6 +189,18 @@ class _Reader:
             self._fail(name, "must be an http or https URL")
             return None
         return value
+
+    def secrets_prefix(self, name: str) -> str | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        # Without the slash, `flowbuilder/prod` would also be the start of every name under
+        # `flowbuilder/prod-old/`.
+        prefix = value if value.endswith("/") else value + "/"
+        if not _SECRETS_PREFIX.fullmatch(prefix):
+            self._fail(name, "must be 1 to 256 of A-Z a-z 0-9 / _ + = . @ -")
+            return None
+        return prefix
 
     def keyring(self, name: str) -> Keyring | None:
         value = self.text(name)

@@ -16,13 +16,9 @@ from flowbuilder_adapters.queues.memory import InMemoryDeadLetters, InMemoryExec
 from flowbuilder_adapters.queues.sqs import SqsDeadLetters, SqsExecutionQueue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
-from flowbuilder_adapters.secrets.aws import (
-    DEFAULT_PREFIX,
-    SecretsManagerSecretStore,
-    secrets_manager_client,
-)
+from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.settings import Settings
+from flowbuilder_adapters.settings import SECRETS_PREFIX_REQUIRED, Settings, SettingsError
 from flowbuilder_adapters.sql.outbox import SqlOutbox
 from flowbuilder_adapters.sql.rate_limits import SqlRateLimiter
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
@@ -55,9 +51,10 @@ class DatabaseSecretsProvider(Provider):
 
 
 class SecretsManagerProvider(Provider):
-    """Secrets in AWS Secrets Manager through one aioboto3 client for the process."""
+    """Secrets in AWS Secrets Manager through one aioboto3 client for the process, under the
+    deployment's own `prefix`."""
 
-    def __init__(self, region: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, region: str, *, prefix: str) -> None:
         super().__init__()
         self._region, self._prefix = region, prefix
 
@@ -76,9 +73,13 @@ def keyring_of(settings: Settings) -> Keyring:
 
 
 def secrets_provider(settings: Settings) -> Provider:
-    """The SecretStore the settings call for."""
+    """The SecretStore the settings call for. Secrets Manager without `SECRETS_PREFIX` is
+    refused here for every process (`load_settings` refuses it for serve and worker already):
+    `secrets sweep` would otherwise run under no deployment's prefix."""
     if not settings.secrets_in_database:
-        return SecretsManagerProvider(settings.aws_region)
+        if settings.secrets_prefix is None:
+            raise SettingsError([SECRETS_PREFIX_REQUIRED])
+        return SecretsManagerProvider(settings.aws_region, prefix=settings.secrets_prefix)
     return DatabaseSecretsProvider(keyring_of(settings))
 
 
