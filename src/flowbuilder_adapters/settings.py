@@ -6,6 +6,7 @@ naming the variable; no value is echoed, since some are secrets.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Settings:
     clerk_frontend_url: str | None = None
     clerk_jwks_url: str | None = None
     clerk_authorized_parties: frozenset[str] | None = None
+    clerk_audience: frozenset[str] | None = None
     workflow_queue_url: str | None = None
     sqs_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -89,7 +91,9 @@ class Settings:
 
     @property
     def jwks_uses_backend_api(self) -> bool:
-        return not (self.clerk_jwks_url or self.clerk_frontend_url)
+        """Whether the keys come from Clerk's Backend API, the one endpoint that is sent the
+        secret key."""
+        return self.jwks_url == CLERK_BACKEND_JWKS_URL
 
 
 def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
@@ -103,9 +107,10 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         mode=mode,
         database_url=database_url,
         clerk_secret_key=reader.text("CLERK_SECRET_KEY"),
-        clerk_frontend_url=reader.url("CLERK_FRONTEND_URL"),
-        clerk_jwks_url=reader.url("CLERK_JWKS_URL"),
-        clerk_authorized_parties=reader.comma_set("CLERK_AUTHORIZED_PARTIES"),
+        clerk_frontend_url=reader.clerk_url("CLERK_FRONTEND_URL"),
+        clerk_jwks_url=reader.clerk_url("CLERK_JWKS_URL"),
+        clerk_authorized_parties=reader.strict_comma_set("CLERK_AUTHORIZED_PARTIES"),
+        clerk_audience=reader.strict_comma_set("CLERK_AUDIENCE"),
         workflow_queue_url=reader.url("WORKFLOW_QUEUE_URL"),
         sqs_endpoint_url=reader.url("SQS_ENDPOINT_URL"),
         aws_region=reader.text("AWS_REGION") or "us-east-1",
@@ -148,13 +153,12 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
     )
     if mode in (Mode.SERVE, Mode.WORKER) and queue_missing:
         reader.problems.append("WORKFLOW_QUEUE_URL: required outside embedded mode")
-    if mode is Mode.SERVE and not (
-        settings.clerk_jwks_url or settings.clerk_frontend_url or settings.clerk_secret_key
+    if (
+        mode is Mode.SERVE
+        and settings.clerk_frontend_url is None
+        and "CLERK_FRONTEND_URL" not in reader.invalid
     ):
-        reader.problems.append(
-            "CLERK_FRONTEND_URL: not set (nor CLERK_JWKS_URL or CLERK_SECRET_KEY); "
-            "the server cannot verify sign-ins"
-        )
+        reader.problems.append(CLERK_FRONTEND_URL_REQUIRED)
     if reader.problems:
         raise SettingsError(reader.problems)
     return settings
@@ -164,6 +168,20 @@ SECRETS_PREFIX_REQUIRED = (
     "SECRETS_PREFIX: required when secrets are kept in AWS Secrets Manager "
     "(USE_DB_SECRETS=false); one per deployment, e.g. flowbuilder/production/"
 )
+CLERK_FRONTEND_URL_REQUIRED = (
+    "CLERK_FRONTEND_URL: required by serve; every token's iss must equal it"
+)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is this machine's
+    loopback; `localhost` is taken at its word, any other name is not loopback."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 class _Reader:
@@ -187,6 +205,18 @@ class _Reader:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             self._fail(name, "must be an http or https URL")
+            return None
+        return value
+
+    def clerk_url(self, name: str) -> str | None:
+        """A URL that tokens or their keys are trusted from: https, or http on loopback only
+        (a local test server), since keys fetched in the clear could be anyone's."""
+        value = self.url(name)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
+            self._fail(name, "must be an https URL (http only on a loopback host)")
             return None
         return value
 
@@ -233,12 +263,18 @@ class _Reader:
             return default
         return int(value)
 
-    def comma_set(self, name: str) -> frozenset[str] | None:
-        value = self.text(name)
+    def strict_comma_set(self, name: str) -> frozenset[str] | None:
+        """A comma-separated allowlist: None when the variable is absent; present but naming
+        nothing (empty, blanks, commas) is a problem, never "no check", since a template that
+        rendered to nothing must not switch the check off."""
+        value = self._env.get(name)
         if value is None:
             return None
         items = frozenset(item.strip() for item in value.split(",") if item.strip())
-        return items or None
+        if not items:
+            self._fail(name, "is set but names nothing; unset it, or list at least one value")
+            return None
+        return items
 
     def database_url(self, *, default_sqlite: Path | None) -> str:
         explicit = self.text("DATABASE_URL")

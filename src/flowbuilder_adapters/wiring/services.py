@@ -18,7 +18,12 @@ from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
 from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.settings import SECRETS_PREFIX_REQUIRED, Settings, SettingsError
+from flowbuilder_adapters.settings import (
+    CLERK_FRONTEND_URL_REQUIRED,
+    SECRETS_PREFIX_REQUIRED,
+    Settings,
+    SettingsError,
+)
 from flowbuilder_adapters.sql.outbox import SqlOutbox
 from flowbuilder_adapters.sql.rate_limits import SqlRateLimiter
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
@@ -171,6 +176,9 @@ class AuthProvider(Provider):
         if settings.embedded:
             yield DevTokenIssuer.load(settings.data_dir).verifier()
             return
+        if settings.clerk_frontend_url is None:
+            # `load_settings` requires it for serve; a verifier built otherwise checks iss too.
+            raise SettingsError([CLERK_FRONTEND_URL_REQUIRED])
         headers = (
             {"Authorization": f"Bearer {settings.clerk_secret_key}"}
             if settings.jwks_uses_backend_api and settings.clerk_secret_key
@@ -180,6 +188,7 @@ class AuthProvider(Provider):
             settings.jwks_url,
             issuer=settings.clerk_frontend_url,
             authorized_parties=settings.clerk_authorized_parties,
+            audience=settings.clerk_audience,
             headers=headers,
         )
         try:
