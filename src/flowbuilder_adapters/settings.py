@@ -19,11 +19,31 @@ from flowbuilder_adapters.secrets.keyring import Keyring, KeyringError
 EMBEDDED_DIR = Path(".flowbuilder")
 EMBEDDED_ISSUER = "flowbuilder-embedded"
 CLERK_BACKEND_JWKS_URL = "https://api.clerk.com/v1/jwks"
+# Set by `flowbuilder serve --embedded` for the app factory: the address it binds. Not read by
+# `load_settings`, and not an operator's setting.
+BIND_HOST_VARIABLE = "FLOWBUILDER_BIND_HOST"
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 # Secrets Manager name characters (the store checks them again); at most 256, which is also
 # the longest tag value, since the prefix is the deployment tag's value too.
 _SECRETS_PREFIX = re.compile(r"[A-Za-z0-9/_+=.@-]{1,256}")
+# What tells a production process from embedded mode: embedded mode refuses to start while any
+# of these is set, so a production environment cannot end up behind the local token issuer.
+_PRODUCTION_SETTINGS = (
+    "CLERK_FRONTEND_URL",
+    "CLERK_JWKS_URL",
+    "CLERK_SECRET_KEY",
+    "CLERK_AUTHORIZED_PARTIES",
+    "CLERK_AUDIENCE",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_SSL_MODE",
+    "WORKFLOW_QUEUE_URL",
+    "SQS_ENDPOINT_URL",
+)
 
 
 class Mode(StrEnum):
@@ -100,6 +120,8 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
     reader = _Reader(env)
     embedded = mode is Mode.EMBEDDED
     data_dir = EMBEDDED_DIR
+    if embedded:
+        reader.refuse_production_settings()
     database_url = reader.database_url(
         default_sqlite=(data_dir / "flowbuilder.db") if embedded else None
     )
@@ -191,8 +213,10 @@ class _Reader:
         self.invalid: set[str] = set()
 
     def _fail(self, name: str, message: str) -> None:
-        self.invalid.add(name)
-        self.problems.append(f"{name}: {message}")
+        # One line per variable: the first problem found with it is the one reported.
+        if name not in self.invalid:
+            self.invalid.add(name)
+            self.problems.append(f"{name}: {message}")
 
     def text(self, name: str) -> str | None:
         value = self._env.get(name, "").strip()
@@ -231,6 +255,16 @@ class _Reader:
             self._fail(name, "must be 1 to 256 of A-Z a-z 0-9 / _ + = . @ -")
             return None
         return prefix
+
+    def refuse_production_settings(self) -> None:
+        """Embedded mode with a production setting present is a production environment about
+        to accept the local issuer's tokens: each such setting is a problem of its own."""
+        for name in _PRODUCTION_SETTINGS:
+            if self.text(name) is not None:
+                self._fail(name, "is a production setting; embedded mode refuses to start with it")
+        database_url = self.text("DATABASE_URL")
+        if database_url is not None and database_url.startswith("postgres"):
+            self._fail("DATABASE_URL", "names Postgres; embedded mode keeps to SQLite")
 
     def keyring(self, name: str) -> Keyring | None:
         value = self.text(name)

@@ -1,10 +1,11 @@
 """`load_settings`: what each mode requires, and the settings that fail closed (the secrets
-prefix, Clerk's URLs and allowlists)."""
+prefix, Clerk's URLs and allowlists, embedded mode next to production settings)."""
 
 from __future__ import annotations
 
 import base64
 import os
+from pathlib import Path
 
 import pytest
 
@@ -164,6 +165,47 @@ def test_the_secret_key_is_for_clerks_backend_api_only() -> None:
     assert backend.jwks_uses_backend_api
     assert not frontend.jwks_uses_backend_api
     assert frontend.jwks_url == CLERK + "/.well-known/jwks.json"
+
+
+# --- embedded mode ------------------------------------------------------------------------------
+
+
+def test_embedded_mode_needs_no_setting_at_all() -> None:
+    settings = loaded({}, Mode.EMBEDDED)
+
+    assert settings.embedded
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CLERK_FRONTEND_URL", CLERK),
+        ("CLERK_JWKS_URL", CLERK + "/.well-known/jwks.json"),
+        ("CLERK_SECRET_KEY", "sk_live_x"),
+        ("CLERK_AUTHORIZED_PARTIES", "https://app.example"),
+        ("CLERK_AUDIENCE", "flowbuilder"),
+        ("DATABASE_URL", "postgresql://u@db.internal/flowbuilder"),
+        ("DB_HOST", "db.internal"),
+        ("DB_PASSWORD", "hunter2"),
+        ("WORKFLOW_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/0/flowbuilder"),
+        ("SQS_ENDPOINT_URL", "https://sqs.us-east-1.amazonaws.com"),
+    ],
+)
+def test_embedded_mode_refuses_to_start_next_to_a_production_setting(name: str, value: str) -> None:
+    found = problems({name: value}, Mode.EMBEDDED)
+
+    assert len(found) == 1
+    assert found[0].startswith(f"{name}: ")
+    assert value not in found[0]
+
+
+def test_embedded_mode_may_keep_its_sqlite_database_elsewhere(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'elsewhere.db'}"
+
+    settings = loaded({"DATABASE_URL": url}, Mode.EMBEDDED)
+
+    assert settings.database_url == url
 
 
 @pytest.mark.parametrize(
