@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import sys
 from collections.abc import Sequence
 
-from flowbuilder_adapters.settings import Mode, Settings, SettingsError, load_settings
+from flowbuilder_adapters.settings import (
+    BIND_HOST_VARIABLE,
+    Mode,
+    Settings,
+    SettingsError,
+    is_loopback_host,
+    load_settings,
+)
 
 # The rest is imported where a command needs it, so that `migrate` and `dev-token` start fast
 # and small.
@@ -86,11 +92,13 @@ def _serve(args: argparse.Namespace) -> None:
     settings = load_settings(os.environ, mode)
     host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
     if settings.embedded:
-        if not _is_loopback(host):
+        if not is_loopback_host(host):
             raise SettingsError(["--host: embedded mode binds to loopback only"])
         prepare_embedded(settings)
         print(EMBEDDED_BANNER.format(dir=settings.data_dir, port=args.port), file=sys.stderr)
         os.environ["FLOWBUILDER_EMBEDDED"] = "1"
+        # The app factory refuses embedded mode unless told, by this, where it is bound.
+        os.environ[BIND_HOST_VARIABLE] = host
     _run_server(host, args.port)
 
 
@@ -178,15 +186,6 @@ def _sweep(args: argparse.Namespace) -> None:
 
     swept = asyncio.run(sweep_secrets(_maintenance_settings(args)))
     print(f"flowbuilder: {swept} unreferenced secret(s) deleted", file=sys.stderr)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ from flowbuilder_adapters.queues.memory import InMemoryDeadLetters, InMemoryExec
 from flowbuilder_adapters.queues.sqs import SqsDeadLetters, SqsExecutionQueue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
-from flowbuilder_adapters.secrets.aws import (
-    DEFAULT_PREFIX,
-    SecretsManagerSecretStore,
-    secrets_manager_client,
-)
+from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.settings import Settings
+from flowbuilder_adapters.settings import (
+    CLERK_FRONTEND_URL_REQUIRED,
+    SECRETS_PREFIX_REQUIRED,
+    Settings,
+    SettingsError,
+)
 from flowbuilder_adapters.sql.outbox import SqlOutbox
 from flowbuilder_adapters.sql.rate_limits import SqlRateLimiter
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
@@ -55,9 +56,10 @@ class DatabaseSecretsProvider(Provider):
 
 
 class SecretsManagerProvider(Provider):
-    """Secrets in AWS Secrets Manager through one aioboto3 client for the process."""
+    """Secrets in AWS Secrets Manager through one aioboto3 client for the process, under the
+    deployment's own `prefix`."""
 
-    def __init__(self, region: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, region: str, *, prefix: str) -> None:
         super().__init__()
         self._region, self._prefix = region, prefix
 
@@ -76,9 +78,13 @@ def keyring_of(settings: Settings) -> Keyring:
 
 
 def secrets_provider(settings: Settings) -> Provider:
-    """The SecretStore the settings call for."""
+    """The SecretStore the settings call for. Secrets Manager without `SECRETS_PREFIX` is
+    refused here for every process (`load_settings` refuses it for serve and worker already):
+    `secrets sweep` would otherwise run under no deployment's prefix."""
     if not settings.secrets_in_database:
-        return SecretsManagerProvider(settings.aws_region)
+        if settings.secrets_prefix is None:
+            raise SettingsError([SECRETS_PREFIX_REQUIRED])
+        return SecretsManagerProvider(settings.aws_region, prefix=settings.secrets_prefix)
     return DatabaseSecretsProvider(keyring_of(settings))
 
 
@@ -170,6 +176,9 @@ class AuthProvider(Provider):
         if settings.embedded:
             yield DevTokenIssuer.load(settings.data_dir).verifier()
             return
+        if settings.clerk_frontend_url is None:
+            # `load_settings` requires it for serve; a verifier built otherwise checks iss too.
+            raise SettingsError([CLERK_FRONTEND_URL_REQUIRED])
         headers = (
             {"Authorization": f"Bearer {settings.clerk_secret_key}"}
             if settings.jwks_uses_backend_api and settings.clerk_secret_key
@@ -179,6 +188,7 @@ class AuthProvider(Provider):
             settings.jwks_url,
             issuer=settings.clerk_frontend_url,
             authorized_parties=settings.clerk_authorized_parties,
+            audience=settings.clerk_audience,
             headers=headers,
         )
         try:
