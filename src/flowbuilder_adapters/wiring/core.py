@@ -18,6 +18,7 @@ from flowbuilder_core.credentials.use_cases import (
     ResolveCredential,
     SweepSecrets,
 )
+from flowbuilder_core.executions.bounds import EngineLimits
 from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.events import FollowExecution
 from flowbuilder_core.executions.model import RunLimits
@@ -113,12 +114,14 @@ class CoreProvider(Provider):
 
 
 class RunsProvider(Provider):
-    """What runs executions (APP): the node runners, the engine, and `RunExecution`, which
-    opens a short scope of its own for each piece of a run's bookkeeping."""
+    """What runs executions (APP): the node runners, the engine (within `limits`, the
+    defaults when None), and `RunExecution`, which opens a short scope of its own for each
+    piece of a run's bookkeeping."""
 
-    def __init__(self, allow_private_network: bool) -> None:
+    def __init__(self, allow_private_network: bool, limits: EngineLimits | None = None) -> None:
         super().__init__()
         self._allow_private_network = allow_private_network
+        self._limits = limits
 
     @provide(scope=Scope.APP)
     async def http_runner(self) -> AsyncIterator[HttpRequestRunner]:
@@ -130,7 +133,8 @@ class RunsProvider(Provider):
 
     @provide(scope=Scope.APP)
     def engine(self, http: HttpRequestRunner, clock: Clock) -> Engine:
-        return Engine({**basic_runners(), "http.request": http}, JmesPathEvaluator(), clock)
+        runners = {**basic_runners(), "http.request": http}
+        return Engine(runners, JmesPathEvaluator(), clock, limits=self._limits)
 
     @provide(scope=Scope.APP)
     def run_execution(

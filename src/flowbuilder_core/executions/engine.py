@@ -25,7 +25,8 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   `skipped` and the outcome is `cancelled`.
 - The first failing node fails the run with `error.node_id`; every node not yet run is
   recorded `skipped`. Error codes: the runner's NodeFailedError code; `expression_error`
-  for a template or expression that cannot be evaluated; `invalid_parameters`;
+  for a template or expression that cannot be evaluated; `output_too_large` and
+  `expression_timeout` (see "Bounds" below); `invalid_parameters`;
   `credential_unavailable` when the node's credential cannot be resolved; `unknown_node_type`
   when no runner serves the type; `internal_error` (generic message, logged with its stack)
   for anything else. A definition whose edges name unknown nodes, or which has a cycle or
@@ -36,6 +37,22 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   `{"truncated_json": <the longest prefix of that JSON text that keeps the stored value
   within MAX_OUTPUT_BYTES>}` with `truncated=True`. Later nodes still see the full output:
   only the record is truncated.
+
+Bounds (`bounds.EngineLimits`, docs/API.md §4): a node whose output, or whose templates' and
+expression's values together, are over `max_node_output_bytes` of JSON, or whose output would
+take the run's context (the input and every output so far) over `max_run_context_bytes`, fails
+with `output_too_large`; one whose expressions take longer than `expression_timeout_s` fails
+with `expression_timeout`. Sizes are measured by `json_size`, which stops at the first byte
+over the limit, before anything is serialized.
+
+How the event loop is kept free: everything whose cost grows with the data runs in a worker
+thread (`asyncio.to_thread`), never on the loop: resolving a node's templates and evaluating
+its expression, measuring, serializing and truncating its output. The evaluator gets the
+node's `Budget` and checks it as it goes, so a runaway expression stops itself at the deadline
+(a thread cannot be killed); since its steps are Python code, the thread gives the GIL up
+every few milliseconds meanwhile, and the loop (other runs, the API's probes in embedded
+mode) keeps going. Should an evaluator ignore its budget, the engine stops waiting for it at
+twice the timeout and fails the node all the same.
 
 Which node types are built in: the engine itself runs the types whose work needs the
 execution context, which a `NodeCall` deliberately does not carry: `trigger.manual` (its
@@ -55,14 +72,17 @@ of the task itself.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
+from flowbuilder_core.executions.bounds import Budget, EngineLimits, json_size, timed_out, too_large
 from flowbuilder_core.executions.errors import ExpressionError, NodeFailedError
 from flowbuilder_core.executions.model import (
     MAX_OUTPUT_BYTES,
@@ -95,6 +115,7 @@ _EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _MAX_REPORTED_PROBLEMS = 5
 _TRUNCATED = "truncated_json"
+_T = TypeVar("_T")
 
 
 class InvalidDefinitionError(ValueError):
@@ -132,13 +153,17 @@ def execution_order(definition: Definition) -> tuple[Node, ...]:
 
 class Engine:
     """Runs definitions; see the module docstring for the rules. Holds no per-run state, so
-    one engine serves any number of concurrent runs."""
+    one engine serves any number of concurrent runs. `monotonic` is the clock of expression
+    deadlines (tests pass a fake one)."""
 
     def __init__(
         self,
         runners: Mapping[str, NodeRunner],
         expressions: ExpressionEvaluator,
         clock: Clock,
+        *,
+        limits: EngineLimits | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         clashes = sorted(BUILT_IN_TYPES.intersection(runners))
         if clashes:
@@ -146,6 +171,8 @@ class Engine:
         self._runners = dict(runners)
         self._expressions = expressions
         self._clock = clock
+        self._limits = limits if limits is not None else EngineLimits()
+        self._monotonic = monotonic
 
     async def run(
         self,
@@ -164,11 +191,18 @@ class Engine:
             return RunOutcome(
                 ExecutionStatus.FAILED, ExecutionError("invalid_definition", str(exc))
             )
+        start = await asyncio.to_thread(_settle, dict(input), _Room.left(self._limits, 0))
+        if start is None:
+            await _skip(order, on_step)
+            limit = self._limits.max_run_context_bytes
+            message = f"The execution input is over {limit} bytes of JSON."
+            return RunOutcome(ExecutionStatus.FAILED, ExecutionError("output_too_large", message))
         incoming: dict[str, list[Edge]] = {node.id: [] for node in order}
         for edge in definition.edges:
             incoming[edge.target].append(edge)
         outputs: dict[str, Json] = {}
-        context: dict[str, Json] = {"input": _plain(input), "nodes": outputs}
+        context: dict[str, Json] = {"input": start.output, "nodes": outputs}
+        used = start.size
         branch_taken: dict[str, str] = {}
         skipped: set[str] = set()
         for position, node in enumerate(order):
@@ -181,23 +215,24 @@ class Engine:
                 return RunOutcome(ExecutionStatus.CANCELLED)
             started_at = self._clock.now()
             await on_step(StepResult(node.id, StepStatus.RUNNING, started_at=started_at))
-            result = await self._run_node(node, owner, context, credentials)
-            stored, truncated = _storable(result.output_json)
+            room = _Room.left(self._limits, used)
+            result = await self._run_node(node, owner, context, credentials, room)
             await on_step(
                 StepResult(
                     node.id,
                     StepStatus.FAILED if result.error else StepStatus.SUCCEEDED,
                     started_at=started_at,
                     finished_at=self._clock.now(),
-                    output=stored,
+                    output=result.stored,
                     error=result.error,
-                    truncated=truncated,
+                    truncated=result.truncated,
                 )
             )
             if result.error is not None:
                 await _skip(order[position + 1 :], on_step)
                 return RunOutcome(ExecutionStatus.FAILED, result.error)
             outputs[node.id] = result.output
+            used += result.size
             if node.type == IF:
                 branch_taken[node.id] = "true" if result.output["result"] else "false"
         return RunOutcome(ExecutionStatus.SUCCEEDED)
@@ -208,25 +243,30 @@ class Engine:
         owner: UserId,
         context: Mapping[str, Json],
         credentials: CredentialResolver,
+        room: _Room,
     ) -> _NodeResult:
         try:
-            output = await self._execute(node, owner, context, credentials)
-            text = _dumps(output)
+            output = await self._execute(node, owner, context, credentials, room)
+            settled = await asyncio.to_thread(_settle, output, room)
+            if settled is None:
+                raise too_large(room.output_message)
         except NodeFailedError as exc:
             error = ExecutionError(exc.code, exc.message, node.id)
             try:
-                return _NodeResult(None, _dumps(exc.output), error)
+                # What a failed node leaves (an HTTP error response) is kept when it fits.
+                kept = await asyncio.to_thread(_settle, exc.output, room)
             except (TypeError, ValueError):
-                return _NodeResult(None, None, error)
+                kept = None
+            if kept is None:
+                return _NodeResult(error=error)
+            return _NodeResult(stored=kept.stored, truncated=kept.truncated, error=error)
         except ExpressionError as exc:
-            return _NodeResult(None, None, ExecutionError("expression_error", str(exc), node.id))
+            return _NodeResult(error=ExecutionError("expression_error", str(exc), node.id))
         except Exception:
             _log.exception("node %s of type %s failed unexpectedly", node.id, node.type)
             message = "The node failed unexpectedly."
-            return _NodeResult(None, None, ExecutionError("internal_error", message, node.id))
-        # The round trip through JSON gives later nodes plain dicts and lists, detached from
-        # whatever the runner keeps.
-        return _NodeResult(json.loads(text), text, None)
+            return _NodeResult(error=ExecutionError("internal_error", message, node.id))
+        return _NodeResult(settled.output, settled.size, settled.stored, settled.truncated)
 
     async def _execute(
         self,
@@ -234,19 +274,24 @@ class Engine:
         owner: UserId,
         context: Mapping[str, Json],
         credentials: CredentialResolver,
+        room: _Room,
     ) -> Json:
         runner = self._runners.get(node.type)
         if runner is None and node.type not in BUILT_IN_TYPES:
             raise NodeFailedError(
                 "unknown_node_type", f"No runner is configured for node type {node.type!r}."
             )
-        parameters = self._resolve_parameters(node, context)
+        budget = Budget(
+            seconds=self._limits.expression_timeout_s,
+            build_limit=self._limits.max_run_context_bytes,
+            monotonic=self._monotonic,
+        )
+        expressions = _Expressions(self._expressions, context, budget, room)
+        parameters, value = await self._off_loop(lambda: expressions.prepare(node), budget)
         if node.type == TRIGGER:
             return context["input"]
         if node.type in _EXPRESSION_PARAMETER:
-            name = _EXPRESSION_PARAMETER[node.type]
-            value = self._evaluate(_unwrap(parameters[name]), context, pointer_join("", name))
-            return {"result": _truthy(value)} if node.type == IF else value
+            return value
         assert runner is not None
         credential = None
         if node.credential_id is not None:
@@ -260,12 +305,54 @@ class Engine:
                 ) from None
         return await runner.run(NodeCall(node, parameters, credential))
 
-    def _resolve_parameters(self, node: Node, context: Mapping[str, Json]) -> dict[str, Json]:
+    async def _off_loop(self, work: Callable[[], _T], budget: Budget) -> _T:
+        """`work()` in a worker thread. It stops itself at the budget's deadline; should it
+        not, the node fails at twice the timeout all the same, and `stop()` makes the thread's
+        next check fail (it cannot be killed). Cancellation stops it the same way."""
+        seconds = self._limits.expression_timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(work), timeout=2 * seconds)
+        except TimeoutError:
+            raise timed_out(seconds) from None
+        finally:
+            budget.stop()
+
+
+class _Expressions:
+    """One node's templates and expression, evaluated in a worker thread within its budget.
+
+    Every value an expression answers (but a `logic.if` condition's, of which only the
+    truthiness is kept) is measured against what is left of the node's room, so that the
+    resolved parameters cannot grow past it either, however often a template repeats a value.
+    """
+
+    def __init__(
+        self,
+        evaluator: ExpressionEvaluator,
+        context: Mapping[str, Json],
+        budget: Budget,
+        room: _Room,
+    ) -> None:
+        self._evaluator, self._context = evaluator, context
+        self._budget, self._room = budget, room
+        self._spent = 0
+
+    def prepare(self, node: Node) -> tuple[dict[str, Json], Json]:
+        """The resolved parameters, and the value of a built-in node (None for the others)."""
+        parameters = self._resolve_parameters(node)
+        name = _EXPRESSION_PARAMETER.get(node.type)
+        if name is None:
+            return parameters, None
+        expression, at = _unwrap(parameters[name]), pointer_join("", name)
+        if node.type == IF:
+            return parameters, {"result": _truthy(self._evaluate(expression, at, measure=False))}
+        # A transform's value is its output: too large, it is the output that is.
+        return parameters, self._evaluate(expression, at, too_large_as=self._room.output_message)
+
+    def _resolve_parameters(self, node: Node) -> dict[str, Json]:
         keep_as_is = _EXPRESSION_PARAMETER.get(node.type)
         resolved: dict[str, Json] = {
-            name: value
-            if name == keep_as_is
-            else self._resolve(value, context, pointer_join("", name))
+            name: value if name == keep_as_is else self._resolve(value, pointer_join("", name))
             for name, value in node.parameters.items()
         }
         node_type = NODE_TYPES.get(node.type)
@@ -278,43 +365,87 @@ class Engine:
                 raise NodeFailedError("invalid_parameters", f"Invalid parameters: {detail}.")
         return resolved
 
-    def _resolve(self, value: Json, context: Mapping[str, Json], at: str) -> Json:
+    def _resolve(self, value: Json, at: str) -> Json:
         if isinstance(value, str):
-            return self._render(value, context, at)
+            return self._render(value, at)
         if isinstance(value, Mapping):
-            return {
-                key: self._resolve(item, context, pointer_join(at, key))
-                for key, item in value.items()
-            }
+            return {key: self._resolve(item, pointer_join(at, key)) for key, item in value.items()}
         if isinstance(value, list | tuple):
             return [
-                self._resolve(item, context, pointer_join(at, index))
-                for index, item in enumerate(value)
+                self._resolve(item, pointer_join(at, index)) for index, item in enumerate(value)
             ]
         return value
 
-    def _render(self, text: str, context: Mapping[str, Json], at: str) -> Json:
+    def _render(self, text: str, at: str) -> Json:
         whole = WHOLE_TEMPLATE.fullmatch(text)
         if whole is not None:
-            return self._evaluate(whole.group(1), context, at)
+            return self._evaluate(whole.group(1), at)
         if "{{" not in text:
             return text
-        return _TEMPLATE.sub(
-            lambda match: _as_text(self._evaluate(match.group(1), context, at)), text
-        )
+        return _TEMPLATE.sub(lambda match: _as_text(self._evaluate(match.group(1), at)), text)
 
-    def _evaluate(self, expression: str, context: Mapping[str, Json], at: str) -> Json:
+    def _evaluate(
+        self, expression: str, at: str, *, measure: bool = True, too_large_as: str | None = None
+    ) -> Json:
         try:
-            return self._expressions.evaluate(expression.strip(), context)
+            value = self._evaluator.evaluate(expression.strip(), self._context, self._budget)
         except ExpressionError as exc:
             raise ExpressionError(f"The expression in {at} cannot be evaluated: {exc}") from None
+        if measure:
+            size = json_size(value, self._room.bytes - self._spent, self._budget.tick)
+            if size is None:
+                raise too_large(too_large_as or self._room.values_message)
+            self._spent += size
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Room:
+    """What a node may still add to the run: `bytes` of JSON, bound by the node's own limit or,
+    when less than that is left (`by_context`), by the run's context limit."""
+
+    bytes: int
+    by_context: bool
+    context_bytes: int
+
+    @classmethod
+    def left(cls, limits: EngineLimits, used: int) -> _Room:
+        left = limits.max_run_context_bytes - used
+        by_context = left < limits.max_node_output_bytes
+        bytes_ = left if by_context else limits.max_node_output_bytes
+        return cls(max(bytes_, 0), by_context, limits.max_run_context_bytes)
+
+    @property
+    def output_message(self) -> str:
+        return self._message("The node's output is")
+
+    @property
+    def values_message(self) -> str:
+        return self._message("The values of the node's expressions are")
+
+    def _message(self, what: str) -> str:
+        if self.by_context:
+            return f"The run's outputs would be over {self.context_bytes} bytes of JSON."
+        return f"{what} over {self.bytes} bytes of JSON."
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    """An output measured, detached (a JSON round trip) and made storable."""
+
+    output: Json
+    size: int
+    stored: Json
+    truncated: bool
 
 
 @dataclass(frozen=True, slots=True)
 class _NodeResult:
-    output: Json
-    output_json: str | None
-    error: ExecutionError | None
+    output: Json = None
+    size: int = 0
+    stored: Json = None
+    truncated: bool = False
+    error: ExecutionError | None = None
 
 
 def _is_dead(edges: Sequence[Edge], skipped: set[str], branch_taken: Mapping[str, str]) -> bool:
@@ -362,15 +493,23 @@ def _dumps(value: Json) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _plain(value: Mapping[str, Json]) -> Json:
-    return json.loads(_dumps(dict(value)))
+def _settle(output: Json, room: _Room) -> _Settled | None:
+    """`output` measured, detached and made storable; None when it is larger than `room`.
+    Raises TypeError or ValueError for what is not JSON. Run in a worker thread: its cost
+    grows with the output (up to the room's size, no further)."""
+    size = json_size(output, room.bytes)
+    if size is None:
+        return None
+    text = _dumps(output)
+    # The round trip through JSON gives later nodes plain dicts and lists, detached from
+    # whatever the runner keeps.
+    stored, truncated = _storable(text, size)
+    return _Settled(json.loads(text), size, stored, truncated)
 
 
-def _storable(text: str | None) -> tuple[Json, bool]:
+def _storable(text: str, size: int) -> tuple[Json, bool]:
     """The output as recorded, and whether it was truncated (see the module docstring)."""
-    if text is None:
-        return None, False
-    if _size(text) <= MAX_OUTPUT_BYTES:
+    if size <= MAX_OUTPUT_BYTES:
         return json.loads(text), False
     # The longest prefix whose stored form fits: a binary search, as escaping makes the
     # stored size of a prefix grow unevenly. Slicing by code point never splits a character.

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from flowbuilder_core.credentials.model import SecretData
+from flowbuilder_core.executions.bounds import Budget
 from flowbuilder_core.executions.model import (
     Execution,
     ExecutionId,
@@ -179,9 +180,16 @@ class RateLimiter(Protocol):
 
 
 class ExpressionEvaluator(Protocol):
-    """Evaluates JMESPath expressions over JSON data. Raises ExpressionError."""
+    """Evaluates JMESPath expressions over JSON data. Raises ExpressionError.
 
-    def evaluate(self, expression: str, data: Json) -> Json: ...
+    Called in a worker thread. It must keep within `budget` (see `bounds.Budget`): call
+    `budget.tick()` at least every few milliseconds of work and `budget.charge(n)` for every
+    array, object or string of size n it builds, let the NodeFailedError they raise through,
+    and never spend long in one step that cannot check (a C routine over a value of unbounded
+    size holds the GIL, and with it every other thread, the event loop's included).
+    """
+
+    def evaluate(self, expression: str, data: Json, budget: Budget) -> Json: ...
 
 
 @dataclass(frozen=True, slots=True)
