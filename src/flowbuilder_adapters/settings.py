@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from flowbuilder_adapters.secrets.keyring import Keyring, KeyringError
+from flowbuilder_core.executions.bounds import EngineLimits
 
 EMBEDDED_DIR = Path(".flowbuilder")
 EMBEDDED_ISSUER = "flowbuilder-embedded"
@@ -89,6 +90,7 @@ class Settings:
     versions_kept_per_workflow: int = 100
     write_rate_per_second: int = 10
     write_rate_burst: int = 100
+    engine_limits: EngineLimits = field(default_factory=EngineLimits)
     data_dir: Path = EMBEDDED_DIR
 
     @property
@@ -126,6 +128,7 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
     database_url = reader.database_url(
         default_sqlite=(data_dir / "flowbuilder.db") if embedded else None
     )
+    limits = EngineLimits()  # the defaults
     settings = Settings(
         mode=mode,
         database_url=database_url,
@@ -153,6 +156,17 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         versions_kept_per_workflow=reader.positive_int("VERSIONS_KEPT_PER_WORKFLOW", 100),
         write_rate_per_second=reader.positive_int("WRITE_RATE_PER_SECOND", 10),
         write_rate_burst=reader.positive_int("WRITE_RATE_BURST", 100),
+        engine_limits=EngineLimits(
+            max_node_output_bytes=reader.positive_int(
+                "MAX_NODE_OUTPUT_BYTES", limits.max_node_output_bytes
+            ),
+            max_run_context_bytes=reader.positive_int(
+                "MAX_RUN_CONTEXT_BYTES", limits.max_run_context_bytes
+            ),
+            expression_timeout_s=reader.positive_number(
+                "EXPRESSION_TIMEOUT_S", limits.expression_timeout_s
+            ),
+        ),
         data_dir=data_dir,
     )
     if (
@@ -298,6 +312,19 @@ class _Reader:
             self._fail(name, "must be a positive integer")
             return default
         return int(value)
+
+    def positive_number(self, name: str, default: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = 0.0
+        if not 0 < number < float("inf"):
+            self._fail(name, "must be a positive number")
+            return default
+        return number
 
     def strict_comma_set(self, name: str) -> frozenset[str] | None:
         """A comma-separated allowlist: None when the variable is absent; present but naming

@@ -44,6 +44,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
         "MAX_",
         "RUN_TIMEOUT",
         "VERSIONS_KEPT",
+        "EXPRESSION_TIMEOUT_S",
         "FLOWBUILDER_",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(names)}

@@ -102,7 +102,7 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
         secrets_provider(settings),
         queue_provider(settings),
         outbox_provider(settings),
-        RunsProvider(settings.http_node_allow_private_network),
+        RunsProvider(settings.http_node_allow_private_network, settings.engine_limits),
         ScopesProvider(),
         BackgroundProvider(
             relay=settings.mode is not Mode.WORKER,
