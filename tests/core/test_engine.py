@@ -775,6 +775,40 @@ async def test_a_failed_nodes_output_too_large_to_keep_is_dropped_but_its_error_
     assert step.output is None
 
 
+# --- bad bytes ---------------------------------------------------------------------------
+
+
+async def test_a_nul_in_an_output_is_recorded_as_a_replacement_character_not_for_later_nodes() -> (
+    None
+):
+    # JMESPath literals are JSON: `"\u0000"` in the expression is a NUL in the value; the
+    # text "\\u0000" (an escaped backslash, then u0000) is no NUL and must stay as it is.
+    expression = '`{"a\\u0000": ["b\\u0000", "c\\\\u0000"]}`'
+    nodes = (
+        START,
+        make_node("nul", "data.transform", expression=expression),
+        make_node("sees", "data.transform", expression="keys(nodes.nul)[0]"),
+    )
+
+    result = await run(nodes, chain("start", "nul", "sees"))
+
+    assert result.outcome.status is ExecutionStatus.SUCCEEDED
+    assert result.output("nul") == {"a\ufffd": ["b\ufffd", "c\\u0000"]}
+    assert result.output("sees") == "a\ufffd"
+    assert result.final("sees").truncated is False
+
+
+async def test_a_nul_in_a_failed_nodes_message_is_recorded_as_a_replacement_character() -> None:
+    http = FakeHttpRunner({"fetch": NodeFailedError("http_status", "bad\x00byte")})
+    fetch = make_node("fetch", "http.request", method="GET", url="https://x.test")
+
+    result = await run((START, fetch), chain("start", "fetch"), http=http)
+
+    error = result.outcome.error
+    assert error is not None
+    assert error.message == "bad\ufffdbyte"
+
+
 # --- cancellation ------------------------------------------------------------------------
 
 

@@ -35,8 +35,9 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   `started_at`/`finished_at` from the clock. Skipped steps carry no timestamps.
 - A stored output whose compact JSON (UTF-8) is over MAX_OUTPUT_BYTES becomes
   `{"truncated_json": <the longest prefix of that JSON text that keeps the stored value
-  within MAX_OUTPUT_BYTES>}` with `truncated=True`. Later nodes still see the full output:
-  only the record is truncated.
+  within MAX_OUTPUT_BYTES>}` with `truncated=True`. A NUL character, which no database
+  stores in JSON, is recorded as U+FFFD (in keys too, and in error messages). Later nodes
+  still see the full output: only the record is truncated or escaped.
 
 Bounds (`bounds.EngineLimits`, docs/API.md §4): a node whose output, or whose templates' and
 expression's values together, are over `max_node_output_bytes` of JSON, or whose output would
@@ -115,6 +116,9 @@ _EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _MAX_REPORTED_PROBLEMS = 5
 _TRUNCATED = "truncated_json"
+# A NUL written by json.dumps, `\u0000` in the text, unless that backslash is itself the
+# second half of an escaped backslash (`\\u0000` is the text "\u0000", no NUL at all).
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _T = TypeVar("_T")
 
 
@@ -251,7 +255,7 @@ class Engine:
             if settled is None:
                 raise too_large(room.output_message)
         except NodeFailedError as exc:
-            error = ExecutionError(exc.code, exc.message, node.id)
+            error = ExecutionError(exc.code, _printable(exc.message), node.id)
             try:
                 # What a failed node leaves (an HTTP error response) is kept when it fits.
                 kept = await asyncio.to_thread(_settle, exc.output, room)
@@ -261,7 +265,8 @@ class Engine:
                 return _NodeResult(error=error)
             return _NodeResult(stored=kept.stored, truncated=kept.truncated, error=error)
         except ExpressionError as exc:
-            return _NodeResult(error=ExecutionError("expression_error", str(exc), node.id))
+            message = _printable(str(exc))
+            return _NodeResult(error=ExecutionError("expression_error", message, node.id))
         except Exception:
             _log.exception("node %s of type %s failed unexpectedly", node.id, node.type)
             message = "The node failed unexpectedly."
@@ -493,6 +498,11 @@ def _dumps(value: Json) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+def _printable(message: str) -> str:
+    """A message as recorded: no database keeps a NUL in text."""
+    return message.replace("\x00", "\ufffd")
+
+
 def _settle(output: Json, room: _Room) -> _Settled | None:
     """`output` measured, detached and made storable; None when it is larger than `room`.
     Raises TypeError or ValueError for what is not JSON. Run in a worker thread: its cost
@@ -510,9 +520,12 @@ def _settle(output: Json, room: _Room) -> _Settled | None:
 def _storable(text: str, size: int) -> tuple[Json, bool]:
     """The output as recorded, and whether it was truncated (see the module docstring)."""
     if size <= MAX_OUTPUT_BYTES:
+        if "\\u0000" in text:
+            text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
         return json.loads(text), False
     # The longest prefix whose stored form fits: a binary search, as escaping makes the
     # stored size of a prefix grow unevenly. Slicing by code point never splits a character.
+    # (The prefix is JSON text, where a NUL is the six characters `\u0000`: storable.)
     overhead = _size(_dumps({_TRUNCATED: ""}))
     low, high = 0, min(len(text), MAX_OUTPUT_BYTES)
     while low < high:
