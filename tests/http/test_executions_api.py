@@ -109,6 +109,30 @@ async def test_input_must_be_an_object_of_at_most_64_kib(client: Client, auth: A
     assert too_big.json()["errors"][0]["field"] == "/input"
 
 
+async def test_input_with_a_nul_or_nested_too_deeply_is_422_naming_each_value(
+    client: Client, auth: Auth, store: MemoryStore
+) -> None:
+    url = await workflow(client, auth)
+    deep: Any = "bottom"
+    for _ in range(70):
+        deep = [deep]
+
+    response = await execute(
+        client,
+        auth,
+        url,
+        json={"input": {"note": "a\u0000b", "items": [{"ok": 1}, {"k\u0000": 2}], "deep": deep}},
+    )
+
+    assert response.status_code == 422
+    assert [(e["field"], e["message"]) for e in response.json()["errors"]] == [
+        ("/input/deep" + "/0" * 64, "must not be nested deeper than 64 levels"),
+        ("/input/items/1", "keys must not contain the NUL character"),
+        ("/input/note", "must not contain the NUL character"),
+    ]
+    assert store.executions == {}
+
+
 async def test_get_and_lists_show_an_execution_lists_without_input_or_steps(
     client: Client, auth: Auth
 ) -> None:
