@@ -248,7 +248,7 @@ def varied_data() -> dict[str, Any]:
         "sort(floats)",
         "sort(strs)",
         "sort_by(objs, &k)",  # ties keep their order
-        "sort_by(objs, &to_string(k))",
+        "sort_by(objs[:20000], &to_string(k))",
         "max(ints)",
         "min(ints)",
         "max(strs)",

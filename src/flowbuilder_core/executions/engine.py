@@ -48,7 +48,10 @@ over the limit, before anything is serialized.
 
 How the event loop is kept free: everything whose cost grows with the data runs in a worker
 thread (`asyncio.to_thread`), never on the loop: resolving a node's templates and evaluating
-its expression, measuring, serializing and truncating its output. The evaluator gets the
+its expression, measuring, serializing and truncating its output. (Two things stay on the
+loop, because a thread would cost more than they do: an output of at most 16 KiB, which a
+walk that stops at 16 KiB tells, and the parameters of a node without any template, a copy
+of its definition.) The evaluator gets the
 node's `Budget` and checks it as it goes, so a runaway expression stops itself at the deadline
 (a thread cannot be killed); since its steps are Python code, the thread gives the GIL up
 every few milliseconds meanwhile, and the loop (other runs, the API's probes in embedded
@@ -81,7 +84,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from flowbuilder_core.executions.bounds import Budget, EngineLimits, json_size, timed_out, too_large
 from flowbuilder_core.executions.errors import ExpressionError, NodeFailedError
@@ -115,6 +118,9 @@ BUILT_IN_TYPES: Final = frozenset({TRIGGER, IF, TRANSFORM})
 _EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _MAX_REPORTED_PROBLEMS = 5
+_SETTLE_HERE_BYTES: Final = 16 * 1024
+"""An output this small is measured and serialized on the event loop (well under 1 ms)."""
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _TRUNCATED = "truncated_json"
 # A NUL written by json.dumps, `\u0000` in the text, unless that backslash is itself the
 # second half of an escaped backslash (`\\u0000` is the text "\u0000", no NUL at all).
@@ -195,7 +201,7 @@ class Engine:
             return RunOutcome(
                 ExecutionStatus.FAILED, ExecutionError("invalid_definition", str(exc))
             )
-        start = await asyncio.to_thread(_settle, dict(input), _Room.left(self._limits, 0))
+        start = await _settle_beside_the_loop(dict(input), _Room.left(self._limits, 0))
         if start is None:
             await _skip(order, on_step)
             limit = self._limits.max_run_context_bytes
@@ -251,14 +257,14 @@ class Engine:
     ) -> _NodeResult:
         try:
             output = await self._execute(node, owner, context, credentials, room)
-            settled = await asyncio.to_thread(_settle, output, room)
+            settled = await _settle_beside_the_loop(output, room)
             if settled is None:
                 raise too_large(room.output_message)
         except NodeFailedError as exc:
             error = ExecutionError(exc.code, _printable(exc.message), node.id)
             try:
                 # What a failed node leaves (an HTTP error response) is kept when it fits.
-                kept = await asyncio.to_thread(_settle, exc.output, room)
+                kept = await _settle_beside_the_loop(exc.output, room)
             except (TypeError, ValueError):
                 kept = None
             if kept is None:
@@ -292,7 +298,12 @@ class Engine:
             monotonic=self._monotonic,
         )
         expressions = _Expressions(self._expressions, context, budget, room)
-        parameters, value = await self._off_loop(lambda: expressions.prepare(node), budget)
+        if node.type in _EXPRESSION_PARAMETER or _has_template(node.parameters):
+            parameters, value = await self._off_loop(lambda: expressions.prepare(node), budget)
+        else:
+            # Nothing to evaluate: a copy of the definition's own parameters, checked. Its cost
+            # is bounded by the definition's size, less than a thread would cost.
+            parameters, value = expressions.prepare(node)
         if node.type == TRIGGER:
             return context["input"]
         if node.type in _EXPRESSION_PARAMETER:
@@ -503,18 +514,116 @@ def _printable(message: str) -> str:
     return message.replace("\x00", "\ufffd")
 
 
-def _settle(output: Json, room: _Room) -> _Settled | None:
+async def _settle_beside_the_loop(output: Json, room: _Room) -> _Settled | None:
+    """`_settle` in a worker thread, but for an output small enough (`_SETTLE_HERE_BYTES`)
+    that settling it costs less than the thread would: that takes a bounded walk to know."""
+    if json_size(output, min(room.bytes, _SETTLE_HERE_BYTES)) is not None:
+        return _settle(output, room, small=True)
+    return await asyncio.to_thread(_settle, output, room)
+
+
+def _has_template(value: Json) -> bool:
+    """Whether a `{{` appears in any string of `value` (iteratively: depth cannot hurt)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "{{" in item:
+                return True
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _settle(output: Json, room: _Room, *, small: bool = False) -> _Settled | None:
     """`output` measured, detached and made storable; None when it is larger than `room`.
-    Raises TypeError or ValueError for what is not JSON. Run in a worker thread: its cost
-    grows with the output (up to the room's size, no further)."""
-    size = json_size(output, room.bytes)
-    if size is None:
+    Raises TypeError or ValueError for what is not JSON.
+
+    The C encoder and decoder hold the GIL for as long as they work (over 100 ms for a
+    megabyte of small items), so only a `small` output goes through them. Any other goes
+    through the standard library's own Python encoder, which writes exactly what json.dumps
+    writes, piece by piece, and stops at the room's size, and is detached by a Python walk:
+    slower, but the event loop's thread gets the GIL every few milliseconds meanwhile."""
+    if small:
+        text = _dumps(output)
+        # The round trip through JSON gives later nodes plain dicts and lists, detached from
+        # whatever the runner keeps.
+        plain = json.loads(text)
+    else:
+        pieces = _compact_json(output, room.bytes)
+        if pieces is None:
+            return None
+        text, plain = pieces, _detached(output)
+    size = _size(text)
+    if size > room.bytes:
         return None
-    text = _dumps(output)
-    # The round trip through JSON gives later nodes plain dicts and lists, detached from
-    # whatever the runner keeps.
     stored, truncated = _storable(text, size)
-    return _Settled(json.loads(text), size, stored, truncated)
+    return _Settled(plain, size, stored, truncated)
+
+
+def _compact_json(value: Json, limit: int) -> str | None:
+    """`_dumps(value)`, or None once it is over `limit` characters (and so over as many bytes)."""
+    pieces: list[str] = []
+    length = 0
+    for piece in _ENCODER.iterencode(value):
+        length += len(piece)
+        if length > limit:
+            return None
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+def _detached(value: Json) -> Json:
+    """What `json.loads(_dumps(value))` answers (plain dicts and lists, keys as JSON writes
+    them, in their order), copied by an iterative walk. `value` has been serialized already,
+    so it is JSON. Only containers wait on the stack: a tuple for every item would be garbage
+    for the collector, whose full passes hold the GIL for as long as they take."""
+    if not isinstance(value, dict | list | tuple):
+        return _scalar(value)
+    root: list[Json] = [None]
+    pending: list[tuple[Json, Any, int | str]] = [(value, root, 0)]
+    while pending:
+        item, parent, key = pending.pop()
+        copy: Any
+        if isinstance(item, dict):
+            copy = {}
+            for name, member in item.items():
+                json_name = _json_key(name)
+                if isinstance(member, dict | list | tuple):
+                    copy[json_name] = None
+                    pending.append((member, copy, json_name))
+                else:
+                    copy[json_name] = _scalar(member)
+        else:
+            copy = []
+            for index, member in enumerate(item):
+                if isinstance(member, dict | list | tuple):
+                    copy.append(None)
+                    pending.append((member, copy, index))
+                else:
+                    copy.append(_scalar(member))
+        parent[key] = copy
+    return root[0]
+
+
+def _scalar(value: Json) -> Json:
+    """A JSON scalar as json.loads would give it back (a subclass becomes its base type)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    return float(value)
+
+
+def _json_key(key: object) -> str:
+    """A key as json.dumps writes it (it accepts a few scalars besides strings)."""
+    if isinstance(key, str):
+        return str(key)
+    return _dumps(key)
 
 
 def _storable(text: str, size: int) -> tuple[Json, bool]:
