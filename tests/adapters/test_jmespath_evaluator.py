@@ -183,6 +183,19 @@ def test_values_that_share_references_are_never_serialized_over_the_allowance(
     assert serialized == []
 
 
+def test_join_refuses_to_build_a_string_over_the_allowance_and_charges_it_once() -> None:
+    data = {"parts": ["x" * 1000] * 100}  # 100,000 characters once joined
+
+    expect_failure(
+        "output_too_large", "join('', parts)", data, Budget(seconds=60, build_limit=99_999)
+    )
+    joined = JmesPathEvaluator().evaluate(
+        "length(join('', parts))", data, Budget(seconds=60, build_limit=100_000)
+    )
+
+    assert joined == 100_000
+
+
 @pytest.mark.parametrize(
     "expression",
     [

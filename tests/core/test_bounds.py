@@ -149,6 +149,17 @@ def test_a_budget_allows_building_its_limit_and_not_one_more() -> None:
     assert "more than 100 array items" in caught.value.message
 
 
+def test_a_budget_says_whether_so_much_can_still_be_built_without_charging_it() -> None:
+    budget = Budget(seconds=60, build_limit=100, monotonic=FakeMonotonic())
+    budget.check_room(100)
+    budget.charge(100)
+
+    with pytest.raises(NodeFailedError) as caught:
+        budget.check_room(1)
+
+    assert caught.value.code == "output_too_large"
+
+
 def test_a_budget_says_whether_a_value_can_still_be_serialized() -> None:
     budget = Budget(seconds=60, build_limit=100, monotonic=FakeMonotonic())
     budget.charge(90)

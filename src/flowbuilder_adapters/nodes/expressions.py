@@ -155,7 +155,7 @@ class _BoundedFunctions(Functions):  # type: ignore[misc]
             length += len(item)
             if not index & _TICK_EVERY:
                 self._budget.tick()
-        self._budget.charge(length)
+        self._budget.check_room(length)  # the interpreter charges the string once built
         return separator.join(array)
 
     @signature({"types": ["array", "string"]}, {"types": []})  # type: ignore[untyped-decorator]

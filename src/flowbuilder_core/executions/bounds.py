@@ -68,8 +68,9 @@ class Budget:
     The evaluator calls `tick()` every few thousand steps at most (it raises the node's
     `expression_timeout` once the deadline has passed or the engine gave up on the node with
     `stop()`), and `charge(n)` for each array, object or string of size n it builds (it raises
-    `output_too_large` once the allowance is spent). Both raise NodeFailedError, which an
-    evaluator must let through. `stop()` is called from another thread than the others.
+    `output_too_large` once the allowance is spent); before one step that builds much at once,
+    `check_room` or `check_buildable`. All raise NodeFailedError, which an evaluator must let
+    through. `stop()` is called from another thread than the others.
     """
 
     def __init__(
@@ -93,6 +94,12 @@ class Budget:
     def charge(self, units: int) -> None:
         self._build_left -= units
         if self._build_left < 0:
+            raise self._overbuilt()
+
+    def check_room(self, units: int) -> None:
+        """Raise `output_too_large` unless `units` more fit in what is left to build: for an
+        evaluator about to build that much in one step (it charges it once built)."""
+        if units > self._build_left:
             raise self._overbuilt()
 
     def check_buildable(self, value: object) -> None:
