@@ -818,6 +818,30 @@ async def test_a_failed_nodes_output_too_large_to_keep_is_dropped_but_its_error_
     assert step.output is None
 
 
+async def test_a_failed_nodes_output_that_cannot_be_serialized_is_dropped_but_its_error_stays() -> (
+    None
+):
+    deep: Any = "bottom"
+    for _ in range(5_000):
+        deep = [deep]
+    failures = {
+        "nan": NodeFailedError("http_status", "Not JSON.", output=float("nan")),
+        "deep": NodeFailedError("http_status", "Too deep.", output=deep),
+    }
+    http = FakeHttpRunner(failures)
+    nodes = tuple(
+        make_node(name, "http.request", method="GET", url="https://x.test") for name in failures
+    )
+
+    for node in nodes:
+        result = await run((START, node), chain("start", node.id), http=http)
+
+        step = result.final(node.id)
+        assert step.error is not None
+        assert step.error.code == "http_status"
+        assert step.output is None
+
+
 # --- bad bytes ---------------------------------------------------------------------------
 
 

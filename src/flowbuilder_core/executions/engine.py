@@ -265,7 +265,7 @@ class Engine:
             try:
                 # What a failed node leaves (an HTTP error response) is kept when it fits.
                 kept = await _settle_beside_the_loop(exc.output, room)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):  # not JSON, or nested too deeply
                 kept = None
             if kept is None:
                 return _NodeResult(error=error)
