@@ -693,6 +693,20 @@ async def test_an_execution_input_over_the_run_context_limit_fails_the_run_befor
     assert result.statuses() == {"start": StepStatus.SKIPPED, "a": StepStatus.SKIPPED}
 
 
+async def test_an_input_over_the_node_limit_but_within_the_context_limit_fails_the_trigger() -> (
+    None
+):
+    limits = EngineLimits(max_node_output_bytes=100, max_run_context_bytes=1_000)
+    nodes = (START, make_set("a", 1))
+
+    result = await run(nodes, chain("start", "a"), input={"big": "x" * 200}, limits=limits)
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("output_too_large", "start")
+    assert error.message == "The node's output is over 100 bytes of JSON."
+
+
 async def test_a_condition_is_not_limited_by_the_size_of_the_value_it_tests() -> None:
     nodes = (START, make_node("check", "logic.if", condition=DOUBLING))
 

@@ -51,12 +51,12 @@ thread (`asyncio.to_thread`), never on the loop: resolving a node's templates an
 its expression, measuring, serializing and truncating its output. (Two things stay on the
 loop, because a thread would cost more than they do: an output of at most 16 KiB, which a
 walk that stops at 16 KiB tells, and the parameters of a node without any template, a copy
-of its definition.) The evaluator gets the
-node's `Budget` and checks it as it goes, so a runaway expression stops itself at the deadline
-(a thread cannot be killed); since its steps are Python code, the thread gives the GIL up
-every few milliseconds meanwhile, and the loop (other runs, the API's probes in embedded
-mode) keeps going. Should an evaluator ignore its budget, the engine stops waiting for it at
-twice the timeout and fails the node all the same.
+of its definition.) The evaluator gets the node's `Budget` and checks it as it goes, so a
+runaway expression stops itself at the deadline (a thread cannot be killed); since its steps
+are Python code, the thread gives the GIL up every few milliseconds meanwhile, and the loop
+(other runs, the API's probes in embedded mode) keeps going. Large outputs are serialized by
+Python code for the same reason (see `_settle`). Should an evaluator ignore its budget, the
+engine stops waiting for it at twice the timeout and fails the node all the same.
 
 Which node types are built in: the engine itself runs the types whose work needs the
 execution context, which a `NodeCall` deliberately does not carry: `trigger.manual` (its
@@ -201,10 +201,10 @@ class Engine:
             return RunOutcome(
                 ExecutionStatus.FAILED, ExecutionError("invalid_definition", str(exc))
             )
-        start = await _settle_beside_the_loop(dict(input), _Room.left(self._limits, 0))
+        limit = self._limits.max_run_context_bytes
+        start = await _settle_beside_the_loop(dict(input), _Room(limit, True, limit))
         if start is None:
             await _skip(order, on_step)
-            limit = self._limits.max_run_context_bytes
             message = f"The execution input is over {limit} bytes of JSON."
             return RunOutcome(ExecutionStatus.FAILED, ExecutionError("output_too_large", message))
         incoming: dict[str, list[Edge]] = {node.id: [] for node in order}
