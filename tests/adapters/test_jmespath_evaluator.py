@@ -280,6 +280,8 @@ def varied_data() -> dict[str, Any]:
         "contains(`[1]`, mixed.t)",
         "to_string(pair)",
         "to_string(objs[:3])",
+        "to_string(objs)",  # large enough to be written by the Python encoder
+        "to_string(strs)",
         "sort(`[]`)",
         "max(`[]`)",
         "avg(`[]`)",

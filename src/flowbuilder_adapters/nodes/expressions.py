@@ -13,7 +13,8 @@ be stopped from outside, so the evaluation stops itself:
   for them) and cannot check anything, and some of that work has no bound: comparing or
   serializing a value that shares references (`{a: @, b: @}`, stage after stage) costs as
   much as its JSON, which doubles at every stage. Those are replaced here: `==`, `!=` and
-  `contains()` compare by an iterative walk, `to_string()` measures before it serializes,
+  `contains()` compare by an iterative walk, `to_string()` measures before it serializes (and
+  writes a large value with the Python encoder),
   `join()` counts before it joins, and `sort()`, `sort_by()`, `max()`, `min()`, `sum()` and
   `avg()` work in slices of `_SLICE` items (a merge of sorted slices for the sorts), each a few
   milliseconds at most, checking between them. What is left in C is linear in a value the
@@ -43,6 +44,12 @@ from flowbuilder_core.executions.ports import ExpressionEvaluator
 
 _SLICE: Final = 1 << 14
 """Items one C call may work on at a time (sorting 16,384 numbers takes about 2 ms)."""
+
+_SMALL_JSON: Final = 64 * 1024
+"""JSON this small is written by the C encoder (well under a millisecond)."""
+
+_TO_STRING: Final = json.JSONEncoder(separators=(",", ":"), default=str)
+"""What jmespath's to_string() writes with json.dumps."""
 
 _TICK_EVERY: Final = 511
 """Interpreter steps between two deadline checks (a mask: a check every 512 steps)."""
@@ -143,10 +150,14 @@ class _BoundedFunctions(Functions):  # type: ignore[misc]
             return arg
         # Measured first, stopping at the first byte over what is left to build.
         try:
-            self._budget.check_buildable(arg)
+            size = self._budget.check_buildable(arg)
         except TypeError:  # an expression reference (`&a`): jmespath would print its repr
             raise exceptions.JMESPathTypeError("to_string", arg, "expref", ["JSON"]) from None
-        return json.dumps(arg, separators=(",", ":"), default=str)
+        if size <= _SMALL_JSON:
+            return json.dumps(arg, separators=(",", ":"), default=str)
+        # The same text from the standard library's Python encoder, piece by piece: the C one
+        # would hold the GIL for all of it.
+        return "".join(_TO_STRING.iterencode(arg))
 
     @signature({"types": ["string"]}, {"types": ["array-string"]})  # type: ignore[untyped-decorator]
     def _func_join(self, separator: str, array: list[str]) -> str:

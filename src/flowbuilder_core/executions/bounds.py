@@ -102,11 +102,14 @@ class Budget:
         if units > self._build_left:
             raise self._overbuilt()
 
-    def check_buildable(self, value: object) -> None:
-        """Raise `output_too_large` unless `value`'s JSON fits in what is left to build: for
-        an evaluator about to serialize it. Raises TypeError for what is not JSON."""
-        if json_size(value, max(self._build_left, 0), self.tick) is None:
+    def check_buildable(self, value: object) -> int:
+        """The size of `value`'s JSON if it fits in what is left to build, else raise
+        `output_too_large`: for an evaluator about to serialize it. Raises TypeError for what
+        is not JSON."""
+        size = json_size(value, max(self._build_left, 0), self.tick)
+        if size is None:
             raise self._overbuilt()
+        return size
 
     def _overbuilt(self) -> NodeFailedError:
         return too_large(
