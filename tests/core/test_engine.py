@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -817,6 +818,40 @@ async def test_an_evaluator_that_ignores_its_budget_is_abandoned_and_told_to_sto
     assert (error.code, error.node_id) == ("expression_timeout", "slow")
     with pytest.raises(NodeFailedError):
         evaluator.budgets[0].tick()
+
+
+class CheckingEvaluator:
+    """An evaluator that works until its budget says stop, and notes when it stopped."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+
+    def evaluate(self, expression: str, data: Json, budget: Budget) -> Json:
+        self.started.set()
+        try:
+            while True:
+                budget.tick()
+                time.sleep(0.001)
+        finally:
+            self.stopped.set()
+
+
+async def test_cancelling_a_run_stops_the_thread_evaluating_its_expression() -> None:
+    evaluator = CheckingEvaluator()
+    limits = EngineLimits(expression_timeout_s=60)
+    nodes = (START, make_node("busy", "data.transform", expression="a"))
+
+    running = asyncio.create_task(
+        run(nodes, chain("start", "busy"), limits=limits, expressions=evaluator)
+    )
+    assert await asyncio.to_thread(evaluator.started.wait, 5)
+    running.cancel()  # a run deadline, or a worker stopping
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    # Long before the expression's own 60 s deadline.
+    assert await asyncio.to_thread(evaluator.stopped.wait, 5)
 
 
 async def test_a_failed_nodes_output_too_large_to_keep_is_dropped_but_its_error_stays() -> None:
