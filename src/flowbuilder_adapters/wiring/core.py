@@ -114,14 +114,16 @@ class CoreProvider(Provider):
 
 
 class RunsProvider(Provider):
-    """What runs executions (APP): the node runners, the engine (within `limits`, the
+    """What runs executions (APP): the node runners, the engine (within `engine_limits`, the
     defaults when None), and `RunExecution`, which opens a short scope of its own for each
     piece of a run's bookkeeping."""
 
-    def __init__(self, allow_private_network: bool, limits: EngineLimits | None = None) -> None:
+    def __init__(
+        self, allow_private_network: bool, engine_limits: EngineLimits | None = None
+    ) -> None:
         super().__init__()
         self._allow_private_network = allow_private_network
-        self._limits = limits
+        self._engine_limits = engine_limits
 
     @provide(scope=Scope.APP)
     async def http_runner(self) -> AsyncIterator[HttpRequestRunner]:
@@ -134,7 +136,7 @@ class RunsProvider(Provider):
     @provide(scope=Scope.APP)
     def engine(self, http: HttpRequestRunner, clock: Clock) -> Engine:
         runners = {**basic_runners(), "http.request": http}
-        return Engine(runners, JmesPathEvaluator(), clock, limits=self._limits)
+        return Engine(runners, JmesPathEvaluator(), clock, limits=self._engine_limits)
 
     @provide(scope=Scope.APP)
     def run_execution(

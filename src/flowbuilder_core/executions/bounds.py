@@ -38,8 +38,9 @@ MiB: Final = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class EngineLimits:
-    """The bounds of one run (settings `MAX_NODE_OUTPUT_BYTES`, `MAX_RUN_CONTEXT_BYTES` and
-    `EXPRESSION_TIMEOUT_S`)."""
+    """What the engine lets one run build, and its expressions take (settings
+    `MAX_NODE_OUTPUT_BYTES`, `MAX_RUN_CONTEXT_BYTES` and `EXPRESSION_TIMEOUT_S`). Not to be
+    confused with `model.RunLimits`, how many runs a user may have and for how long."""
 
     max_node_output_bytes: int = MiB
     max_run_context_bytes: int = 8 * MiB

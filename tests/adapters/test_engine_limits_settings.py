@@ -1,4 +1,4 @@
-"""The run limits come from the environment (docs/API.md §5) and reach the engine."""
+"""The engine's limits come from the environment (docs/API.md §5) and reach the engine."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_the_engine_limits_are_read_from_the_environment() -> None:
         ("EXPRESSION_TIMEOUT_S", "inf", "must be a positive number"),
     ],
 )
-def test_an_invalid_run_limit_is_a_settings_error_naming_it(
+def test_an_invalid_engine_limit_is_a_settings_error_naming_it(
     name: str, value: str, problem: str
 ) -> None:
     with pytest.raises(SettingsError) as caught:
@@ -63,7 +63,9 @@ async def test_the_engine_the_wiring_provides_keeps_to_the_limits_it_was_given()
     container = make_async_container(
         CoreProvider(),
         MemoryProvider(MemoryStore()),
-        RunsProvider(allow_private_network=False, limits=EngineLimits(max_node_output_bytes=100)),
+        RunsProvider(
+            allow_private_network=False, engine_limits=EngineLimits(max_node_output_bytes=100)
+        ),
         ScopesProvider(),
     )
     nodes = (
