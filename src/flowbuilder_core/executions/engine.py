@@ -55,7 +55,7 @@ of its definition.) The evaluator gets the node's `Budget` and checks it as it g
 runaway expression stops itself at the deadline (a thread cannot be killed); since its steps
 are Python code, the thread gives the GIL up every few milliseconds meanwhile, and the loop
 (other runs, the API's probes in embedded mode) keeps going. Large outputs are serialized by
-Python code for the same reason (see `_settle`). Should an evaluator ignore its budget, the
+Python code for the same reason (see `settle`). Should an evaluator ignore its budget, the
 engine stops waiting for it at twice the timeout and fails the node all the same.
 
 Which node types are built in: the engine itself runs the types whose work needs the
@@ -78,18 +78,15 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
-from flowbuilder_core.executions.bounds import Budget, EngineLimits, json_size, timed_out, too_large
+from flowbuilder_core.executions.bounds import Budget, EngineLimits, timed_out, too_large
 from flowbuilder_core.executions.errors import ExpressionError, NodeFailedError
 from flowbuilder_core.executions.model import (
-    MAX_OUTPUT_BYTES,
     ExecutionError,
     ExecutionStatus,
     Json,
@@ -97,34 +94,34 @@ from flowbuilder_core.executions.model import (
     StepResult,
     StepStatus,
 )
+from flowbuilder_core.executions.outputs import (
+    Room,
+    printable,
+    settle_beside_the_loop,
+)
 from flowbuilder_core.executions.ports import (
     CredentialResolver,
     ExpressionEvaluator,
     NodeCall,
     NodeRunner,
 )
-from flowbuilder_core.nodes.catalogue import NODE_TYPES
-from flowbuilder_core.nodes.schema import WHOLE_TEMPLATE, check, missing_required, pointer_join
+from flowbuilder_core.executions.templates import (
+    EXPRESSION_PARAMETER,
+    IF,
+    TRANSFORM,
+    TRIGGER,
+    Expressions,
+    has_template,
+)
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Definition, Edge, Node
 
 _log = logging.getLogger(__name__)
 
-TRIGGER, IF, TRANSFORM = "trigger.manual", "logic.if", "data.transform"
 BUILT_IN_TYPES: Final = frozenset({TRIGGER, IF, TRANSFORM})
 """Node types the engine runs itself, because they need the execution context."""
 
-_EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
-_TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_MAX_REPORTED_PROBLEMS = 5
-_SETTLE_HERE_BYTES: Final = 16 * 1024
-"""An output this small is measured and serialized on the event loop (well under 1 ms)."""
-_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_TRUNCATED = "truncated_json"
-# A NUL written by json.dumps, `\u0000` in the text, unless that backslash is itself the
-# second half of an escaped backslash (`\\u0000` is the text "\u0000", no NUL at all).
-_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _T = TypeVar("_T")
 
 
@@ -202,7 +199,7 @@ class Engine:
                 ExecutionStatus.FAILED, ExecutionError("invalid_definition", str(exc))
             )
         limit = self._limits.max_run_context_bytes
-        start = await _settle_beside_the_loop(dict(input), _Room(limit, True, limit))
+        start = await settle_beside_the_loop(dict(input), Room(limit, True, limit))
         if start is None:
             await _skip(order, on_step)
             message = f"The execution input is over {limit} bytes of JSON."
@@ -225,7 +222,7 @@ class Engine:
                 return RunOutcome(ExecutionStatus.CANCELLED)
             started_at = self._clock.now()
             await on_step(StepResult(node.id, StepStatus.RUNNING, started_at=started_at))
-            room = _Room.left(self._limits, used)
+            room = Room.left(self._limits, used)
             result = await self._run_node(node, owner, context, credentials, room)
             await on_step(
                 StepResult(
@@ -253,25 +250,25 @@ class Engine:
         owner: UserId,
         context: Mapping[str, Json],
         credentials: CredentialResolver,
-        room: _Room,
+        room: Room,
     ) -> _NodeResult:
         try:
             output = await self._execute(node, owner, context, credentials, room)
-            settled = await _settle_beside_the_loop(output, room)
+            settled = await settle_beside_the_loop(output, room)
             if settled is None:
                 raise too_large(room.output_message)
         except NodeFailedError as exc:
-            error = ExecutionError(exc.code, _printable(exc.message), node.id)
+            error = ExecutionError(exc.code, printable(exc.message), node.id)
             try:
                 # What a failed node leaves (an HTTP error response) is kept when it fits.
-                kept = await _settle_beside_the_loop(exc.output, room)
+                kept = await settle_beside_the_loop(exc.output, room)
             except (TypeError, ValueError, RecursionError):  # not JSON, or nested too deeply
                 kept = None
             if kept is None:
                 return _NodeResult(error=error)
             return _NodeResult(stored=kept.stored, truncated=kept.truncated, error=error)
         except ExpressionError as exc:
-            message = _printable(str(exc))
+            message = printable(str(exc))
             return _NodeResult(error=ExecutionError("expression_error", message, node.id))
         except Exception:
             _log.exception("node %s of type %s failed unexpectedly", node.id, node.type)
@@ -285,7 +282,7 @@ class Engine:
         owner: UserId,
         context: Mapping[str, Json],
         credentials: CredentialResolver,
-        room: _Room,
+        room: Room,
     ) -> Json:
         runner = self._runners.get(node.type)
         if runner is None and node.type not in BUILT_IN_TYPES:
@@ -297,8 +294,8 @@ class Engine:
             build_limit=self._limits.max_run_context_bytes,
             monotonic=self._monotonic,
         )
-        expressions = _Expressions(self._expressions, context, budget, room)
-        if node.type in _EXPRESSION_PARAMETER or _has_template(node.parameters):
+        expressions = Expressions(self._expressions, context, budget, room)
+        if node.type in EXPRESSION_PARAMETER or has_template(node.parameters):
             parameters, value = await self._off_loop(lambda: expressions.prepare(node), budget)
         else:
             # Nothing to evaluate: a copy of the definition's own parameters, checked. Its cost
@@ -306,7 +303,7 @@ class Engine:
             parameters, value = expressions.prepare(node)
         if node.type == TRIGGER:
             return context["input"]
-        if node.type in _EXPRESSION_PARAMETER:
+        if node.type in EXPRESSION_PARAMETER:
             return value
         assert runner is not None
         credential = None
@@ -334,127 +331,6 @@ class Engine:
             budget.stop()
 
 
-class _Expressions:
-    """One node's templates and expression, evaluated in a worker thread within its budget.
-
-    Every value an expression answers (but a `logic.if` condition's, of which only the
-    truthiness is kept) is measured against what is left of the node's room, so that the
-    resolved parameters cannot grow past it either, however often a template repeats a value.
-    """
-
-    def __init__(
-        self,
-        evaluator: ExpressionEvaluator,
-        context: Mapping[str, Json],
-        budget: Budget,
-        room: _Room,
-    ) -> None:
-        self._evaluator, self._context = evaluator, context
-        self._budget, self._room = budget, room
-        self._spent = 0
-
-    def prepare(self, node: Node) -> tuple[dict[str, Json], Json]:
-        """The resolved parameters, and the value of a built-in node (None for the others)."""
-        parameters = self._resolve_parameters(node)
-        name = _EXPRESSION_PARAMETER.get(node.type)
-        if name is None:
-            return parameters, None
-        expression, at = _unwrap(parameters[name]), pointer_join("", name)
-        if node.type == IF:
-            return parameters, {"result": _truthy(self._evaluate(expression, at, measure=False))}
-        # A transform's value is its output: too large, it is the output that is.
-        return parameters, self._evaluate(expression, at, too_large_as=self._room.output_message)
-
-    def _resolve_parameters(self, node: Node) -> dict[str, Json]:
-        keep_as_is = _EXPRESSION_PARAMETER.get(node.type)
-        resolved: dict[str, Json] = {
-            name: value if name == keep_as_is else self._resolve(value, pointer_join("", name))
-            for name, value in node.parameters.items()
-        }
-        node_type = NODE_TYPES.get(node.type)
-        if node_type is not None:
-            schema = node_type.parameters_schema
-            problems = missing_required(resolved, schema, "") + check(resolved, schema, "")
-            if problems:
-                shown = problems[:_MAX_REPORTED_PROBLEMS]
-                detail = "; ".join(f"{problem.field} {problem.message}" for problem in shown)
-                raise NodeFailedError("invalid_parameters", f"Invalid parameters: {detail}.")
-        return resolved
-
-    def _resolve(self, value: Json, at: str) -> Json:
-        if isinstance(value, str):
-            return self._render(value, at)
-        if isinstance(value, Mapping):
-            return {key: self._resolve(item, pointer_join(at, key)) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [
-                self._resolve(item, pointer_join(at, index)) for index, item in enumerate(value)
-            ]
-        return value
-
-    def _render(self, text: str, at: str) -> Json:
-        whole = WHOLE_TEMPLATE.fullmatch(text)
-        if whole is not None:
-            return self._evaluate(whole.group(1), at)
-        if "{{" not in text:
-            return text
-        return _TEMPLATE.sub(lambda match: _as_text(self._evaluate(match.group(1), at)), text)
-
-    def _evaluate(
-        self, expression: str, at: str, *, measure: bool = True, too_large_as: str | None = None
-    ) -> Json:
-        try:
-            value = self._evaluator.evaluate(expression.strip(), self._context, self._budget)
-        except ExpressionError as exc:
-            raise ExpressionError(f"The expression in {at} cannot be evaluated: {exc}") from None
-        if measure:
-            size = json_size(value, self._room.bytes - self._spent, self._budget.tick)
-            if size is None:
-                raise too_large(too_large_as or self._room.values_message)
-            self._spent += size
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class _Room:
-    """What a node may still add to the run: `bytes` of JSON, bound by the node's own limit or,
-    when less than that is left (`by_context`), by the run's context limit."""
-
-    bytes: int
-    by_context: bool
-    context_bytes: int
-
-    @classmethod
-    def left(cls, limits: EngineLimits, used: int) -> _Room:
-        left = limits.max_run_context_bytes - used
-        by_context = left < limits.max_node_output_bytes
-        bytes_ = left if by_context else limits.max_node_output_bytes
-        return cls(max(bytes_, 0), by_context, limits.max_run_context_bytes)
-
-    @property
-    def output_message(self) -> str:
-        return self._message("The node's output is")
-
-    @property
-    def values_message(self) -> str:
-        return self._message("The values of the node's expressions are")
-
-    def _message(self, what: str) -> str:
-        if self.by_context:
-            return f"The run's outputs would be over {self.context_bytes} bytes of JSON."
-        return f"{what} over {self.bytes} bytes of JSON."
-
-
-@dataclass(frozen=True, slots=True)
-class _Settled:
-    """An output measured, detached (a JSON round trip) and made storable."""
-
-    output: Json
-    size: int
-    stored: Json
-    truncated: bool
-
-
 @dataclass(frozen=True, slots=True)
 class _NodeResult:
     output: Json = None
@@ -479,173 +355,3 @@ def _is_dead(edges: Sequence[Edge], skipped: set[str], branch_taken: Mapping[str
 async def _skip(nodes: Sequence[Node], on_step: Callable[[StepResult], Awaitable[None]]) -> None:
     for node in nodes:
         await on_step(StepResult(node.id, StepStatus.SKIPPED))
-
-
-def _unwrap(expression: Json) -> Json:
-    """`{{ expr }}` in an expression parameter means `expr`."""
-    if isinstance(expression, str):
-        whole = WHOLE_TEMPLATE.fullmatch(expression)
-        if whole is not None:
-            return whole.group(1)
-    return expression
-
-
-def _truthy(value: Json) -> bool:
-    """JMESPath truthiness: false, null, "", [] and {} are false; numbers are all true."""
-    if value is None or value is False:
-        return False
-    if isinstance(value, str | list | tuple | Mapping):
-        return len(value) > 0
-    return True
-
-
-def _as_text(value: Json) -> str:
-    """A string as itself; anything else as compact JSON (which writes numbers plainly)."""
-    return value if isinstance(value, str) else _dumps(value)
-
-
-def _dumps(value: Json) -> str:
-    """Compact JSON; raises TypeError or ValueError for what is not JSON (NaN included)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _printable(message: str) -> str:
-    """A message as recorded: no database keeps a NUL in text."""
-    return message.replace("\x00", "\ufffd")
-
-
-async def _settle_beside_the_loop(output: Json, room: _Room) -> _Settled | None:
-    """`_settle` in a worker thread, but for an output small enough (`_SETTLE_HERE_BYTES`)
-    that settling it costs less than the thread would: that takes a bounded walk to know."""
-    if json_size(output, min(room.bytes, _SETTLE_HERE_BYTES)) is not None:
-        return _settle(output, room, small=True)
-    return await asyncio.to_thread(_settle, output, room)
-
-
-def _has_template(value: Json) -> bool:
-    """Whether a `{{` appears in any string of `value` (iteratively: depth cannot hurt)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "{{" in item:
-                return True
-        elif isinstance(item, Mapping):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
-
-
-def _settle(output: Json, room: _Room, *, small: bool = False) -> _Settled | None:
-    """`output` measured, detached and made storable; None when it is larger than `room`.
-    Raises TypeError or ValueError for what is not JSON.
-
-    The C encoder and decoder hold the GIL for as long as they work (over 100 ms for a
-    megabyte of small items), so only a `small` output goes through them. Any other goes
-    through the standard library's own Python encoder, which writes exactly what json.dumps
-    writes, piece by piece, and stops at the room's size, and is detached by a Python walk:
-    slower, but the event loop's thread gets the GIL every few milliseconds meanwhile."""
-    if small:
-        text = _dumps(output)
-        # The round trip through JSON gives later nodes plain dicts and lists, detached from
-        # whatever the runner keeps.
-        plain = json.loads(text)
-    else:
-        pieces = _compact_json(output, room.bytes)
-        if pieces is None:
-            return None
-        text, plain = pieces, _detached(output)
-    size = _size(text)
-    if size > room.bytes:
-        return None
-    stored, truncated = _storable(text, size)
-    return _Settled(plain, size, stored, truncated)
-
-
-def _compact_json(value: Json, limit: int) -> str | None:
-    """`_dumps(value)`, or None once it is over `limit` characters (and so over as many bytes)."""
-    pieces: list[str] = []
-    length = 0
-    for piece in _ENCODER.iterencode(value):
-        length += len(piece)
-        if length > limit:
-            return None
-        pieces.append(piece)
-    return "".join(pieces)
-
-
-def _detached(value: Json) -> Json:
-    """What `json.loads(_dumps(value))` answers (plain dicts and lists, keys as JSON writes
-    them, in their order), copied by an iterative walk. `value` has been serialized already,
-    so it is JSON. Only containers wait on the stack: a tuple for every item would be garbage
-    for the collector, whose full passes hold the GIL for as long as they take."""
-    if not isinstance(value, dict | list | tuple):
-        return _scalar(value)
-    root: list[Json] = [None]
-    pending: list[tuple[Json, Any, int | str]] = [(value, root, 0)]
-    while pending:
-        item, parent, key = pending.pop()
-        copy: Any
-        if isinstance(item, dict):
-            copy = {}
-            for name, member in item.items():
-                json_name = _json_key(name)
-                if isinstance(member, dict | list | tuple):
-                    copy[json_name] = None
-                    pending.append((member, copy, json_name))
-                else:
-                    copy[json_name] = _scalar(member)
-        else:
-            copy = []
-            for index, member in enumerate(item):
-                if isinstance(member, dict | list | tuple):
-                    copy.append(None)
-                    pending.append((member, copy, index))
-                else:
-                    copy.append(_scalar(member))
-        parent[key] = copy
-    return root[0]
-
-
-def _scalar(value: Json) -> Json:
-    """A JSON scalar as json.loads would give it back (a subclass becomes its base type)."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    return float(value)
-
-
-def _json_key(key: object) -> str:
-    """A key as json.dumps writes it (it accepts a few scalars besides strings)."""
-    if isinstance(key, str):
-        return str(key)
-    return _dumps(key)
-
-
-def _storable(text: str, size: int) -> tuple[Json, bool]:
-    """The output as recorded, and whether it was truncated (see the module docstring)."""
-    if size <= MAX_OUTPUT_BYTES:
-        if "\\u0000" in text:
-            text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
-        return json.loads(text), False
-    # The longest prefix whose stored form fits: a binary search, as escaping makes the
-    # stored size of a prefix grow unevenly. Slicing by code point never splits a character.
-    # (The prefix is JSON text, where a NUL is the six characters `\u0000`: storable.)
-    overhead = _size(_dumps({_TRUNCATED: ""}))
-    low, high = 0, min(len(text), MAX_OUTPUT_BYTES)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if overhead + _size(_dumps(text[:middle])) - 2 <= MAX_OUTPUT_BYTES:
-            low = middle
-        else:
-            high = middle - 1
-    return {_TRUNCATED: text[:low]}, True
-
-
-def _size(text: str) -> int:
-    """UTF-8 bytes; a lone surrogate (which json.loads lets through) counts, never raises."""
-    return len(text.encode("utf-8", "surrogatepass"))
