@@ -85,6 +85,9 @@ class ExecutionRepository(Protocol):
         """As many of the owner's parked executions as they have free slots, oldest first, no
         longer parked: their messages must be sent again (in the same unit of work)."""
 
+    async def has_parked(self, owner: UserId) -> bool:
+        """Whether the owner has executions parked, waiting for a slot."""
+
     async def parked_owners(self, limit: int) -> Sequence[UserId]:
         """Owners who have parked executions, at most `limit`."""
 
