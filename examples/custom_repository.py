@@ -50,13 +50,18 @@ from flowbuilder_core import (
     WorkflowVersion,
 )
 
+RanVersions = Callable[[WorkflowId], set[int]]
+"""The versions of a workflow that an execution ran: pruning keeps them."""
+
 
 class DocumentWorkflowRepository(WorkflowRepository):
     """Workflows as JSON documents: `workflow/<id>` is the current one, `version/<id>/<n>` each
     version. Reads see the committed documents and this unit of work's own writes."""
 
-    def __init__(self, documents: dict[str, str], uow: MemoryUnitOfWork) -> None:
-        self._documents, self._uow = documents, uow
+    def __init__(
+        self, documents: dict[str, str], uow: MemoryUnitOfWork, ran_versions: RanVersions
+    ) -> None:
+        self._documents, self._uow, self._ran_versions = documents, uow, ran_versions
         self._staged: dict[str, str] = {}
 
     async def get(self, workflow_id: WorkflowId) -> Workflow | None:
@@ -123,6 +128,27 @@ class DocumentWorkflowRepository(WorkflowRepository):
             and not w.is_deleted
             and any(node.credential_id == credential_id for node in w.definition.nodes)
         ]
+
+    async def count(self, owner: UserId, up_to: int) -> int:
+        live = [w for w in self._workflows() if w.owner_id == owner and not w.is_deleted]
+        return min(len(live), up_to)
+
+    async def prune_versions(self, workflow: Workflow, keep: int) -> int:
+        ran = self._ran_versions(workflow.id)
+        prefix = f"version/{workflow.id}/"
+        numbers = {
+            key: int(key.removeprefix(prefix)) for key in self._keys() if key.startswith(prefix)
+        }
+        old = [k for k, n in numbers.items() if n <= workflow.version - keep and n not in ran]
+
+        def apply() -> None:
+            for key in old:
+                self._documents.pop(key, None)
+
+        for key in old:
+            self._staged.pop(key, None)
+        self._uow.stage(apply)
+        return len(old)
 
     def _keys(self) -> set[str]:
         return {*self._documents, *self._staged}
@@ -263,8 +289,13 @@ class DocumentStorage:
     async def __call__(self) -> AsyncIterator[Adapters]:
         async with self._memory() as adapters:
             assert isinstance(adapters.uow, MemoryUnitOfWork)
-            workflows = DocumentWorkflowRepository(self.documents, adapters.uow)
+            workflows = DocumentWorkflowRepository(self.documents, adapters.uow, self._ran)
             yield dataclasses.replace(adapters, workflows=workflows)
+
+    def _ran(self, workflow_id: WorkflowId) -> set[int]:
+        """The executions are the memory adapters': ask their store."""
+        executions = self._memory.store.executions.values()
+        return {e.workflow_version for e in executions if e.workflow_id == workflow_id}
 
 
 def contract_storage() -> DocumentStorage:

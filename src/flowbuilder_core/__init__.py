@@ -65,6 +65,7 @@ from flowbuilder_core.executions.model import (
 )
 from flowbuilder_core.executions.ports import (
     CredentialResolver,
+    DeadLetters,
     Delivery,
     ExecutionFilter,
     ExecutionQueue,
@@ -83,6 +84,7 @@ from flowbuilder_core.executions.use_cases import (
     CancelExecution,
     ExecuteCommand,
     ExecuteWorkflow,
+    FailUndeliveredExecutions,
     FinishLostExecutions,
     GetExecution,
     ListExecutions,
@@ -128,6 +130,7 @@ from flowbuilder_core.shared.identity import Principal, TokenVerifier
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import Page, PageRequest
 from flowbuilder_core.shared.pagination import Position as KeysetPosition
+from flowbuilder_core.shared.quotas import QuotaExceededError, Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
@@ -189,6 +192,7 @@ __all__ = [
     "CredentialRepository",
     "CredentialResolver",
     "CredentialType",
+    "DeadLetters",
     "Definition",
     "DeleteCredential",
     "DeleteWorkflow",
@@ -211,6 +215,7 @@ __all__ = [
     "ExecutionStatus",
     "ExpressionError",
     "ExpressionEvaluator",
+    "FailUndeliveredExecutions",
     "FieldError",
     "FinishLostExecutions",
     "FlowBuilder",
@@ -253,6 +258,8 @@ __all__ = [
     "PreconditionFailedError",
     "Principal",
     "Problem",
+    "QuotaExceededError",
+    "Quotas",
     "RateLimitedError",
     "RateLimiter",
     "Readiness",
@@ -304,6 +311,7 @@ __all__ = [
     "WorkflowSummary",
     "WorkflowVersion",
     "WorkflowVersionNotFoundError",
+    "WriteRateLimiter",
     "build_use_cases",
     "validate_definition",
 ]

@@ -56,6 +56,7 @@ from flowbuilder_core.executions.use_cases import (
 )
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 from flowbuilder_core.workflows.use_cases import (
@@ -81,8 +82,9 @@ class Adapters:
     """The ports of one unit of work: every repository here writes through `uow`, and nothing
     they write persists until `uow.commit()`.
 
-    `secrets` and `rate_limiter` may be shared by every unit of work (a store outside the
-    database writes at once); the others belong to this one.
+    `secrets` and the rate limiters may be shared by every unit of work (a store outside the
+    database writes at once); the others belong to this one. `rate_limiter` meters executions
+    requested, `write_rate_limiter` creates, replaces and deletes, both per user.
     """
 
     uow: UnitOfWork
@@ -93,6 +95,7 @@ class Adapters:
     executions: ExecutionRepository
     outbox: Outbox
     rate_limiter: RateLimiter
+    write_rate_limiter: WriteRateLimiter
 
 
 class Storage(Protocol):
@@ -108,7 +111,8 @@ class Storage(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class UseCases:
-    """Every use case over one set of adapters. Each call commits its own unit of work."""
+    """Every use case over one set of adapters (all but `FailUndeliveredExecutions`, which
+    reads a queue's dead letters). Each call commits its own unit of work."""
 
     create_workflow: CreateWorkflow
     get_workflow: GetWorkflow
@@ -135,24 +139,36 @@ class UseCases:
     resume_parked_executions: ResumeParkedExecutions
 
 
-def build_use_cases(adapters: Adapters, clock: Clock, limits: RunLimits | None = None) -> UseCases:
+def build_use_cases(
+    adapters: Adapters,
+    clock: Clock,
+    *,
+    limits: RunLimits | None = None,
+    quotas: Quotas | None = None,
+) -> UseCases:
     """The factory: every use case, built over `adapters` (one unit of work) and `clock`.
-    `limits` are the per-user run limits that resuming parked executions respects."""
+    `limits` are the per-user run limits that resuming parked executions respects; `quotas`
+    what each user may store (the defaults of `RunLimits` and `Quotas` when None)."""
     a = adapters
+    limits = limits if limits is not None else RunLimits()
+    quotas = quotas if quotas is not None else Quotas()
+    writes = a.write_rate_limiter
     return UseCases(
-        create_workflow=CreateWorkflow(a.workflows, a.uow, clock),
+        create_workflow=CreateWorkflow(a.workflows, writes, quotas, a.uow, clock),
         get_workflow=GetWorkflow(a.workflows),
         list_workflows=ListWorkflows(a.workflows),
-        replace_workflow=ReplaceWorkflow(a.workflows, a.uow, clock),
-        delete_workflow=DeleteWorkflow(a.workflows, a.uow, clock),
+        replace_workflow=ReplaceWorkflow(a.workflows, writes, quotas, a.uow, clock),
+        delete_workflow=DeleteWorkflow(a.workflows, writes, a.uow, clock),
         validate_definition=ValidateDefinition(a.credential_directory),
         list_workflow_versions=ListWorkflowVersions(a.workflows),
         get_workflow_version=GetWorkflowVersion(a.workflows),
-        create_credential=CreateCredential(a.credentials, a.secrets, a.uow, clock),
+        create_credential=CreateCredential(a.credentials, a.secrets, writes, quotas, a.uow, clock),
         get_credential=GetCredential(a.credentials),
         list_credentials=ListCredentials(a.credentials),
-        replace_credential=ReplaceCredential(a.credentials, a.secrets, a.uow, clock),
-        delete_credential=DeleteCredential(a.credentials, a.workflows, a.secrets, a.uow),
+        replace_credential=ReplaceCredential(a.credentials, a.secrets, writes, a.uow, clock),
+        delete_credential=DeleteCredential(
+            a.credentials, a.workflows, a.secrets, writes, a.uow, clock
+        ),
         resolve_credential=ResolveCredential(a.credentials, a.secrets),
         sweep_secrets=SweepSecrets(a.credentials, a.secrets, a.uow, clock),
         execute_workflow=ExecuteWorkflow(
@@ -178,9 +194,7 @@ def build_use_cases(adapters: Adapters, clock: Clock, limits: RunLimits | None =
         list_workflow_executions=ListWorkflowExecutions(a.executions, a.workflows),
         cancel_execution=CancelExecution(a.executions, a.uow, clock),
         finish_lost_executions=FinishLostExecutions(a.executions, a.uow, clock),
-        resume_parked_executions=ResumeParkedExecutions(
-            a.executions, a.outbox, a.uow, limits if limits is not None else RunLimits()
-        ),
+        resume_parked_executions=ResumeParkedExecutions(a.executions, a.outbox, a.uow, limits),
     )
 
 
@@ -215,8 +229,9 @@ class StorageCredentialResolver(CredentialResolver):
 class FlowBuilder:
     """The core over a `Storage`, for a Python service: use cases, and runs in this process.
 
-    - `use_cases()` opens a unit of work and gives every use case over it. Each use case
-      commits its own changes; what is left uncommitted at the block's end is discarded.
+    - `use_cases()` opens a unit of work and gives every use case over it, with `quotas` (what
+      each user may store). Each use case commits its own changes; what is left uncommitted
+      at the block's end is discarded.
     - `run(execution_id)` runs an execution requested by `execute_workflow` or
       `retry_execution` to its end, node by node, with `runners` (node type -> runner) and
       `expressions` (templates, `logic.if`, `data.transform`), and answers how it ended.
@@ -231,10 +246,12 @@ class FlowBuilder:
         expressions: ExpressionEvaluator | None = None,
         clock: Clock | None = None,
         limits: RunLimits | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._storage = storage
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._limits = limits if limits is not None else RunLimits()
+        self._quotas = quotas if quotas is not None else Quotas()
         self._run: RunExecution | None = None
         if expressions is not None:
             engine = Engine(runners or {}, expressions, self._clock)
@@ -250,7 +267,7 @@ class FlowBuilder:
     async def use_cases(self) -> AsyncIterator[UseCases]:
         """Every use case over one unit of work of the storage."""
         async with self._storage() as adapters:
-            yield build_use_cases(adapters, self._clock, self._limits)
+            yield build_use_cases(adapters, self._clock, limits=self._limits, quotas=self._quotas)
 
     async def run(self, execution_id: uuid.UUID) -> RunOutcome | None:
         """Run a requested execution to its end; None when there was nothing to run (it ran

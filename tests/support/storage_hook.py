@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator, Callable
 
 from dishka import Provider, Scope, provide
 
+from flowbuilder_adapters.queues.memory import NoDeadLetters
 from flowbuilder_core import (
     Adapters,
     CredentialDirectory,
     CredentialRepository,
+    DeadLetters,
     ExecutionRepository,
     Outbox,
     RateLimiter,
@@ -27,6 +29,7 @@ from flowbuilder_core import (
     Storage,
     UnitOfWork,
     WorkflowRepository,
+    WriteRateLimiter,
 )
 
 VARIABLE = "FLOWBUILDER_CONTRACT_STORAGE"
@@ -54,7 +57,8 @@ def custom_storage_factory() -> Callable[[], Storage] | None:
 
 
 class StorageProvider(Provider):
-    """Each REQUEST scope one block of the storage; every port of `Adapters` from it."""
+    """Each REQUEST scope one block of the storage; every port of `Adapters` from it. No
+    queue stands behind a Storage, so it has no dead letters either."""
 
     def __init__(self, storage: Storage) -> None:
         super().__init__()
@@ -96,3 +100,11 @@ class StorageProvider(Provider):
     @provide(scope=Scope.REQUEST)
     def rate_limiter(self, adapters: Adapters) -> RateLimiter:
         return adapters.rate_limiter
+
+    @provide(scope=Scope.REQUEST)
+    def write_rate_limiter(self, adapters: Adapters) -> WriteRateLimiter:
+        return adapters.write_rate_limiter
+
+    @provide(scope=Scope.APP)
+    def dead_letters(self) -> DeadLetters:
+        return NoDeadLetters()
