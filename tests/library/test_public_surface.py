@@ -3,12 +3,18 @@ and nothing beyond the standard library behind it."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
+import typing
 from types import ModuleType
 
 import flowbuilder_core
+from flowbuilder_core import FailUndeliveredExecutions, UseCases
+from flowbuilder_core.credentials import use_cases as credential_use_cases
+from flowbuilder_core.executions import use_cases as execution_use_cases
+from flowbuilder_core.workflows import use_cases as workflow_use_cases
 
 from support.library import LIBRARY_DOC
 
@@ -55,3 +61,30 @@ def test_importing_the_core_loads_the_standard_library_only() -> None:
     third_party = loaded - set(sys.stdlib_module_names) - {"flowbuilder_core"}
     assert third_party == set()
     assert "flowbuilder_core" in loaded
+
+
+def use_case_classes() -> set[type]:
+    """The public classes with an `async __call__` that the core's use-case modules define."""
+    found = set()
+    for module in (workflow_use_cases, credential_use_cases, execution_use_cases):
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and value.__module__ == module.__name__
+                and not name.startswith("_")
+                and inspect.iscoroutinefunction(value.__call__)
+            ):
+                found.add(value)
+    return found
+
+
+def test_every_use_case_of_the_core_is_exported() -> None:
+    exported = [getattr(flowbuilder_core, name) for name in flowbuilder_core.__all__]
+
+    assert [kind for kind in use_case_classes() if kind not in exported] == []
+
+
+def test_the_factory_builds_every_use_case_but_the_one_that_reads_a_queue() -> None:
+    built = set(typing.get_type_hints(UseCases).values())
+
+    assert built == use_case_classes() - {FailUndeliveredExecutions}
