@@ -5,6 +5,9 @@ queue (`queues.memory`) and the node runners (`nodes`); the rest needs an extra.
 module whose extra is missing fails at once with one line naming it, instead of with the name
 of whichever third-party module it imports first: `EXTRAS` says which module needs what, and
 a finder installed here checks it before the module loads (docs/library.md, "Installs").
+
+Public for library users: the names `memory` and `nodes` export, `nodes.http_request`'s
+`HttpRequestRunner`, and `EXTRAS`. Every other module is internal to the service.
 """
 
 from __future__ import annotations
