@@ -7,12 +7,16 @@ test_plain_install.py covers the install with no extra at all).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from support.library import ROOT
 
 EXTRA_IMPORTS = {
     "postgres": {"sqlalchemy", "alembic", "msgspec", "cryptography", "asyncpg"},
@@ -102,3 +106,26 @@ def test_an_adapter_of_another_extra_still_names_its_own(tmp_path: Path) -> None
         "ImportError: flowbuilder_adapters.queues.sqs needs the [aws] extra "
         "(missing: aioboto3, botocore): pip install 'flowbuilder[aws]'"
     )
+
+
+def extra_packages(extra: str) -> set[str]:
+    """The distribution names an extra of pyproject.toml lists (extras of theirs dropped)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {
+        re.split(r"[\[<>=; ]", r, maxsplit=1)[0].lower()
+        for r in project["optional-dependencies"][extra]
+    }
+
+
+def test_server_brings_every_adapter_extra_because_its_composition_root_imports_them_all() -> None:
+    adapters = set().union(*(extra_packages(e) for e in ("postgres", "sqlite", "aws", "clerk")))
+
+    assert adapters - extra_packages("server") == set()
+
+
+def test_all_brings_every_extra_but_dev() -> None:
+    every = set().union(
+        *(extra_packages(e) for e in ("postgres", "sqlite", "aws", "clerk", "server"))
+    )
+
+    assert extra_packages("all") == every
