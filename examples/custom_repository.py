@@ -129,6 +129,24 @@ class DocumentWorkflowRepository(WorkflowRepository):
             and any(node.credential_id == credential_id for node in w.definition.nodes)
         ]
 
+    async def set_active(self, workflow_id: WorkflowId, active: bool) -> None:
+        current = self._current(workflow_id)
+        if current is not None and not current.is_deleted:
+            # Not a new version, and no version check: the last switch wins.
+            changes = {
+                f"workflow/{workflow_id}": _dump_workflow(
+                    dataclasses.replace(current, active=active)
+                )
+            }
+            self._staged.update(changes)
+            self._uow.stage(lambda: self._apply_active(workflow_id, active))
+
+    def _apply_active(self, workflow_id: WorkflowId, active: bool) -> None:
+        text = self._documents.get(f"workflow/{workflow_id}")
+        if text is not None:
+            switched = dataclasses.replace(_load_workflow(text), active=active)
+            self._documents[f"workflow/{workflow_id}"] = _dump_workflow(switched)
+
     async def count(self, owner: UserId, up_to: int) -> int:
         live = [w for w in self._workflows() if w.owner_id == owner and not w.is_deleted]
         return min(len(live), up_to)
@@ -219,6 +237,7 @@ def _dump_workflow(workflow: Workflow) -> str:
             "created_at": workflow.created_at.isoformat(),
             "updated_at": workflow.updated_at.isoformat(),
             "deleted_at": workflow.deleted_at.isoformat() if workflow.deleted_at else None,
+            "active": workflow.active,
         }
     )
 
@@ -236,6 +255,7 @@ def _load_workflow(text: str) -> Workflow:
         created_at=datetime.fromisoformat(raw["created_at"]),
         updated_at=datetime.fromisoformat(raw["updated_at"]),
         deleted_at=datetime.fromisoformat(raw["deleted_at"]) if raw["deleted_at"] else None,
+        active=raw["active"],
     )
 
 

@@ -49,8 +49,8 @@ from flowbuilder_core.executions.errors import (
     ExpressionError,
     IllegalTransitionError,
     NodeFailedError,
-    NotRunnableError,
 )
+from flowbuilder_core.executions.events import ExecutionEvent, FollowExecution
 from flowbuilder_core.executions.model import (
     Execution,
     ExecutionError,
@@ -134,6 +134,7 @@ from flowbuilder_core.shared.quotas import QuotaExceededError, Quotas, WriteRate
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
+    NotRunnableError,
     StaleWorkflowVersionError,
     WorkflowNotFoundError,
     WorkflowVersionNotFoundError,
@@ -156,7 +157,9 @@ from flowbuilder_core.workflows.ports import (
     WorkflowRepository,
 )
 from flowbuilder_core.workflows.use_cases import (
+    ActivateWorkflow,
     CreateWorkflow,
+    DeactivateWorkflow,
     DeleteWorkflow,
     DeleteWorkflowCommand,
     GetWorkflow,
@@ -175,6 +178,7 @@ from flowbuilder_core.workflows.validation import Blocks, Problem, ValidationRep
 __all__ = [
     "CREDENTIAL_TYPES",
     "NODE_TYPES",
+    "ActivateWorkflow",
     "Adapters",
     "Blocks",
     "CancelExecution",
@@ -192,6 +196,7 @@ __all__ = [
     "CredentialRepository",
     "CredentialResolver",
     "CredentialType",
+    "DeactivateWorkflow",
     "DeadLetters",
     "Definition",
     "DeleteCredential",
@@ -205,6 +210,7 @@ __all__ = [
     "ExecuteWorkflow",
     "Execution",
     "ExecutionError",
+    "ExecutionEvent",
     "ExecutionFilter",
     "ExecutionFinishedError",
     "ExecutionId",
@@ -220,6 +226,7 @@ __all__ = [
     "FinishLostExecutions",
     "FlowBuilder",
     "FlowbuilderError",
+    "FollowExecution",
     "GetCredential",
     "GetExecution",
     "GetWorkflow",

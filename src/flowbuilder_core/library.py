@@ -31,6 +31,7 @@ from flowbuilder_core.credentials.use_cases import (
     SweepSecrets,
 )
 from flowbuilder_core.executions.engine import Engine
+from flowbuilder_core.executions.events import FollowExecution
 from flowbuilder_core.executions.model import ExecutionId, RunLimits, RunOutcome
 from flowbuilder_core.executions.ports import (
     CredentialResolver,
@@ -60,7 +61,9 @@ from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 from flowbuilder_core.workflows.use_cases import (
+    ActivateWorkflow,
     CreateWorkflow,
+    DeactivateWorkflow,
     DeleteWorkflow,
     GetWorkflow,
     GetWorkflowVersion,
@@ -119,6 +122,8 @@ class UseCases:
     list_workflows: ListWorkflows
     replace_workflow: ReplaceWorkflow
     delete_workflow: DeleteWorkflow
+    activate_workflow: ActivateWorkflow
+    deactivate_workflow: DeactivateWorkflow
     validate_definition: ValidateDefinition
     list_workflow_versions: ListWorkflowVersions
     get_workflow_version: GetWorkflowVersion
@@ -157,8 +162,14 @@ def build_use_cases(
         create_workflow=CreateWorkflow(a.workflows, writes, quotas, a.uow, clock),
         get_workflow=GetWorkflow(a.workflows),
         list_workflows=ListWorkflows(a.workflows),
-        replace_workflow=ReplaceWorkflow(a.workflows, writes, quotas, a.uow, clock),
+        replace_workflow=ReplaceWorkflow(
+            a.workflows, a.credential_directory, writes, quotas, a.uow, clock
+        ),
         delete_workflow=DeleteWorkflow(a.workflows, writes, a.uow, clock),
+        activate_workflow=ActivateWorkflow(
+            a.workflows, a.credential_directory, writes, a.uow, clock
+        ),
+        deactivate_workflow=DeactivateWorkflow(a.workflows, writes, a.uow, clock),
         validate_definition=ValidateDefinition(a.credential_directory),
         list_workflow_versions=ListWorkflowVersions(a.workflows),
         get_workflow_version=GetWorkflowVersion(a.workflows),
@@ -236,6 +247,8 @@ class FlowBuilder:
       `retry_execution` to its end, node by node, with `runners` (node type -> runner) and
       `expressions` (templates, `logic.if`, `data.transform`), and answers how it ended.
       Running needs `expressions`; the use cases alone do not.
+    - `follow` streams an execution's events as it runs (`FollowExecution`), each read in a
+      unit of work of its own.
     """
 
     def __init__(
@@ -252,6 +265,7 @@ class FlowBuilder:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._limits = limits if limits is not None else RunLimits()
         self._quotas = quotas if quotas is not None else Quotas()
+        self.follow = FollowExecution(StorageRunTransactions(storage), self._limits)
         self._run: RunExecution | None = None
         if expressions is not None:
             engine = Engine(runners or {}, expressions, self._clock)

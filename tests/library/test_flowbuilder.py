@@ -20,6 +20,7 @@ from flowbuilder_core import (
     NodeCall,
     Principal,
     ResolvedSecret,
+    StepStatus,
     SystemClock,
     UserId,
     Workflow,
@@ -139,6 +140,21 @@ async def test_a_run_hands_the_node_its_credential_resolved_from_the_storage() -
     resolved = runner.calls[0].credential
     assert isinstance(resolved, ResolvedSecret)
     assert (resolved.type, dict(resolved.data.values)) == ("http_bearer", {"token": "s3cr3t"})
+
+
+async def test_following_a_finished_run_gives_its_steps_then_its_end() -> None:
+    storage = MemoryStorage()
+    flow = make_flow(storage)
+    workflow = await create(flow, make_definition())
+    async with flow.use_cases() as use:
+        requested = await use.execute_workflow(ALICE, ExecuteCommand(workflow.id))
+    await flow.run(requested.id)
+
+    events = [event async for event in await flow.follow(ALICE, requested.id)]
+
+    assert [e.kind for e in events][-2:] == ["status", "end"]
+    steps = [(e.step.node_id, e.step.status) for e in events if e.step is not None]
+    assert steps == [("start", StepStatus.RUNNING), ("start", StepStatus.SUCCEEDED)]
 
 
 async def test_the_memory_outbox_hands_over_each_request_once_oldest_first() -> None:

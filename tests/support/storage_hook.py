@@ -25,8 +25,10 @@ from flowbuilder_core import (
     ExecutionRepository,
     Outbox,
     RateLimiter,
+    RunTransactions,
     SecretStore,
     Storage,
+    StorageRunTransactions,
     UnitOfWork,
     WorkflowRepository,
     WriteRateLimiter,
@@ -108,3 +110,7 @@ class StorageProvider(Provider):
     @provide(scope=Scope.APP)
     def dead_letters(self) -> DeadLetters:
         return NoDeadLetters()
+
+    @provide(scope=Scope.APP)
+    def transactions(self) -> RunTransactions:
+        return StorageRunTransactions(self._storage)
