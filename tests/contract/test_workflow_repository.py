@@ -616,8 +616,8 @@ async def test_a_version_number_no_store_could_hold_is_simply_not_found(
 async def test_a_version_position_beyond_the_stores_integers_is_a_malformed_request(
     container: AsyncContainer, adapter_name: str, after: int
 ) -> None:
-    if adapter_name == "memory":
-        pytest.skip("memory keeps versions as Python ints: no width to exceed")
+    if adapter_name not in ("sqlite", "postgres"):
+        pytest.skip("only the SQL stores give versions a width to exceed")
     workflow = make_workflow()
     await add_committed(container, workflow)
 
