@@ -4,6 +4,7 @@ stopped with its own error, another user's run beside it succeeds, and the serve
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,17 @@ def test_runaway_expressions_fail_alone_while_another_users_run_succeeds_and_the
         httpx.Client(base_url=base, timeout=10) as http,
     ):
 
+        def probe_liveness(stop: threading.Event) -> None:
+            # Probes run on their own thread at a steady pace, so how many land while the
+            # runaway runs are being stopped does not depend on how fast the polling below is.
+            with httpx.Client(base_url=base, timeout=5) as prober:
+                while not stop.is_set():
+                    started = time.monotonic()
+                    with contextlib.suppress(httpx.TimeoutException):
+                        prober.get("/health/live")
+                    latencies.append(time.monotonic() - started)
+                    stop.wait(0.02)
+
         def execute(who: dict[str, str], workflow: dict[str, Any], data: Any) -> str:
             created = http.post("/api/workflows", json=workflow, headers=who)
             queued = http.post(
@@ -72,28 +84,31 @@ def test_runaway_expressions_fail_alone_while_another_users_run_succeeds_and_the
             assert queued.status_code == 202, queued.text
             return str(queued.headers["location"])
 
-        runs = {
-            "blow": (alice, execute(alice, one_node_workflow("blow-up", blow_up), {})),
-            "bomb": (
-                alice,
-                execute(alice, one_node_workflow("bomb", bomb), {"xs": list(range(10_000))}),
-            ),
-            "greet": (bob, execute(bob, one_node_workflow("greet", greet), {"name": "Bob"})),
-        }
-        executions: dict[str, Any] = {}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            started = time.monotonic()
-            with contextlib.suppress(httpx.TimeoutException):
-                http.get("/health/live", timeout=5)
-            latencies.append(time.monotonic() - started)
-            executions = {
-                name: http.get(location, headers=who).json()
-                for name, (who, location) in runs.items()
+        stop_probing = threading.Event()
+        prober = threading.Thread(target=probe_liveness, args=(stop_probing,))
+        prober.start()
+        try:
+            runs = {
+                "blow": (alice, execute(alice, one_node_workflow("blow-up", blow_up), {})),
+                "bomb": (
+                    alice,
+                    execute(alice, one_node_workflow("bomb", bomb), {"xs": list(range(10_000))}),
+                ),
+                "greet": (bob, execute(bob, one_node_workflow("greet", greet), {"name": "Bob"})),
             }
-            if all(e["status"] not in ("queued", "running") for e in executions.values()):
-                break
-            time.sleep(0.02)
+            executions: dict[str, Any] = {}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                executions = {
+                    name: http.get(location, headers=who).json()
+                    for name, (who, location) in runs.items()
+                }
+                if all(e["status"] not in ("queued", "running") for e in executions.values()):
+                    break
+                time.sleep(0.05)
+        finally:
+            stop_probing.set()
+            prober.join()
 
     assert executions["greet"]["status"] == "succeeded"
     assert executions["greet"]["steps"][1]["output"] == "hi Bob"
