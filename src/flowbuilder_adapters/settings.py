@@ -6,6 +6,8 @@ naming the variable; no value is echoed, since some are secrets.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +19,7 @@ from flowbuilder_adapters.secrets.keyring import Keyring, KeyringError
 EMBEDDED_DIR = Path(".flowbuilder")
 EMBEDDED_ISSUER = "flowbuilder-embedded"
 CLERK_BACKEND_JWKS_URL = "https://api.clerk.com/v1/jwks"
+MIN_HMAC_KEY_BYTES = 32
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
@@ -61,6 +64,7 @@ class Settings:
     versions_kept_per_workflow: int = 100
     write_rate_per_second: int = 10
     write_rate_burst: int = 100
+    idempotency_hmac_key: bytes | None = field(default=None, repr=False)
     data_dir: Path = EMBEDDED_DIR
 
     @property
@@ -118,8 +122,18 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         versions_kept_per_workflow=reader.positive_int("VERSIONS_KEPT_PER_WORKFLOW", 100),
         write_rate_per_second=reader.positive_int("WRITE_RATE_PER_SECOND", 10),
         write_rate_burst=reader.positive_int("WRITE_RATE_BURST", 100),
+        idempotency_hmac_key=reader.key_bytes("IDEMPOTENCY_HMAC_KEY"),
         data_dir=data_dir,
     )
+    if (
+        mode is Mode.SERVE
+        and settings.idempotency_hmac_key is None
+        and "IDEMPOTENCY_HMAC_KEY" not in reader.invalid
+    ):
+        reader.problems.append(
+            "IDEMPOTENCY_HMAC_KEY: required by the API outside embedded mode "
+            f"(base64 of {MIN_HMAC_KEY_BYTES} random bytes)"
+        )
     if (
         settings.use_db_secrets
         and not settings.embedded
@@ -180,6 +194,20 @@ class _Reader:
         except KeyringError as exc:  # its message never holds key material
             self._fail(name, str(exc))
             return None
+
+    def key_bytes(self, name: str) -> bytes | None:
+        """A secret key given as base64 of at least MIN_HMAC_KEY_BYTES bytes."""
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            key = base64.b64decode(value, validate=True)
+        except binascii.Error:
+            key = b""
+        if len(key) < MIN_HMAC_KEY_BYTES:
+            self._fail(name, f"must be base64 of at least {MIN_HMAC_KEY_BYTES} bytes")
+            return None
+        return key
 
     def boolean(self, name: str, *, default: bool) -> bool:
         value = self._env.get(name)

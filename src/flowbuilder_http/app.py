@@ -13,7 +13,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from flowbuilder_adapters.wiring import Background, Mode, Settings, load_settings, providers_for
+from flowbuilder_adapters.wiring import (
+    Background,
+    Mode,
+    Settings,
+    fingerprint_key_of,
+    load_settings,
+    providers_for,
+)
 from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_http.admission import Admission
@@ -42,7 +49,10 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
     """The API over the adapters `settings` choose, or over `providers` when given (tests)."""
     chosen = providers or tuple(providers_for(settings))
     container = make_async_container(
-        *chosen, PrincipalProvider(), IdempotencyProvider(), LitestarProvider()
+        *chosen,
+        PrincipalProvider(),
+        IdempotencyProvider(fingerprint_key_of(settings)),
+        LitestarProvider(),
     )
 
     # The entrypoint's lookups: the token verifier for every request, the background services.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -44,6 +45,11 @@ def clean_env(**overrides: str) -> dict[str, str]:
         "RUN_TIMEOUT",
         "VERSIONS_KEPT",
         "FLOWBUILDER_",
+        "IDEMPOTENCY_",
+        "LOG_FORMAT",
+        "METRICS_",
+        "SHUTDOWN_GRACE",
+        "PROMETHEUS_",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
     env.update(overrides)
@@ -110,6 +116,7 @@ def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, st
         "CLERK_FRONTEND_URL": frontend_url,
         "CLERK_AUTHORIZED_PARTIES": AUTHORIZED_PARTY,
         "WORKFLOW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
+        "IDEMPOTENCY_HMAC_KEY": base64.b64encode(os.urandom(32)).decode(),
     }
     return clean_env(**{**settings, **extra})
 

@@ -35,6 +35,7 @@ from flowbuilder_adapters.wiring.services import (
     OutboxProvider,
     QueueProvider,
     SecretsManagerProvider,
+    fingerprint_key_of,
 )
 from flowbuilder_adapters.wiring.storage import MemoryProvider, SqlHealthProvider, SqlProvider
 
@@ -57,6 +58,7 @@ __all__ = [
     "SettingsError",
     "SqlHealthProvider",
     "SqlProvider",
+    "fingerprint_key_of",
     "issue_dev_token",
     "load_settings",
     "migrate",

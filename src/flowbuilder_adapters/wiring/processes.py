@@ -14,6 +14,7 @@ from flowbuilder_adapters.background import Background, Service, every
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import reencrypt
+from flowbuilder_adapters.secrets.keyfile import load_or_create_key
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings
 from flowbuilder_adapters.sql.database import create_engine
@@ -21,6 +22,7 @@ from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.wiring.core import CoreProvider, RunsProvider
 from flowbuilder_adapters.wiring.scopes import ScopesProvider, in_scope
 from flowbuilder_adapters.wiring.services import (
+    EMBEDDED_FINGERPRINT_KEY_FILE,
     EMBEDDED_KEY_FILE,
     AuthProvider,
     QueueProvider,
@@ -110,12 +112,15 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
 
 
 def prepare_embedded(settings: Settings) -> None:
-    """Before an embedded server starts: its directory, the dev issuer's signing key and the
-    secrets key (each created once, then kept), and the schema of its SQLite database."""
+    """Before an embedded server starts: its directory, the dev issuer's signing key, the
+    secrets key and the idempotency fingerprints' key (each created once, then kept), and the
+    schema of its SQLite database."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     DevTokenIssuer.load_or_create(settings.data_dir)
     if settings.keyring is None:
         Keyring.load_or_create(settings.data_dir / EMBEDDED_KEY_FILE)
+    if settings.idempotency_hmac_key is None:
+        load_or_create_key(settings.data_dir / EMBEDDED_FINGERPRINT_KEY_FILE)
     asyncio.run(upgrade(settings.database_url))
 
 

@@ -21,6 +21,7 @@ from flowbuilder_adapters.secrets.aws import (
     SecretsManagerSecretStore,
     secrets_manager_client,
 )
+from flowbuilder_adapters.secrets.keyfile import load_key
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import Settings
 from flowbuilder_adapters.sql.outbox import SqlOutbox
@@ -33,6 +34,7 @@ from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 
 EMBEDDED_KEY_FILE = "secrets.key"
+EMBEDDED_FINGERPRINT_KEY_FILE = "idempotency.key"
 WRITES = "writes:"
 """The key prefix of the write buckets, beside the execution buckets in the same table."""
 
@@ -73,6 +75,14 @@ def keyring_of(settings: Settings) -> Keyring:
     if settings.keyring is not None:
         return settings.keyring
     return Keyring.load(settings.data_dir / EMBEDDED_KEY_FILE)
+
+
+def fingerprint_key_of(settings: Settings) -> bytes:
+    """The server key of idempotency fingerprints: `IDEMPOTENCY_HMAC_KEY`, or in embedded mode
+    the key file that `prepare_embedded` created (this reads it; it never creates one)."""
+    if settings.idempotency_hmac_key is not None:
+        return settings.idempotency_hmac_key
+    return load_key(settings.data_dir / EMBEDDED_FINGERPRINT_KEY_FILE)
 
 
 def secrets_provider(settings: Settings) -> Provider:
