@@ -20,6 +20,7 @@ EMBEDDED_DIR = Path(".flowbuilder")
 EMBEDDED_ISSUER = "flowbuilder-embedded"
 CLERK_BACKEND_JWKS_URL = "https://api.clerk.com/v1/jwks"
 MIN_HMAC_KEY_BYTES = 32
+LOG_FORMATS = ("json", "text")
 _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
@@ -65,6 +66,11 @@ class Settings:
     write_rate_per_second: int = 10
     write_rate_burst: int = 100
     idempotency_hmac_key: bytes | None = field(default=None, repr=False)
+    log_format: str = "json"
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9100
+    shutdown_grace_s: int = 25
     data_dir: Path = EMBEDDED_DIR
 
     @property
@@ -123,6 +129,14 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         write_rate_per_second=reader.positive_int("WRITE_RATE_PER_SECOND", 10),
         write_rate_burst=reader.positive_int("WRITE_RATE_BURST", 100),
         idempotency_hmac_key=reader.key_bytes("IDEMPOTENCY_HMAC_KEY"),
+        # People read an embedded server's and a maintenance command's log; machines a server's.
+        log_format=reader.choice(
+            "LOG_FORMAT", LOG_FORMATS, "json" if mode in (Mode.SERVE, Mode.WORKER) else "text"
+        ),
+        metrics_enabled=reader.boolean("METRICS_ENABLED", default=True),
+        metrics_host=reader.text("METRICS_HOST") or "127.0.0.1",
+        metrics_port=reader.port("METRICS_PORT", 9100),
+        shutdown_grace_s=reader.positive_int("SHUTDOWN_GRACE_S", 25),
         data_dir=data_dir,
     )
     if (
@@ -220,6 +234,22 @@ class _Reader:
             return False
         self._fail(name, "must be true or false")
         return default
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = (self.text(name) or default).lower()
+        if value not in allowed:
+            self._fail(name, "must be one of " + ", ".join(allowed))
+            return default
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not 1 <= int(value) <= 65535:
+            self._fail(name, "must be a port number (1-65535)")
+            return default
+        return int(value)
 
     def positive_int(self, name: str, default: int) -> int:
         value = self.text(name)

@@ -1,4 +1,7 @@
-"""The `flowbuilder` command: serve, migrate, dev-token."""
+"""The `flowbuilder` command: serve, worker, migrate, dev-token, secrets, config.
+
+Every command reads its settings from the environment and, under it, from a `.env` file in the
+working directory when there is one (a variable of the real environment wins)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from flowbuilder_adapters.settings import Mode, Settings, SettingsError, load_settings
+from flowbuilder_http.configuration import load_env_file
 
 # The rest is imported where a command needs it, so that `migrate` and `dev-token` start fast
 # and small.
@@ -25,6 +29,7 @@ EMBEDDED_BANNER = (
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.from_env_file = load_env_file(os.environ)
     try:
         args.run(args)
     except SettingsError as exc:
@@ -76,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--embedded", action="store_true", help="the embedded database")
     sweep.set_defaults(run=_sweep)
+
+    config = commands.add_parser(
+        "config", help="print the effective settings (secrets masked) and where each came from"
+    )
+    config.add_argument(
+        "--for",
+        dest="mode",
+        choices=[m.value for m in Mode],
+        default=Mode.SERVE.value,
+        help="the process whose settings to check (default serve)",
+    )
+    config.set_defaults(run=_config)
     return parser
 
 
@@ -178,6 +195,15 @@ def _sweep(args: argparse.Namespace) -> None:
 
     swept = asyncio.run(sweep_secrets(_maintenance_settings(args)))
     print(f"flowbuilder: {swept} unreferenced secret(s) deleted", file=sys.stderr)
+
+
+def _config(args: argparse.Namespace) -> None:
+    from flowbuilder_http.configuration import render, report
+
+    lines, error = report(os.environ, args.from_env_file, Mode(args.mode))
+    print(render(lines))
+    if error is not None:
+        raise error
 
 
 def _is_loopback(host: str) -> bool:
