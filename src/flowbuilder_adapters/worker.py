@@ -8,14 +8,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from flowbuilder_core.executions.model import ExecutionId
+from flowbuilder_adapters.log_context import running
+from flowbuilder_core.executions.model import ExecutionId, RunOutcome
 from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
 from flowbuilder_core.shared.errors import DependencyUnavailableError
 
 _log = logging.getLogger(__name__)
 
-RunById = Callable[[ExecutionId], Awaitable[object]]
-"""Runs one execution to its end (`RunExecution`); cancelling it records the run stopped."""
+RunById = Callable[[ExecutionId], Awaitable[RunOutcome | None]]
+"""Runs one execution to its end (`RunExecution`): how it ended, or None when it did not run
+(not queued any more, or parked)."""
 
 
 class Worker:
@@ -94,18 +96,21 @@ class Worker:
         if message is None:
             _log.error("an undecodable queue message was received; leaving it to the DLQ")
             return
-        keep_invisible = asyncio.create_task(self._keep_invisible(delivery))
-        try:
-            await self._run(message.execution_id)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._queue.ack(delivery))
-            raise
-        except Exception:
-            _log.exception("a run failed outside its nodes; the message will come back")
-            return
-        finally:
-            keep_invisible.cancel()
-        await self._queue.ack(delivery)
+        with running(message.execution_id):  # every line about the run names its execution
+            keep_invisible = asyncio.create_task(self._keep_invisible(delivery))
+            try:
+                outcome = await self._run(message.execution_id)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._queue.ack(delivery))
+                raise
+            except Exception:
+                _log.exception("a run failed outside its nodes; the message will come back")
+                return
+            finally:
+                keep_invisible.cancel()
+            ended = "not run (no longer queued, or parked)" if outcome is None else outcome.status
+            _log.info("run ended: %s", ended)
+            await self._queue.ack(delivery)
 
     async def _keep_invisible(self, delivery: Delivery) -> None:
         """Each extension on its own: a queue outage must not make a live run look lost."""

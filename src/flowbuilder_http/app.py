@@ -25,6 +25,7 @@ from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_http.admission import Admission
 from flowbuilder_http.auth import PrincipalProvider
+from flowbuilder_http.configuration import keep_secrets_out_of_logs
 from flowbuilder_http.idempotency import IdempotencyProvider
 from flowbuilder_http.observability import (
     configure_logging,
@@ -109,9 +110,11 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
 
 def app_from_environment() -> Litestar:
     """The ASGI server's factory: settings from the environment, as `flowbuilder serve` set it."""
-    configure_logging()
     mode = Mode.EMBEDDED if os.environ.get("FLOWBUILDER_EMBEDDED") == "1" else Mode.SERVE
-    app = create_app(load_settings(os.environ, mode))
+    settings = load_settings(os.environ, mode)
+    keep_secrets_out_of_logs(os.environ)
+    configure_logging(settings.log_format)
+    app = create_app(settings)
     app.on_startup.append(_freeze_the_heap)
     return app
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from flowbuilder_adapters.settings import Mode, Settings, SettingsError, load_settings
-from flowbuilder_http.configuration import load_env_file
+from flowbuilder_http.configuration import keep_secrets_out_of_logs, load_env_file
 
 # The rest is imported where a command needs it, so that `migrate` and `dev-token` start fast
 # and small.
+
+_log = logging.getLogger("flowbuilder.cli")
 
 EMBEDDED_BANNER = (
     "FlowBuilder is running in EMBEDDED mode: SQLite and a local token issuer under {dir}/, "
@@ -30,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     args.from_env_file = load_env_file(os.environ)
+    keep_secrets_out_of_logs(os.environ)
     try:
         args.run(args)
     except SettingsError as exc:
@@ -98,15 +102,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> None:
     from flowbuilder_adapters.wiring import prepare_embedded
+    from flowbuilder_http.observability import configure_logging
 
     mode = Mode.EMBEDDED if args.embedded else Mode.SERVE
     settings = load_settings(os.environ, mode)
+    configure_logging(settings.log_format)
     host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
     if settings.embedded:
         if not _is_loopback(host):
             raise SettingsError(["--host: embedded mode binds to loopback only"])
         prepare_embedded(settings)
-        print(EMBEDDED_BANNER.format(dir=settings.data_dir, port=args.port), file=sys.stderr)
+        _log.warning(EMBEDDED_BANNER.format(dir=settings.data_dir, port=args.port))
         os.environ["FLOWBUILDER_EMBEDDED"] = "1"
     _run_server(host, args.port)
 
@@ -126,11 +132,11 @@ def _run_server(host: str, port: int) -> None:
     from granian.server.embed import Server
 
     from flowbuilder_http.app import app_from_environment
+    from flowbuilder_http.observability import GRANIAN_LOGGING
 
-    print(
-        "flowbuilder: serving HTTP from this process with granian's embedded server (granian"
-        " calls it experimental below; it is not FlowBuilder's embedded mode)",
-        file=sys.stderr,
+    _log.info(
+        "serving HTTP from this process with granian's embedded server (granian calls it"
+        " experimental below; it is not FlowBuilder's embedded mode)"
     )
 
     async def serve() -> None:
@@ -141,6 +147,7 @@ def _run_server(host: str, port: int) -> None:
             port=port,
             interface=Interfaces.ASGI,
             log_access=False,  # ours carries the request id (observability.py)
+            log_dictconfig=GRANIAN_LOGGING,
         )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -159,7 +166,7 @@ def _worker(args: argparse.Namespace) -> None:
     from flowbuilder_http.observability import configure_logging
 
     settings = load_settings(os.environ, Mode.WORKER)
-    configure_logging()
+    configure_logging(settings.log_format)
     uvloop.run(run_worker(settings, args.concurrency))  # the API server's loop too
 
 

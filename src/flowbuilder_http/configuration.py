@@ -7,11 +7,12 @@ import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from dotenv import dotenv_values
 
 from flowbuilder_adapters.settings import Mode, Settings, SettingsError, load_settings
+from flowbuilder_adapters.wiring import hide_everywhere
 
 ENV_FILE = Path(".env")
 
@@ -77,6 +78,24 @@ def load_env_file(environ: MutableMapping[str, str], path: Path = ENV_FILE) -> f
     }
     environ.update(taken)
     return frozenset(taken)
+
+
+def keep_secrets_out_of_logs(environ: Mapping[str, str]) -> None:
+    """No log line of this process will show a configured secret: the values of the secret
+    variables, the keys of the keyring, the database URL's password."""
+    values: list[str] = []
+    for name in sorted(set(DEFAULTS) - SHOWN):
+        value = environ.get(name, "").strip()
+        if not value:
+            continue
+        if name == "DATABASE_URL":
+            password = urlsplit(value).password
+            values += [] if password is None else [password, unquote(password)]
+            continue
+        values.append(value)
+        if name == "SECRETS_ENCRYPTION_KEY":  # each key alone too, never its short id
+            values += [entry.rpartition(":")[2].strip() for entry in value.split(",")]
+    hide_everywhere(values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -282,6 +282,22 @@ async def test_an_execution_runs_in_a_separate_worker_with_its_credential_and_le
     assert [name.split("-")[0] for name in logs] == ["server", "worker"]
     for name, text in logs.items():
         assert CANARY not in text, name
+    lines = {name: [json.loads(line) for line in text.splitlines()] for name, text in logs.items()}
+    for line in [line for every in lines.values() for line in every]:
+        assert {"time", "level", "logger", "message"} <= set(line), line
+    (run_line,) = (
+        line for line in lines["worker-0.log"] if line["message"].startswith("run ended")
+    )
+    assert (run_line["message"], run_line["execution_id"]) == (
+        "run ended: succeeded",
+        finished["id"],
+    )
+    access = [line for line in lines[next(iter(lines))] if line["logger"] == "flowbuilder.access"]
+    assert {
+        "method": "POST",
+        "route": "/api/workflows/{workflow_id}/execute",
+        "status": 202,
+    }.items() <= next(line for line in access if line["route"].endswith("/execute")).items()
 
 
 BURST = 1000

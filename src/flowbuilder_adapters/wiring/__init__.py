@@ -9,6 +9,7 @@ process its `Background`. Nothing below them holds a container, except the scope
 """
 
 from flowbuilder_adapters.background import Background
+from flowbuilder_adapters.log_context import current_execution_id, hidden_values, hide_everywhere
 from flowbuilder_adapters.settings import (
     EMBEDDED_DIR,
     Mode,
@@ -58,7 +59,10 @@ __all__ = [
     "SettingsError",
     "SqlHealthProvider",
     "SqlProvider",
+    "current_execution_id",
     "fingerprint_key_of",
+    "hidden_values",
+    "hide_everywhere",
     "issue_dev_token",
     "load_settings",
     "migrate",
