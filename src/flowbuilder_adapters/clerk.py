@@ -13,6 +13,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
 
+from flowbuilder_adapters.metrics import JWKS_FETCHES
 from flowbuilder_core.shared.errors import DependencyUnavailableError, UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal, TokenVerifier
 from flowbuilder_core.shared.ids import UserId
@@ -234,6 +235,7 @@ class ClerkTokenVerifier(TokenVerifier):
         try:
             keys = await self._download()
         except _JwksError as exc:
+            JWKS_FETCHES.labels("error").inc()
             logger.warning(
                 "JWKS fetch from %s failed, keeping %d cached keys: %s",
                 self._jwks_url,
@@ -241,6 +243,7 @@ class ClerkTokenVerifier(TokenVerifier):
                 exc,
             )
             return
+        JWKS_FETCHES.labels("ok").inc()
         self._keys = keys
         self._fetched_at = self._clock()
         logger.info("JWKS fetched from %s: kids %s", self._jwks_url, sorted(keys))

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from flowbuilder_adapters.log_context import running
+from flowbuilder_adapters.metrics import observe_slots
 from flowbuilder_core.executions.model import ExecutionId, RunOutcome
 from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
 from flowbuilder_core.shared.errors import DependencyUnavailableError
@@ -52,6 +53,12 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         runs: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            runs.discard(task)
+            observe_slots(len(runs), self._concurrency)
+
+        observe_slots(0, self._concurrency)
         try:
             while not stop.is_set():
                 if len(runs) >= self._concurrency:
@@ -61,7 +68,8 @@ class Worker:
                 for delivery in deliveries:
                     task = asyncio.create_task(self._handle(delivery))
                     runs.add(task)
-                    task.add_done_callback(runs.discard)
+                    task.add_done_callback(finished)
+                observe_slots(len(runs), self._concurrency)
         finally:
             if runs:
                 _, late = await asyncio.wait(runs, timeout=self._grace)

@@ -42,7 +42,7 @@ from flowbuilder_http.problems import (
 )
 from flowbuilder_http.routes.credentials import credentials_router
 from flowbuilder_http.routes.executions import executions_router
-from flowbuilder_http.routes.operations import live, node_types, ready
+from flowbuilder_http.routes.operations import live, metrics, node_types, ready
 from flowbuilder_http.routes.workflows import workflows_router
 
 
@@ -72,7 +72,8 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         security=[{"BearerAuth": []}],
     )
     app = Litestar(
-        route_handlers=[api, live, ready],
+        # Outside /api and its authentication: a scraper has no user token (API.md, Metrics).
+        route_handlers=[api, live, ready, *([metrics] if settings.metrics_enabled else [])],
         exception_handlers={
             FlowbuilderError: handle_flowbuilder_error,
             ValidationException: handle_validation_error,

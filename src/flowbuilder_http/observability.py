@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
-from flowbuilder_adapters.wiring import current_execution_id, hidden_values
+from flowbuilder_adapters.wiring import current_execution_id, hidden_values, observe_request
 
 REQUEST_ID_HEADER = "x-request-id"
 UNMATCHED_ROUTE = "unmatched"
@@ -148,7 +148,8 @@ def route_of(scope: Scope) -> str:
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Outermost ASGI middleware: adopts the client's id when it is 1..128 characters of
-    `[A-Za-z0-9._-]`, else makes one; sends it back and logs one access line per request."""
+    `[A-Za-z0-9._-]`, else makes one; sends it back, logs one access line per request and
+    counts it in the metrics."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -174,8 +175,10 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+            elapsed = time.perf_counter() - started
+            elapsed_ms = round(elapsed * 1000, 1)
             method, route = scope["method"], route_of(scope)
+            observe_request(method, route, status, elapsed)
             _access_log.info(
                 "%s %s %d %.1fms",
                 method,

@@ -15,6 +15,7 @@ import pytest
 from dishka import AsyncContainer, make_async_container
 
 from flowbuilder_adapters.memory import MemoryRunTransactions, MemoryStore
+from flowbuilder_adapters.metrics import REGISTRY
 from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
 from flowbuilder_adapters.wiring import CoreProvider, MemoryProvider, RunsProvider, ScopesProvider
 from flowbuilder_adapters.worker import Worker
@@ -119,6 +120,59 @@ async def test_a_queued_execution_runs_to_success_with_every_step_recorded(h: Ha
         ("set", StepStatus.SUCCEEDED, 7),
     ]
     assert len(h.queue) == 0
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_runs_and_their_steps_are_counted_and_timed_by_type_and_status(h: Harness) -> None:
+    execution_id = await h.request(
+        chain(
+            {"id": "set", "type": "data.set", "parameters": {"value": 1}},
+            {"id": "bad", "type": "data.transform", "parameters": {"expression": "nodes.."}},
+        )
+    )
+    failed = {"status": "failed", "trigger": "manual"}
+    transform_failed = {"node_type": "data.transform", "status": "failed"}
+    before = {
+        "started": sample("flowbuilder_executions_started_total", trigger="manual"),
+        "failed": sample("flowbuilder_executions_finished_total", **failed),
+        "steps": sample("flowbuilder_step_duration_seconds_count", **transform_failed),
+        "set": sample(
+            "flowbuilder_step_duration_seconds_count", node_type="data.set", status="succeeded"
+        ),
+    }
+
+    await run_worker(h, lambda: h.status(execution_id).finished, poll_seconds=0.05, concurrency=3)
+
+    assert sample("flowbuilder_executions_started_total", trigger="manual") == before["started"] + 1
+    assert sample("flowbuilder_executions_finished_total", **failed) == before["failed"] + 1
+    assert (
+        sample("flowbuilder_step_duration_seconds_count", **transform_failed) == before["steps"] + 1
+    )
+    assert (
+        sample("flowbuilder_step_duration_seconds_count", node_type="data.set", status="succeeded")
+        == before["set"] + 1
+    )
+    assert sample("flowbuilder_worker_slots", state="free") == 3
+    assert sample("flowbuilder_worker_slots", state="busy") == 0
+
+
+async def test_a_busy_slot_is_shown_while_a_run_is_in_progress(h: Harness) -> None:
+    execution_id = await h.request(
+        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 0.5}})
+    )
+    seen: list[float] = []
+
+    def running_and_counted() -> bool:
+        seen.append(sample("flowbuilder_worker_slots", state="busy"))
+        return h.status(execution_id).finished
+
+    await run_worker(h, running_and_counted, poll_seconds=0.05, concurrency=2)
+
+    assert 1 in seen
+    assert sample("flowbuilder_worker_slots", state="free") == 2
 
 
 async def test_a_message_delivered_twice_runs_once(h: Harness) -> None:

@@ -391,6 +391,7 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/api/executions/{execution_id}/retry": {"post"},
         "/health/live": {"get"},
         "/health/ready": {"get"},
+        "/metrics": {"get"},
     }
     assert spec["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
     api_operations = [

@@ -12,6 +12,7 @@ from dishka import AsyncContainer, Provider, Scope, make_async_container, provid
 
 from flowbuilder_adapters.background import Background, Service, every
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.metrics import MetricsListener
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import reencrypt
 from flowbuilder_adapters.secrets.keyfile import load_or_create_key
@@ -141,6 +142,9 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    listener = MetricsListener(settings.metrics_host, settings.metrics_port)
+    if settings.metrics_enabled:
+        listener.start()
     try:
         background = await container.get(Background)
         await background.start()
@@ -150,6 +154,7 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
         await background.stop()
     finally:
         await container.close()
+        listener.stop()
 
 
 async def reencrypt_database(settings: Settings, batch_size: int) -> int:

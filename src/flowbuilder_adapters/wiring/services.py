@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.metrics import MeteredQueue
 from flowbuilder_adapters.queues.memory import InMemoryDeadLetters, InMemoryExecutionQueue
 from flowbuilder_adapters.queues.sqs import SqsDeadLetters, SqsExecutionQueue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
@@ -125,7 +126,7 @@ class QueueProvider(Provider):
 
     @provide(scope=Scope.APP)
     def queue(self, queues: Queues) -> ExecutionQueue:
-        return queues.work
+        return MeteredQueue(queues.work)
 
     @provide(scope=Scope.APP)
     def dead_letters(self, queues: Queues) -> DeadLetters:

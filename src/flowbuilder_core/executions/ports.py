@@ -16,6 +16,7 @@ from flowbuilder_core.executions.model import (
     ExecutionRequested,
     ExecutionStatus,
     Json,
+    RunOutcome,
     StepResult,
 )
 from flowbuilder_core.shared.ids import UserId
@@ -100,6 +101,19 @@ class ExecutionRepository(Protocol):
     async def page(
         self, owner: UserId, where: ExecutionFilter, request: PageRequest
     ) -> Sequence[Execution]: ...
+
+
+class RunObserver(Protocol):
+    """Told how runs go, for metrics. Nothing it does changes a run: it must not raise."""
+
+    def run_started(self, execution: Execution) -> None:
+        """The run claimed `execution` and starts its nodes."""
+
+    def run_finished(self, execution: Execution, outcome: RunOutcome) -> None:
+        """The run of `execution` ended with `outcome`, as it recorded it."""
+
+    def step_finished(self, node_type: str, step: StepResult) -> None:
+        """A node of type `node_type` ran and ended (`step` succeeded or failed)."""
 
 
 class Outbox(Protocol):
