@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flowbuilder_adapters.settings import Mode, Settings, SettingsError, load_settings
 from flowbuilder_http.configuration import keep_secrets_out_of_logs, load_env_file
@@ -114,16 +114,21 @@ def _serve(args: argparse.Namespace) -> None:
         prepare_embedded(settings)
         _log.warning(EMBEDDED_BANNER.format(dir=settings.data_dir, port=args.port))
         os.environ["FLOWBUILDER_EMBEDDED"] = "1"
-    _run_server(host, args.port)
+    _run_server(host, args.port, settings.shutdown_grace_s)
 
 
-def _run_server(host: str, port: int) -> None:
+def _run_server(host: str, port: int, grace_seconds: float) -> None:
     """Serve with granian's embedded server: the app runs in this process, on this event loop.
 
     Granian's usual mode supervises one worker *process*, and the supervisor costs ~37 MiB of
     RSS doing nothing; a replica here is one process, and scaling out is more replicas.
     Granian marks its embedded mode experimental (and says so in the log at start-up); the
     HTTP stack is the same, and `tests/e2e` drive this very command.
+
+    On SIGTERM or SIGINT the server stops accepting at once and waits for the requests in
+    flight; those still running after `grace_seconds` are cancelled (answered 500 or cut), so
+    that the application's shutdown (the outbox relay's flush, the pools) always runs. Granian's
+    own kill timeout would skip it.
     """
     import signal
 
@@ -132,7 +137,11 @@ def _run_server(host: str, port: int) -> None:
     from granian.server.embed import Server
 
     from flowbuilder_http.app import app_from_environment
-    from flowbuilder_http.observability import GRANIAN_LOGGING
+    from flowbuilder_http.observability import (
+        GRANIAN_LOGGING,
+        cancel_requests,
+        requests_in_flight,
+    )
 
     _log.info(
         "serving HTTP from this process with granian's embedded server (granian calls it"
@@ -150,9 +159,25 @@ def _run_server(host: str, port: int) -> None:
             log_dictconfig=GRANIAN_LOGGING,
         )
         loop = asyncio.get_running_loop()
+        stop_accepting: Callable[[], None] = server.stop  # granian's, untyped
+
+        def stop() -> None:
+            _log.info(
+                "stopping: no new connections; %d request(s) in flight get %g s",
+                requests_in_flight(),
+                grace_seconds,
+            )
+            stop_accepting()
+            loop.call_later(grace_seconds, cut_short)
+
+        def cut_short() -> None:
+            if cancelled := cancel_requests():
+                _log.warning("stopping: %d request(s) cut short after the grace period", cancelled)
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, server.stop)
+            loop.add_signal_handler(signum, stop)
         await server.serve()
+        _log.info("stopped")
 
     uvloop.run(serve())
 

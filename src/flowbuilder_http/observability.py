@@ -8,6 +8,7 @@ the values of the credentials the run in progress resolved."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -40,6 +41,21 @@ _SECRET_SHAPES = re.compile(
     re.IGNORECASE,
 )
 _CHATTY = ("botocore", "aiobotocore", "boto3", "urllib3", "httpx", "httpcore")
+
+
+_in_flight: set[asyncio.Task[object]] = set()
+"""The tasks of the requests being served, for a server that stops (`cancel_requests`)."""
+
+
+def requests_in_flight() -> int:
+    return len(_in_flight)
+
+
+def cancel_requests() -> int:
+    """Cancel every request still being served (its grace period is over); how many."""
+    for task in list(_in_flight):
+        task.cancel()
+    return len(_in_flight)
 
 
 def current_request_id() -> str:
@@ -157,6 +173,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             return
         request_id = _incoming_id(scope) or uuid.uuid4().hex
         token = _request_id.set(request_id)
+        task = asyncio.current_task()
+        if task is not None:
+            _in_flight.add(task)
         method_token = _request_method.set(scope.get("method"))
         started = time.perf_counter()
         status = 500
@@ -194,6 +213,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             )
             _request_id.reset(token)
             _request_method.reset(method_token)
+            if task is not None:
+                _in_flight.discard(task)
 
     return middleware
 

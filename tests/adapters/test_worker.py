@@ -1,5 +1,5 @@
 """The worker over the in-memory adapters and queue, wired as a process wires it: each message
-run once, acknowledged after its run, and a stopping worker recording what it interrupted."""
+run once, acknowledged after its run, and a stopping worker releasing what it interrupted."""
 
 from __future__ import annotations
 
@@ -209,22 +209,51 @@ async def test_a_cancelled_run_stops_before_its_next_node(h: Harness) -> None:
     assert {s.node_id: s.status for s in execution.steps}["after"] is StepStatus.SKIPPED
 
 
-async def test_a_stopping_worker_records_an_unfinished_run_as_stopped(h: Harness) -> None:
+async def test_a_stopping_worker_lets_a_run_that_ends_within_its_grace_finish(
+    h: Harness,
+) -> None:
     execution_id = await h.request(
-        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 30}})
+        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 0.3}})
     )
 
     await run_worker(
         h,
         lambda: h.status(execution_id) is ExecutionStatus.RUNNING,
         poll_seconds=0.05,
-        grace_seconds=0.1,
+        grace_seconds=10,
     )
 
+    assert h.status(execution_id) is ExecutionStatus.SUCCEEDED
+    assert len(h.queue) == 0
+
+
+async def test_a_stopping_worker_releases_a_run_past_its_grace_and_another_runs_it_once(
+    h: Harness,
+) -> None:
+    execution_id = await h.request(
+        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 0.5}})
+    )
+
+    await run_worker(
+        h,
+        lambda: h.status(execution_id) is ExecutionStatus.RUNNING,
+        poll_seconds=0.05,
+        grace_seconds=0.05,
+    )
+    stored = h.store.executions[execution_id]  # type: ignore[index]
+    released = (stored.status, list(stored.steps), stored.started_at)
+    visible_now = await h.queue.receive(1, 0)  # its visibility timeout is 5 s: not expired
+    await h.queue.extend(visible_now[0], 0)
+    await run_worker(h, lambda: h.status(execution_id).finished, poll_seconds=0.05)
+
+    assert released == (ExecutionStatus.QUEUED, [], None)
+    assert [d.message.execution_id for d in visible_now if d.message] == [execution_id]
     execution = h.store.executions[execution_id]  # type: ignore[index]
-    assert execution.status is ExecutionStatus.FAILED
-    assert execution.error is not None
-    assert execution.error.code == "worker_stopped"
+    assert (execution.status, execution.attempt) == (ExecutionStatus.SUCCEEDED, 1)
+    assert [(s.node_id, s.status) for s in execution.steps] == [
+        ("start", StepStatus.SUCCEEDED),
+        ("wait", StepStatus.SUCCEEDED),
+    ]
     assert len(h.queue) == 0
 
 

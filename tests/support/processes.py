@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,21 @@ def run(
     )
 
 
+@dataclass
+class Serving:
+    """A running `flowbuilder serve`: its URL, its process and its log."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 @contextmanager
-def server(
+def serving(
     args: list[str], env: Mapping[str, str], port: int, cwd: Path | None = None
-) -> Iterator[str]:
-    """`flowbuilder <args>` until it answers /health/live; stopped with SIGTERM afterwards."""
+) -> Iterator[Serving]:
+    """`flowbuilder <args>` until it answers /health/live; stopped with SIGTERM afterwards
+    (unless the test stopped it itself)."""
     log = (cwd or Path.cwd()) / f"server-{port}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -94,7 +105,7 @@ def server(
             if time.monotonic() > deadline:
                 raise AssertionError(f"server did not start:\n{log.read_text()}")
             time.sleep(0.1)
-        yield base
+        yield Serving(base, process, log)
     finally:
         process.terminate()
         try:
@@ -102,6 +113,15 @@ def server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def server(
+    args: list[str], env: Mapping[str, str], port: int, cwd: Path | None = None
+) -> Iterator[str]:
+    """`flowbuilder <args>` until it answers /health/live, as its URL; SIGTERM afterwards."""
+    with serving(args, env, port, cwd) as running:
+        yield running.base
 
 
 def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, str]:

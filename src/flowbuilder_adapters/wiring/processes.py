@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from dishka import AsyncContainer, Provider, Scope, make_async_container, provide
 
 from flowbuilder_adapters.background import Background, Service, every
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.metrics import MetricsListener
+from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import reencrypt
 from flowbuilder_adapters.secrets.keyfile import load_or_create_key
@@ -27,6 +29,7 @@ from flowbuilder_adapters.wiring.services import (
     EMBEDDED_KEY_FILE,
     AuthProvider,
     QueueProvider,
+    Queues,
     keyring_of,
     outbox_provider,
     queue_provider,
@@ -36,7 +39,7 @@ from flowbuilder_adapters.wiring.storage import SqlHealthProvider, SqlProvider
 from flowbuilder_adapters.worker import Worker
 from flowbuilder_core.credentials.use_cases import SweepSecrets
 from flowbuilder_core.executions.model import RunLimits
-from flowbuilder_core.executions.ports import ExecutionQueue
+from flowbuilder_core.executions.ports import ExecutionQueue, Outbox
 from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     FailUndeliveredExecutions,
@@ -44,6 +47,7 @@ from flowbuilder_core.executions.use_cases import (
     ResumeParkedExecutions,
 )
 from flowbuilder_core.shared.quotas import Quotas
+from flowbuilder_core.shared.uow import UnitOfWork
 
 _log = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0
@@ -53,11 +57,18 @@ class BackgroundProvider(Provider):
     """What runs beside requests. Every process runs the sweeps: lost runs are finished (even
     while no worker is alive), parked runs whose owner has a free slot are sent again, and
     queued runs whose messages went to the dead-letter queue are failed. The API relays its
-    outbox; a worker (or embedded mode, which is both) runs executions."""
+    outbox; a worker (or embedded mode, which is both) runs executions.
 
-    def __init__(self, *, relay: bool, worker: bool, concurrency: int = 4) -> None:
+    Stopping: the worker gives its runs `grace_seconds`, then releases the rest; the relay
+    flushes. An in-process queue (embedded mode) ends with the process, so what it still holds
+    goes back to the outbox, for the relay of the next start."""
+
+    def __init__(
+        self, *, relay: bool, worker: bool, concurrency: int = 4, grace_seconds: float = 25.0
+    ) -> None:
         super().__init__()
         self._relay, self._worker, self._concurrency = relay, worker, concurrency
+        self._grace = grace_seconds
 
     @provide(scope=Scope.APP)
     def background(
@@ -65,6 +76,7 @@ class BackgroundProvider(Provider):
         container: AsyncContainer,
         relay: OutboxRelay,
         queue: ExecutionQueue,
+        queues: Queues,
         run: RunExecution,
     ) -> Background:
         sweeps = {
@@ -78,8 +90,34 @@ class BackgroundProvider(Provider):
         if self._relay:
             services.append(relay.run)
         if self._worker:
-            services.append(Worker(queue, run, concurrency=self._concurrency).run)
-        return Background(services)
+            worker = Worker(queue, run, concurrency=self._concurrency, grace_seconds=self._grace)
+            services.append(worker.run)
+        afterwards = []
+        if isinstance(queues.work, InMemoryExecutionQueue):
+            afterwards.append(_back_to_the_outbox(container, queues.work))
+        # The worker takes its grace, or its last long poll (up to 10 s) if that is longer; its
+        # runs' release then takes moments.
+        return Background(services, grace_seconds=self._grace + 15, afterwards=afterwards)
+
+
+def _back_to_the_outbox(
+    container: AsyncContainer, queue: InMemoryExecutionQueue
+) -> Callable[[], Awaitable[None]]:
+    """The messages left in an in-process queue, written to the outbox (after the worker and
+    the relay stopped), so that the next start sends them again instead of losing them."""
+
+    async def keep() -> None:
+        messages = queue.drain()
+        if not messages:
+            return
+        async with container() as scope:
+            outbox, uow = await scope.get(Outbox), await scope.get(UnitOfWork)
+            for message in messages:
+                await outbox.add(message)
+            await uow.commit()
+        _log.info("%d queued execution(s) kept in the outbox for the next start", len(messages))
+
+    return keep
 
 
 def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Provider]:
@@ -107,6 +145,7 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
             relay=settings.mode is not Mode.WORKER,
             worker=runs_executions,
             concurrency=worker_concurrency,
+            grace_seconds=settings.shutdown_grace_s,
         ),
         AuthProvider(settings),
     ]

@@ -81,6 +81,11 @@ class ExecutionRepository(Protocol):
         back when a slot frees. Claims of one owner's executions take turns, so the limit
         holds however many workers claim at once."""
 
+    async def release(self, execution_id: ExecutionId, lease: uuid.UUID) -> bool:
+        """Put an execution that is running under `lease` back to queued, as it was before its
+        claim: no start, heartbeat or lease, and its steps deleted. False (and nothing done)
+        when it is not running under that lease (cancelled, finished, or someone else's)."""
+
     async def unpark(self, owner: UserId, max_running: int) -> Sequence[Execution]:
         """As many of the owner's parked executions as they have free slots, oldest first, no
         longer parked: their messages must be sent again (in the same unit of work)."""

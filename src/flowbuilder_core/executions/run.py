@@ -39,9 +39,6 @@ from flowbuilder_core.workflows.model import Definition
 
 _log = logging.getLogger(__name__)
 
-STOPPED = ExecutionError("worker_stopped", "The worker stopped before the run ended.")
-"""How a run interrupted by its worker's shutdown ends (retryable)."""
-
 _OURS = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED})
 """The statuses in which a claimed run may still write: running, or cancelled by its owner
 meanwhile (its remaining nodes are then recorded skipped)."""
@@ -93,8 +90,10 @@ class RunExecution:
       not taken for a lost worker.
     - `observer` hears when the run starts, each node that ends, and how the run ended
       (metrics); it never changes the run.
-    - Cancelling the task (a worker stopping past its grace period) records the run failed
-      with `worker_stopped`, which its owner can retry, and the cancellation goes on.
+    - Cancelling the task (a worker stopping past its grace period) releases the run: the
+      execution goes back to queued, unstarted and without steps, for the next worker to run
+      from its first node (its message comes back); then the cancellation goes on. Only the
+      lease holder can release, and only a running execution: a cancel or a sweep wins.
     """
 
     def __init__(
@@ -130,8 +129,7 @@ class RunExecution:
         except TimeoutError:
             outcome = await self._time_out(execution.id, seen)
         except asyncio.CancelledError:
-            stopped = RunOutcome(ExecutionStatus.FAILED, STOPPED)
-            await asyncio.shield(self._finish(execution_id, seen.lease, stopped))
+            await asyncio.shield(self._release(execution_id, seen.lease))
             raise
         finally:
             heartbeat.cancel()
@@ -228,6 +226,16 @@ class RunExecution:
                 await self._record(execution_id, None, seen)
             except Exception:
                 _log.warning("heartbeat failed; will try again", exc_info=True)
+
+    async def _release(self, execution_id: ExecutionId, lease: uuid.UUID) -> None:
+        """Hand the run back to the queue. If the database cannot be reached now, the run stays
+        running without a heartbeat, and the lost-run sweep finishes it as `worker_lost`."""
+        try:
+            async with self._transactions() as tx:
+                if await tx.executions.release(execution_id, lease):
+                    await tx.uow.commit()
+        except Exception:
+            _log.warning("could not release the run; the lost-run sweep will end it", exc_info=True)
 
     async def _finish(
         self, execution_id: ExecutionId, lease: uuid.UUID, outcome: RunOutcome
