@@ -10,7 +10,6 @@ from dishka.integrations.litestar import LitestarProvider, setup_dishka
 from litestar import Litestar, Router
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from flowbuilder_adapters.wiring import (
@@ -26,6 +25,7 @@ from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_http.admission import Admission
 from flowbuilder_http.auth import PrincipalProvider
 from flowbuilder_http.configuration import keep_secrets_out_of_logs
+from flowbuilder_http.docs_ui import DOCS_PATH, SwaggerUIPlugin, docs_router
 from flowbuilder_http.idempotency import IdempotencyProvider
 from flowbuilder_http.observability import (
     configure_logging,
@@ -86,8 +86,9 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="FlowBuilder API",
             version="1.0.0",
-            path="/docs",
-            render_plugins=[ScalarRenderPlugin(path="/")],
+            path=DOCS_PATH,
+            render_plugins=[SwaggerUIPlugin()],  # served from the package: see docs_ui.py
+            openapi_router=docs_router(),
             components=Components(
                 security_schemes={
                     "BearerAuth": SecurityScheme(
