@@ -47,11 +47,15 @@ class Worker:
         extend_seconds: float = 15.0,
         poll_seconds: float = 10.0,
         grace_seconds: float = 25.0,
+        cancellable_polls: bool = False,
     ) -> None:
+        """`cancellable_polls`: the queue takes nothing for a receive cancelled on our side
+        (the in-process queue), so a stopping worker need not wait for its last poll."""
         self._queue, self._run = queue, run
         self._concurrency = concurrency
         self._visibility, self._extend_every = visibility_seconds, extend_seconds
         self._poll, self._grace = poll_seconds, grace_seconds
+        self._cancellable_polls = cancellable_polls
 
     async def run(self, stop: asyncio.Event) -> None:
         runs: set[asyncio.Task[None]] = set()
@@ -101,6 +105,8 @@ class Worker:
         finally:
             stopping.cancel()
         if not receiving.done():
+            if self._cancellable_polls:
+                receiving.cancel()
             last_poll.append(receiving)
             return []
         try:
@@ -115,11 +121,10 @@ class Worker:
 
     async def _give_back_polled(self, poll: asyncio.Future[Sequence[Delivery]]) -> None:
         """The messages of the poll that was open when the worker stopped, visible again."""
-        try:
-            deliveries = await poll
-        except Exception:
-            return  # the poll failed: it took nothing
-        for delivery in deliveries:
+        await asyncio.wait({poll})  # raises only if this task is cancelled, not the poll
+        if poll.cancelled() or poll.exception() is not None:
+            return  # the poll failed or was cancelled: it took nothing
+        for delivery in poll.result():
             await self._give_back(delivery)
 
     async def _handle(self, delivery: Delivery) -> None:

@@ -102,11 +102,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> None:
     from flowbuilder_adapters.wiring import prepare_embedded
-    from flowbuilder_http.observability import configure_logging
 
     mode = Mode.EMBEDDED if args.embedded else Mode.SERVE
     settings = load_settings(os.environ, mode)
-    configure_logging(settings.log_format)
+    _configure_logging(settings)
     host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
     if settings.embedded:
         if not _is_loopback(host):
@@ -188,18 +187,19 @@ def _worker(args: argparse.Namespace) -> None:
     import uvloop
 
     from flowbuilder_adapters.wiring import run_worker
-    from flowbuilder_http.observability import configure_logging
 
     settings = load_settings(os.environ, Mode.WORKER)
-    configure_logging(settings.log_format)
+    _configure_logging(settings)
     uvloop.run(run_worker(settings, args.concurrency))  # the API server's loop too
 
 
 def _migrate(_: argparse.Namespace) -> None:
     from flowbuilder_adapters.wiring import migrate
 
-    migrate(load_settings(os.environ, Mode.MIGRATE))
-    print("flowbuilder: the database schema is up to date", file=sys.stderr)
+    settings = load_settings(os.environ, Mode.MIGRATE)
+    _configure_logging(settings)
+    migrate(settings)
+    _log.info("the database schema is up to date")
 
 
 def _dev_token(args: argparse.Namespace) -> None:
@@ -209,7 +209,15 @@ def _dev_token(args: argparse.Namespace) -> None:
 
 
 def _maintenance_settings(args: argparse.Namespace) -> Settings:
-    return load_settings(os.environ, Mode.EMBEDDED if args.embedded else Mode.MIGRATE)
+    settings = load_settings(os.environ, Mode.EMBEDDED if args.embedded else Mode.MIGRATE)
+    _configure_logging(settings)
+    return settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    from flowbuilder_http.observability import configure_logging
+
+    configure_logging(settings.log_format)
 
 
 def _reencrypt(args: argparse.Namespace) -> None:
@@ -219,14 +227,14 @@ def _reencrypt(args: argparse.Namespace) -> None:
     if not settings.secrets_in_database:
         raise SettingsError(["USE_DB_SECRETS: reencrypt moves secrets kept in the database (true)"])
     moved = asyncio.run(reencrypt_database(settings, args.batch_size))
-    print(f"flowbuilder: {moved} secret(s) moved to the first key", file=sys.stderr)
+    _log.info("%d secret(s) moved to the first key", moved)
 
 
 def _sweep(args: argparse.Namespace) -> None:
     from flowbuilder_adapters.wiring import sweep_secrets
 
     swept = asyncio.run(sweep_secrets(_maintenance_settings(args)))
-    print(f"flowbuilder: {swept} unreferenced secret(s) deleted", file=sys.stderr)
+    _log.info("%d unreferenced secret(s) deleted", swept)
 
 
 def _config(args: argparse.Namespace) -> None:

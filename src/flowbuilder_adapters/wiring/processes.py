@@ -89,8 +89,15 @@ class BackgroundProvider(Provider):
         ]
         if self._relay:
             services.append(relay.run)
+        in_process = isinstance(queues.work, InMemoryExecutionQueue)
         if self._worker:
-            worker = Worker(queue, run, concurrency=self._concurrency, grace_seconds=self._grace)
+            worker = Worker(
+                queue,
+                run,
+                concurrency=self._concurrency,
+                grace_seconds=self._grace,
+                cancellable_polls=in_process,
+            )
             services.append(worker.run)
         afterwards = []
         if isinstance(queues.work, InMemoryExecutionQueue):
