@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -13,7 +14,6 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
 
-from flowbuilder_adapters.metrics import JWKS_FETCHES
 from flowbuilder_core.shared.errors import DependencyUnavailableError, UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal, TokenVerifier
 from flowbuilder_core.shared.ids import UserId
@@ -53,13 +53,19 @@ def decode_session_token(
     token: str,
     key: RSAPublicKey,
     *,
-    issuer: str | None,
+    issuer: str,
     authorized_parties: frozenset[str] | None,
+    audience: frozenset[str] | None,
     leeway: float,
 ) -> UserId:
     """The user id (`sub`) of a session token signed by `key`; see `decode_session_claims`."""
     user_id, _ = decode_session_claims(
-        token, key, issuer=issuer, authorized_parties=authorized_parties, leeway=leeway
+        token,
+        key,
+        issuer=issuer,
+        authorized_parties=authorized_parties,
+        audience=audience,
+        leeway=leeway,
     )
     return user_id
 
@@ -68,20 +74,21 @@ def decode_session_claims(
     token: str,
     key: RSAPublicKey,
     *,
-    issuer: str | None,
+    issuer: str,
     authorized_parties: frozenset[str] | None,
+    audience: frozenset[str] | None,
     leeway: float,
 ) -> tuple[UserId, float]:
     """The user id (`sub`) and expiry (`exp`, seconds since the epoch) of a session token
     signed by `key`.
 
     Checks: RS256 signature by `key` (no other algorithm, never a key named in the header);
-    `exp`, `nbf` and `sub` present, the times valid within `leeway` seconds; `iss` equal to
-    `issuer` when one is given; `azp` present and in `authorized_parties` when that is given
-    (an empty set authorizes nobody). `aud` is not checked: Clerk marks the audience with `azp`.
+    `exp`, `nbf`, `sub`, `sid` and `iss` present, the times valid within `leeway` seconds, `iss`
+    equal to `issuer`; `azp` present and in `authorized_parties` when that is given; no `aud`,
+    or an `aud` naming (one of its entries) a member of `audience`. A token with `aud` is a
+    JWT-template token minted for someone, not a session: without `audience` it is refused.
     Raises UnauthenticatedError with the reason, never the token, in its detail.
     """
-    required = ["exp", "nbf", "sub"] if issuer is None else ["exp", "nbf", "sub", "iss"]
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -89,7 +96,7 @@ def decode_session_claims(
             algorithms=[ALGORITHM],
             issuer=issuer,
             leeway=leeway,
-            options={"require": required, "verify_aud": False},
+            options={"require": ["exp", "nbf", "sub", "iss"], "verify_aud": False},
         )
     except jwt.ExpiredSignatureError:
         raise UnauthenticatedError("token has expired") from None
@@ -104,6 +111,12 @@ def decode_session_claims(
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise UnauthenticatedError("token subject is empty")
+    sid = claims.get("sid")
+    if not isinstance(sid, str) or not sid:
+        # Clerk puts the session id in every session token and nowhere else.
+        raise UnauthenticatedError("token has no sid: it is not a session token")
+    if "aud" in claims:
+        _check_audience(claims["aud"], audience)
     if authorized_parties is not None:
         azp = claims.get("azp")
         if not isinstance(azp, str):
@@ -111,6 +124,16 @@ def decode_session_claims(
         if azp not in authorized_parties:
             raise UnauthenticatedError(f"token azp {_quote(azp)} is not an authorized party")
     return UserId(sub), float(claims["exp"])
+
+
+def _check_audience(aud: object, audience: frozenset[str] | None) -> None:
+    if audience is None:
+        raise UnauthenticatedError("token has aud but no audience is configured")
+    named = [aud] if isinstance(aud, str) else aud
+    if not isinstance(named, list) or not all(isinstance(entry, str) for entry in named):
+        raise UnauthenticatedError("token aud is neither a string nor a list of strings")
+    if audience.isdisjoint(named):
+        raise UnauthenticatedError(f"token aud {_quote(aud)} is not a configured audience")
 
 
 class ClerkTokenVerifier(TokenVerifier):
@@ -132,15 +155,20 @@ class ClerkTokenVerifier(TokenVerifier):
     - `clock` is monotonic seconds; tests inject one to cross the cooldown without sleeping.
     - A verified token is remembered (up to `cache_size` of them) until its `exp` plus the
       leeway by `wall_clock` (epoch seconds): a UI polling with its session token pays the
-      RSA check once. Only verified tokens are remembered.
+      RSA check once. Only verified tokens are remembered, and only while their `kid` is in
+      the cached key set and that set is fresh: a key dropped from a refetched JWKS takes the
+      tokens it signed with it.
+    - `issuer` is required: every token's `iss` is checked. `audience`: see
+      `decode_session_claims`.
     """
 
     def __init__(
         self,
         jwks_url: str,
         *,
-        issuer: str | None,
+        issuer: str,
         authorized_parties: frozenset[str] | None,
+        audience: frozenset[str] | None = None,
         headers: Mapping[str, str] | None = None,
         http: httpx.AsyncClient | None = None,
         refresh_after_s: float = 300.0,
@@ -150,10 +178,14 @@ class ClerkTokenVerifier(TokenVerifier):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         cache_size: int = 10_000,
+        on_fetch: Callable[[bool], None] | None = None,
     ) -> None:
+        """`on_fetch` hears every fetch of the key set and whether it succeeded (metrics)."""
+        self._on_fetch = on_fetch if on_fetch is not None else (lambda ok: None)
         self._jwks_url = jwks_url
         self._issuer = issuer
         self._authorized_parties = authorized_parties
+        self._audience = audience
         self._headers = dict(headers or {})
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=fetch_timeout_s)
@@ -167,15 +199,13 @@ class ClerkTokenVerifier(TokenVerifier):
         self._attempted_at: float | None = None  # last fetch, successful or not
         self._lock = asyncio.Lock()
         self._wall_clock, self._cache_size = wall_clock, cache_size
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._verified: dict[str, _Verified] = {}
 
     async def verify(self, token: str) -> Principal:
-        cached = self._verified.get(token)
-        if cached is not None:
-            principal, expires_at = cached
-            if self._wall_clock() <= expires_at + self._leeway_s:
-                return principal
-            del self._verified[token]
+        cached = self._verified.pop(token, None)
+        if cached is not None and self._still_good(cached):
+            self._verified[token] = cached
+            return cached.principal
         try:
             kid = read_kid(token)
             key = await self._key_for(kid)
@@ -184,21 +214,31 @@ class ClerkTokenVerifier(TokenVerifier):
                 key,
                 issuer=self._issuer,
                 authorized_parties=self._authorized_parties,
+                audience=self._audience,
                 leeway=self._leeway_s,
             )
         except UnauthenticatedError as exc:
             logger.debug("session token rejected: %s", exc.detail)
             raise
         principal = Principal(user_id)
-        self._remember(token, principal, expires_at)
+        self._remember(token, _Verified(principal, expires_at, kid))
         return principal
 
-    def _remember(self, token: str, principal: Principal, expires_at: float) -> None:
+    def _still_good(self, verified: _Verified) -> bool:
+        """Unexpired, and its key still served: a stale key set sends the token through the
+        full check, whose refetch may show the key gone."""
+        return (
+            self._wall_clock() <= verified.expires_at + self._leeway_s
+            and verified.kid in self._keys
+            and not self._is_stale()
+        )
+
+    def _remember(self, token: str, verified: _Verified) -> None:
         """A verified token stays good until it expires: the signature and claims cannot change,
         so a repeat (a UI polling with its session token) skips the RSA check. Bounded."""
         if len(self._verified) >= self._cache_size:
             self._verified.pop(next(iter(self._verified)))
-        self._verified[token] = (principal, expires_at)
+        self._verified[token] = verified
 
     async def aclose(self) -> None:
         """Close the HTTP client, if this verifier created it."""
@@ -235,7 +275,7 @@ class ClerkTokenVerifier(TokenVerifier):
         try:
             keys = await self._download()
         except _JwksError as exc:
-            JWKS_FETCHES.labels("error").inc()
+            self._on_fetch(False)
             logger.warning(
                 "JWKS fetch from %s failed, keeping %d cached keys: %s",
                 self._jwks_url,
@@ -243,7 +283,7 @@ class ClerkTokenVerifier(TokenVerifier):
                 exc,
             )
             return
-        JWKS_FETCHES.labels("ok").inc()
+        self._on_fetch(True)
         self._keys = keys
         self._fetched_at = self._clock()
         logger.info("JWKS fetched from %s: kids %s", self._jwks_url, sorted(keys))
@@ -304,6 +344,13 @@ def parse_jwks(document: object) -> dict[str, RSAPublicKey]:
 
 class _JwksError(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    principal: Principal
+    expires_at: float  # the token's `exp`, epoch seconds
+    kid: str  # the key it verified with: when the JWKS drops it, the entry is dead
 
 
 def _reason(exc: BaseException) -> str:

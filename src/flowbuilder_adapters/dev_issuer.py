@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +32,10 @@ _KEY_BITS = 2048
 class DevTokenIssuer:
     """Signs RS256 session tokens with a private key kept in a local file.
 
-    The tokens look like Clerk's (`sub`, `iss` = "flowbuilder-embedded", `iat`, `nbf`, `exp`,
-    a `kid` in the header) so the rest of the server cannot tell the difference; only the
-    holder of the key file can mint them. For embedded mode and development only.
+    The tokens look like Clerk's session tokens (`sub`, `sid`, `iss` = "flowbuilder-embedded",
+    `iat`, `nbf`, `exp`, a `kid` in the header) so the rest of the server cannot tell the
+    difference; only the holder of the key file can mint them. For embedded mode and
+    development only.
     """
 
     def __init__(self, private_key: RSAPrivateKey) -> None:
@@ -73,6 +75,8 @@ class DevTokenIssuer:
         issued_at = int(time.time() if now is None else now)
         claims = {
             "sub": user,
+            # The verifiers share Clerk's rule that a session token carries its session id.
+            "sid": f"sess_dev_{secrets.token_hex(8)}",
             "iss": ISSUER,
             "iat": issued_at,
             "nbf": issued_at,
@@ -105,6 +109,7 @@ class DevTokenVerifier(TokenVerifier):
                 self._public_key,
                 issuer=ISSUER,
                 authorized_parties=None,
+                audience=None,
                 leeway=self._leeway_s,
             )
         except UnauthenticatedError as exc:

@@ -152,6 +152,10 @@ def observe_readiness(database: bool, outbox_backlog: int | None) -> None:
     _READINESS.database, _READINESS.outbox_backlog = database, outbox_backlog
 
 
+def observe_jwks_fetch(ok: bool) -> None:
+    JWKS_FETCHES.labels("ok" if ok else "error").inc()
+
+
 def observe_slots(busy: int, concurrency: int) -> None:
     WORKER_SLOTS.labels("busy").set(busy)
     WORKER_SLOTS.labels("free").set(concurrency - busy)

@@ -9,7 +9,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from flowbuilder_adapters.log_context import running
-from flowbuilder_adapters.metrics import observe_slots
 from flowbuilder_core.executions.model import ExecutionId, RunOutcome
 from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
 from flowbuilder_core.shared.errors import DependencyUnavailableError
@@ -48,9 +47,12 @@ class Worker:
         poll_seconds: float = 10.0,
         grace_seconds: float = 25.0,
         cancellable_polls: bool = False,
+        on_slots: Callable[[int, int], None] | None = None,
     ) -> None:
         """`cancellable_polls`: the queue takes nothing for a receive cancelled on our side
-        (the in-process queue), so a stopping worker need not wait for its last poll."""
+        (the in-process queue), so a stopping worker need not wait for its last poll.
+        `on_slots(busy, concurrency)` hears each change of the busy run slots (metrics)."""
+        self._on_slots = on_slots if on_slots is not None else (lambda busy, of: None)
         self._queue, self._run = queue, run
         self._concurrency = concurrency
         self._visibility, self._extend_every = visibility_seconds, extend_seconds
@@ -64,9 +66,9 @@ class Worker:
 
         def finished(task: asyncio.Task[None]) -> None:
             runs.discard(task)
-            observe_slots(len(runs), self._concurrency)
+            self._on_slots(len(runs), self._concurrency)
 
-        observe_slots(0, self._concurrency)
+        self._on_slots(0, self._concurrency)
         try:
             while not stop.is_set():
                 if len(runs) >= self._concurrency:
@@ -77,7 +79,7 @@ class Worker:
                     task = asyncio.create_task(self._handle(delivery))
                     runs.add(task)
                     task.add_done_callback(finished)
-                observe_slots(len(runs), self._concurrency)
+                self._on_slots(len(runs), self._concurrency)
         finally:
             stopping.cancel()
             returned = asyncio.gather(*(self._give_back_polled(poll) for poll in last_poll))

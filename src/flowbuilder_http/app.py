@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from flowbuilder_adapters.settings import BIND_HOST_VARIABLE, SettingsError, is_loopback_host
 from flowbuilder_adapters.wiring import (
     Background,
     Mode,
@@ -44,6 +45,10 @@ from flowbuilder_http.routes.credentials import credentials_router
 from flowbuilder_http.routes.executions import executions_router
 from flowbuilder_http.routes.operations import live, metrics, node_types, ready
 from flowbuilder_http.routes.workflows import workflows_router
+
+EMBEDDED_OFF_LOOPBACK = (
+    "--host: embedded mode serves on loopback only, started by flowbuilder serve --embedded"
+)
 
 
 def create_app(settings: Settings, *providers: Provider) -> Litestar:
@@ -111,8 +116,16 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
 
 
 def app_from_environment() -> Litestar:
-    """The ASGI server's factory: settings from the environment, as `flowbuilder serve` set it."""
+    """The ASGI server's factory: settings from the environment, as `flowbuilder serve` set it.
+
+    Embedded mode (the local token issuer) is refused unless `flowbuilder serve --embedded`
+    said it binds to loopback, and, by `load_settings`, while any production setting is set:
+    SettingsError, one line per problem, naming the setting.
+    """
+    configure_logging()
     mode = Mode.EMBEDDED if os.environ.get("FLOWBUILDER_EMBEDDED") == "1" else Mode.SERVE
+    if mode is Mode.EMBEDDED and not is_loopback_host(os.environ.get(BIND_HOST_VARIABLE, "")):
+        raise SettingsError([EMBEDDED_OFF_LOOPBACK])
     settings = load_settings(os.environ, mode)
     keep_secrets_out_of_logs(os.environ)
     configure_logging(settings.log_format)

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 
-from flowbuilder_adapters.settings import Mode, Settings, SettingsError, load_settings
+from flowbuilder_adapters.settings import (
+    BIND_HOST_VARIABLE,
+    Mode,
+    Settings,
+    SettingsError,
+    is_loopback_host,
+    load_settings,
+)
 from flowbuilder_http.configuration import keep_secrets_out_of_logs, load_env_file
 
 # The rest is imported where a command needs it, so that `migrate` and `dev-token` start fast
@@ -108,11 +114,13 @@ def _serve(args: argparse.Namespace) -> None:
     _configure_logging(settings)
     host = args.host or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
     if settings.embedded:
-        if not _is_loopback(host):
+        if not is_loopback_host(host):
             raise SettingsError(["--host: embedded mode binds to loopback only"])
         prepare_embedded(settings)
         _log.warning(EMBEDDED_BANNER.format(dir=settings.data_dir, port=args.port))
         os.environ["FLOWBUILDER_EMBEDDED"] = "1"
+        # The app factory refuses embedded mode unless told, by this, where it is bound.
+        os.environ[BIND_HOST_VARIABLE] = host
     _run_server(host, args.port, settings.shutdown_grace_s)
 
 
@@ -244,15 +252,6 @@ def _config(args: argparse.Namespace) -> None:
     print(render(lines))
     if error is not None:
         raise error
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 if __name__ == "__main__":

@@ -49,12 +49,14 @@ class WorkflowCreateIn(_In):
 
 class WorkflowReplaceIn(WorkflowCreateIn):
     """A full replace. The server-owned fields that GET returns may come back and are ignored,
-    except `version`: one other than the current is a 412, like a stale If-Match."""
+    except `version`: one other than the current is a 412, like a stale If-Match. `active` is
+    switched by activate and deactivate only."""
 
     id: str | None = None
     version: int | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    active: bool | None = None
 
 
 class ValidateIn(_In):
@@ -114,6 +116,7 @@ class WorkflowOut(Struct, omit_defaults=True):
     version: int
     created_at: Timestamp
     updated_at: Timestamp
+    active: bool
     definition: DefinitionOut | UnsetType = UNSET
 
     @classmethod
@@ -127,6 +130,7 @@ class WorkflowOut(Struct, omit_defaults=True):
             version=workflow.version,
             created_at=timestamp(workflow.created_at),
             updated_at=timestamp(workflow.updated_at),
+            active=workflow.active,
             definition=(
                 DefinitionOut.of(workflow.definition) if isinstance(workflow, Workflow) else UNSET
             ),

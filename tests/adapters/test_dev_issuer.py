@@ -25,7 +25,7 @@ async def test_an_issued_token_verifies_as_its_user(tmp_path: Path) -> None:
     assert principal == Principal(UserId("alice"))
 
 
-def test_an_issued_token_carries_the_embedded_issuer_and_a_day_of_validity(
+def test_an_issued_token_is_a_session_of_the_embedded_issuer_valid_for_a_day(
     tmp_path: Path,
 ) -> None:
     issuer = DevTokenIssuer.load_or_create(tmp_path)
@@ -33,6 +33,11 @@ def test_an_issued_token_carries_the_embedded_issuer_and_a_day_of_validity(
     token = issuer.issue("alice", now=1_700_000_000)
 
     claims = jwt.decode(token, options={"verify_signature": False})
+    session_id = claims.pop("sid")
+    assert session_id.startswith("sess_dev_")
+    assert (
+        session_id != jwt.decode(issuer.issue("alice"), options={"verify_signature": False})["sid"]
+    )
     assert claims == {
         "sub": "alice",
         "iss": ISSUER,
@@ -97,3 +102,14 @@ async def test_a_token_signed_by_our_key_for_another_issuer_is_rejected() -> Non
 
     with pytest.raises(UnauthenticatedError):
         await issuer.verifier().verify(token)
+
+
+async def test_a_token_signed_by_our_key_without_a_session_id_is_rejected() -> None:
+    key = make_rsa_key()
+    issuer = DevTokenIssuer(key.private_key)
+    token = mint_token(key, headers={"kid": issuer.kid}, iss=ISSUER, azp=None, sid=None)
+
+    with pytest.raises(UnauthenticatedError) as caught:
+        await issuer.verifier().verify(token)
+
+    assert "sid" in caught.value.detail

@@ -15,7 +15,7 @@ import pytest
 from dishka import AsyncContainer, make_async_container
 
 from flowbuilder_adapters.memory import MemoryRunTransactions, MemoryStore
-from flowbuilder_adapters.metrics import REGISTRY
+from flowbuilder_adapters.metrics import REGISTRY, observe_slots
 from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
 from flowbuilder_adapters.wiring import CoreProvider, MemoryProvider, RunsProvider, ScopesProvider
 from flowbuilder_adapters.worker import Worker
@@ -96,7 +96,7 @@ async def eventually(condition: Any, seconds: float = 10) -> None:
 
 async def run_worker(h: Harness, until: Any, **options: Any) -> None:
     stop = asyncio.Event()
-    worker = Worker(h.queue, await h.container.get(RunExecution), **options)
+    worker = Worker(h.queue, await h.container.get(RunExecution), on_slots=observe_slots, **options)
     task = asyncio.create_task(worker.run(stop))
     try:
         await eventually(until)

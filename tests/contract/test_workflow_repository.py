@@ -616,8 +616,8 @@ async def test_a_version_number_no_store_could_hold_is_simply_not_found(
 async def test_a_version_position_beyond_the_stores_integers_is_a_malformed_request(
     container: AsyncContainer, adapter_name: str, after: int
 ) -> None:
-    if adapter_name == "memory":
-        pytest.skip("memory keeps versions as Python ints: no width to exceed")
+    if adapter_name not in ("sqlite", "postgres"):
+        pytest.skip("only the SQL stores give versions a width to exceed")
     workflow = make_workflow()
     await add_committed(container, workflow)
 
@@ -788,3 +788,26 @@ async def test_pruning_keeps_the_newest_versions_and_those_an_execution_ran(
         kept = [n for n in range(1, 6) if await repository.version(workflow.id, n) is not None]
 
     assert (pruned, kept) == (2, [2, 4, 5])
+
+
+async def test_switching_active_keeps_the_version_and_survives_a_replace(
+    container: AsyncContainer,
+) -> None:
+    workflow = make_workflow()
+    await add_committed(container, workflow)
+    async with container() as scope:
+        await (await scope.get(WorkflowRepository)).set_active(workflow.id, True)
+        await (await scope.get(UnitOfWork)).commit()
+    activated = await get(container, workflow.id)
+    assert activated is not None
+    async with container() as scope:
+        repository = await scope.get(WorkflowRepository)
+        await repository.update(replaced(activated), expected_version=1)
+        await (await scope.get(UnitOfWork)).commit()
+    after_replace = await get(container, workflow.id)
+    listed = await page(container)
+
+    assert (activated.active, activated.version) == (True, 1)
+    assert after_replace is not None
+    assert (after_replace.active, after_replace.version) == (True, 2)
+    assert [w.active for w in listed] == [True]

@@ -3,8 +3,11 @@ JMESPath evaluator."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ import pytest
 from flowbuilder_adapters.nodes import JmesPathEvaluator, basic_runners
 from flowbuilder_core.credentials.errors import CredentialNotFoundError
 from flowbuilder_core.credentials.model import SecretData
+from flowbuilder_core.executions.bounds import Budget, EngineLimits
 from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.errors import NodeFailedError
 from flowbuilder_core.executions.model import (
@@ -26,7 +30,12 @@ from flowbuilder_core.executions.model import (
     StepResult,
     StepStatus,
 )
-from flowbuilder_core.executions.ports import NodeCall, NodeRunner, ResolvedSecret
+from flowbuilder_core.executions.ports import (
+    ExpressionEvaluator,
+    NodeCall,
+    NodeRunner,
+    ResolvedSecret,
+)
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Definition, Edge, Node
 
@@ -113,6 +122,8 @@ async def run(
     credentials: FakeCredentials | None = None,
     cancel_after: int | None = None,
     runners: Mapping[str, NodeRunner] | None = None,
+    limits: EngineLimits | None = None,
+    expressions: ExpressionEvaluator | None = None,
 ) -> Run:
     """Runs the graph; `cancel_after=n` answers "cancelled" from the n+1-th question on."""
 
@@ -125,7 +136,7 @@ async def run(
     }
     if runners is not None:
         all_runners = dict(runners)
-    engine = Engine(all_runners, JmesPathEvaluator(), SteppingClock())
+    engine = Engine(all_runners, expressions or JmesPathEvaluator(), SteppingClock(), limits=limits)
     steps: list[StepResult] = []
     questions = 0
 
@@ -588,6 +599,330 @@ async def test_an_output_at_the_limit_is_stored_whole() -> None:
 
     assert result.final("big").truncated is False
     assert result.output("big") == text
+
+
+# --- bounds: output and context sizes, expression time ----------------------------------
+
+SMALL = EngineLimits(max_node_output_bytes=10_000, max_run_context_bytes=100_000)
+DOUBLING = "input" + " | {a: @, b: @}" * 16
+"""Its value is a few hundred bytes of memory; its JSON is over 2**16 times `{}`, 800 kB."""
+BOMB = "length([" + ", ".join(["input.xs"] * 200) + "][*][?@ < `0`][])"
+"""Builds nothing, compares 200 times every number of `input.xs`: seconds for 10,000."""
+MANY = {"xs": list(range(10_000))}
+
+
+async def test_a_transform_whose_json_doubles_at_every_stage_fails_with_output_too_large() -> None:
+    nodes = (START, make_node("blow", "data.transform", expression=DOUBLING), make_set("b", 1))
+
+    result = await run(nodes, chain("start", "blow", "b"), limits=SMALL)
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("output_too_large", "blow")
+    assert error.message == "The node's output is over 10000 bytes of JSON."
+    assert result.final("blow").output is None
+    assert result.statuses()["b"] is StepStatus.SKIPPED
+
+
+async def test_a_chain_of_data_set_nodes_doubling_their_predecessor_stops_at_the_node_limit() -> (
+    None
+):
+    doublers = [make_set("d0", ["{{ input }}", "{{ input }}"])] + [
+        make_set(f"d{i}", [f"{{{{ nodes.d{i - 1} }}}}", f"{{{{ nodes.d{i - 1} }}}}"])
+        for i in range(1, 20)
+    ]
+    nodes = (START, *doublers)
+
+    result = await run(
+        nodes, chain("start", *(n.id for n in doublers)), input={"k": "v"}, limits=SMALL
+    )
+
+    error = result.outcome.error
+    assert error is not None
+    assert error.code == "output_too_large"
+    # {"k":"v"} is 9 bytes; each node doubles it and adds 3: d8 is 6,141 bytes, d9 12,285.
+    assert error.node_id == "d9"
+    assert result.statuses()["d8"] is StepStatus.SUCCEEDED
+
+
+async def test_templates_repeating_a_value_cannot_build_parameters_over_the_node_limit() -> None:
+    http = FakeHttpRunner()
+    fetch = make_node(
+        "fetch",
+        "http.request",
+        method="POST",
+        url="https://x.test",
+        body=["{{ input.text }}"] * 20,
+    )
+
+    result = await run(
+        (START, fetch), chain("start", "fetch"), input={"text": "x" * 600}, http=http, limits=SMALL
+    )
+
+    error = result.outcome.error
+    assert error is not None
+    assert error.code == "output_too_large"
+    assert error.message == "The values of the node's expressions are over 10000 bytes of JSON."
+    assert http.calls == []
+
+
+async def test_a_node_whose_output_would_take_the_run_context_over_its_limit_fails() -> None:
+    limits = EngineLimits(max_node_output_bytes=1_000, max_run_context_bytes=2_500)
+    nodes = (START, *(make_set(name, "x" * 700) for name in ("a", "b", "c", "d")))
+
+    result = await run(nodes, chain("start", "a", "b", "c", "d"), limits=limits)
+
+    error = result.outcome.error
+    assert error is not None
+    # The input {} and start's output {} are 4 bytes; each node adds 702.
+    assert (error.code, error.node_id) == ("output_too_large", "d")
+    assert error.message == "The run's outputs would be over 2500 bytes of JSON."
+    assert result.statuses()["c"] is StepStatus.SUCCEEDED
+
+
+async def test_an_execution_input_over_the_run_context_limit_fails_the_run_before_any_node() -> (
+    None
+):
+    limits = EngineLimits(max_node_output_bytes=100, max_run_context_bytes=100)
+    nodes = (START, make_set("a", 1))
+
+    result = await run(nodes, chain("start", "a"), input={"big": "x" * 200}, limits=limits)
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("output_too_large", None)
+    assert result.statuses() == {"start": StepStatus.SKIPPED, "a": StepStatus.SKIPPED}
+
+
+async def test_an_input_over_the_node_limit_but_within_the_context_limit_fails_the_trigger() -> (
+    None
+):
+    limits = EngineLimits(max_node_output_bytes=100, max_run_context_bytes=1_000)
+    nodes = (START, make_set("a", 1))
+
+    result = await run(nodes, chain("start", "a"), input={"big": "x" * 200}, limits=limits)
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("output_too_large", "start")
+    assert error.message == "The node's output is over 100 bytes of JSON."
+
+
+async def test_a_condition_is_not_limited_by_the_size_of_the_value_it_tests() -> None:
+    nodes = (START, make_node("check", "logic.if", condition=DOUBLING))
+
+    result = await run(nodes, chain("start", "check"), limits=SMALL)
+
+    assert result.outcome.status is ExecutionStatus.SUCCEEDED
+    assert result.output("check") == {"result": True}
+
+
+async def test_an_expression_running_past_its_deadline_fails_with_expression_timeout() -> None:
+    limits = EngineLimits(expression_timeout_s=0.05)
+    nodes = (START, make_node("bomb", "data.transform", expression=BOMB))
+
+    result = await run(nodes, chain("start", "bomb"), input=MANY, limits=limits)
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("expression_timeout", "bomb")
+    assert error.message == "The node's expressions did not finish within 0.05 s."
+
+
+async def test_the_event_loop_keeps_running_while_an_expression_is_evaluated() -> None:
+    limits = EngineLimits(expression_timeout_s=0.5)
+    nodes = (START, make_node("bomb", "data.transform", expression=BOMB))
+    ticks = [time.monotonic()]
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(0.005)
+            ticks.append(time.monotonic())
+
+    ticking = asyncio.create_task(ticker())
+    result = await run(nodes, chain("start", "bomb"), input=MANY, limits=limits)
+    ticking.cancel()
+    ticks.append(time.monotonic())
+
+    assert result.outcome.error is not None
+    assert result.outcome.error.code == "expression_timeout"
+    # The issue's bound is about 50 ms at a time; the margin is for a busy test machine.
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.25
+
+
+async def test_a_large_output_is_measured_and_serialized_beside_the_event_loop() -> None:
+    limits = EngineLimits(max_node_output_bytes=8 * 1024 * 1024)
+    http = FakeHttpRunner({"fetch": {"status": 200, "headers": {}, "body": [7] * 2_000_000}})
+    fetch = make_node("fetch", "http.request", method="GET", url="https://x.test")
+    ticks = [time.monotonic()]
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(0.005)
+            ticks.append(time.monotonic())
+
+    ticking = asyncio.create_task(ticker())
+    result = await run((START, fetch), chain("start", "fetch"), http=http, limits=limits)
+    ticking.cancel()
+    ticks.append(time.monotonic())
+
+    assert result.outcome.status is ExecutionStatus.SUCCEEDED
+    assert result.final("fetch").truncated is True
+    # Two million items take seconds to walk, serialize and copy, all in a thread (the C
+    # encoder alone would hold the GIL, and so the loop, for a quarter of a second or more).
+    # The margin over the issue's 50 ms is for a busy test machine.
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.25
+
+
+@pytest.mark.parametrize("padding", [10, 20_000], ids=["small", "large"])
+async def test_later_nodes_see_an_output_as_json_gives_it_back_however_large(padding: int) -> None:
+    body = {1: "one", "pair": ("a", "b"), None: False, "pad": "p" * padding}
+    http = FakeHttpRunner({"fetch": {"status": 200, "headers": {}, "body": body}})
+    nodes = (
+        START,
+        make_node("fetch", "http.request", method="GET", url="https://x.test"),
+        make_node(
+            "look",
+            "data.transform",
+            expression="[keys(nodes.fetch.body), type(nodes.fetch.body.pair)]",
+        ),
+    )
+
+    result = await run(nodes, chain("start", "fetch", "look"), http=http)
+
+    assert result.output("look") == [["1", "pair", "null", "pad"], "array"]
+
+
+class IgnoringEvaluator:
+    """An evaluator that never checks its budget: it sleeps, then answers 1."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.budgets: list[Budget] = []
+
+    def evaluate(self, expression: str, data: Json, budget: Budget) -> Json:
+        self.budgets.append(budget)
+        time.sleep(self.seconds)
+        return 1
+
+
+async def test_an_evaluator_that_ignores_its_budget_is_abandoned_and_told_to_stop() -> None:
+    evaluator = IgnoringEvaluator(seconds=1.0)
+    limits = EngineLimits(expression_timeout_s=0.05)
+    nodes = (START, make_node("slow", "data.transform", expression="a"))
+
+    result = await run(nodes, chain("start", "slow"), limits=limits, expressions=evaluator)
+
+    error = result.outcome.error
+    assert error is not None
+    assert (error.code, error.node_id) == ("expression_timeout", "slow")
+    with pytest.raises(NodeFailedError):
+        evaluator.budgets[0].tick()
+
+
+class CheckingEvaluator:
+    """An evaluator that works until its budget says stop, and notes when it stopped."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stopped = threading.Event()
+
+    def evaluate(self, expression: str, data: Json, budget: Budget) -> Json:
+        self.started.set()
+        try:
+            while True:
+                budget.tick()
+                time.sleep(0.001)
+        finally:
+            self.stopped.set()
+
+
+async def test_cancelling_a_run_stops_the_thread_evaluating_its_expression() -> None:
+    evaluator = CheckingEvaluator()
+    limits = EngineLimits(expression_timeout_s=60)
+    nodes = (START, make_node("busy", "data.transform", expression="a"))
+
+    running = asyncio.create_task(
+        run(nodes, chain("start", "busy"), limits=limits, expressions=evaluator)
+    )
+    assert await asyncio.to_thread(evaluator.started.wait, 5)
+    running.cancel()  # a run deadline, or a worker stopping
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    # Long before the expression's own 60 s deadline.
+    assert await asyncio.to_thread(evaluator.stopped.wait, 5)
+
+
+async def test_a_failed_nodes_output_too_large_to_keep_is_dropped_but_its_error_stays() -> None:
+    failure = NodeFailedError("http_status", "The server answered 500.", output="x" * 20_000)
+    http = FakeHttpRunner({"fetch": failure})
+    fetch = make_node("fetch", "http.request", method="GET", url="https://x.test")
+
+    result = await run((START, fetch), chain("start", "fetch"), http=http, limits=SMALL)
+
+    step = result.final("fetch")
+    assert step.error is not None
+    assert step.error.code == "http_status"
+    assert step.output is None
+
+
+async def test_a_failed_nodes_output_that_cannot_be_serialized_is_dropped_but_its_error_stays() -> (
+    None
+):
+    deep: Any = "bottom"
+    for _ in range(5_000):
+        deep = [deep]
+    failures = {
+        "nan": NodeFailedError("http_status", "Not JSON.", output=float("nan")),
+        "deep": NodeFailedError("http_status", "Too deep.", output=deep),
+    }
+    http = FakeHttpRunner(failures)
+    nodes = tuple(
+        make_node(name, "http.request", method="GET", url="https://x.test") for name in failures
+    )
+
+    for node in nodes:
+        result = await run((START, node), chain("start", node.id), http=http)
+
+        step = result.final(node.id)
+        assert step.error is not None
+        assert step.error.code == "http_status"
+        assert step.output is None
+
+
+# --- bad bytes ---------------------------------------------------------------------------
+
+
+async def test_a_nul_in_an_output_is_recorded_as_a_replacement_character_not_for_later_nodes() -> (
+    None
+):
+    # JMESPath literals are JSON: `"\u0000"` in the expression is a NUL in the value; the
+    # text "\\u0000" (an escaped backslash, then u0000) is no NUL and must stay as it is.
+    expression = '`{"a\\u0000": ["b\\u0000", "c\\\\u0000"]}`'
+    nodes = (
+        START,
+        make_node("nul", "data.transform", expression=expression),
+        make_node("sees", "data.transform", expression="keys(nodes.nul)[0]"),
+    )
+
+    result = await run(nodes, chain("start", "nul", "sees"))
+
+    assert result.outcome.status is ExecutionStatus.SUCCEEDED
+    assert result.output("nul") == {"a\ufffd": ["b\ufffd", "c\\u0000"]}
+    assert result.output("sees") == "a\ufffd"
+    assert result.final("sees").truncated is False
+
+
+async def test_a_nul_in_a_failed_nodes_message_is_recorded_as_a_replacement_character() -> None:
+    http = FakeHttpRunner({"fetch": NodeFailedError("http_status", "bad\x00byte")})
+    fetch = make_node("fetch", "http.request", method="GET", url="https://x.test")
+
+    result = await run((START, fetch), chain("start", "fetch"), http=http)
+
+    error = result.outcome.error
+    assert error is not None
+    assert error.message == "bad\ufffdbyte"
 
 
 # --- cancellation ------------------------------------------------------------------------

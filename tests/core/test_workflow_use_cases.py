@@ -86,9 +86,9 @@ class App:
 
     async def replace(self, actor: Principal, command: ReplaceWorkflowCommand) -> Workflow:
         repo, uow = self._repo()
-        return await ReplaceWorkflow(repo, self.writes, self.quotas, uow, self.clock)(
-            actor, command
-        )
+        directory = MemoryCredentialDirectory(self.store)
+        replace = ReplaceWorkflow(repo, directory, self.writes, self.quotas, uow, self.clock)
+        return await replace(actor, command)
 
     async def get(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
         return await GetWorkflow(self._repo()[0])(actor, workflow_id)

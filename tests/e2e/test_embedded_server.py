@@ -70,6 +70,20 @@ def test_the_embedded_server_refuses_other_hosts_and_tokens_it_did_not_issue(
     assert "--host" in refused.stderr
 
 
+def test_the_embedded_server_refuses_to_start_in_a_production_environment(
+    tmp_path: Path,
+) -> None:
+    env = clean_env(CLERK_FRONTEND_URL="https://clerk.flowbuilder.test")
+
+    refused = run(["serve", "--embedded", "--port", str(free_port())], env, cwd=tmp_path)
+
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2
+    assert len(lines) == 1, refused.stderr
+    assert "CLERK_FRONTEND_URL" in lines[0]
+    assert not (tmp_path / ".flowbuilder").exists()
+
+
 def test_embedded_credentials_are_encrypted_under_a_key_of_its_own_and_never_shown(
     tmp_path: Path,
 ) -> None:

@@ -390,7 +390,9 @@ async def test_a_thousand_executions_in_a_burst_all_succeed_exactly_once_across_
         assert [r.status_code for r in requested] == [202] * BURST, {
             r.status_code: r.text for r in requested if r.status_code != 202
         }
-        deadline = started + 75
+        # A bound against a hang, not a speed target (`make bench` measures throughput): on a
+        # busy 2-core machine the burst alone can take most of a minute to be accepted.
+        deadline = started + 150
         while True:
             by_status, step_counts = await database_counts(postgres_url)
             if by_status.get("succeeded", 0) == BURST or time.monotonic() > deadline:

@@ -202,3 +202,31 @@ async def test_hostile_tokens_are_401_never_5xx(api: tuple[str, SigningKey, str]
         ]
 
     assert statuses == [401] * len(tokens)
+
+
+async def test_a_nul_in_any_stored_json_is_422_naming_the_field_never_a_database_error(
+    api: tuple[str, SigningKey, str],
+) -> None:
+    base, key, frontend = api
+    alice = bearer(key, frontend, "user_alice")
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        created = await http.post("/api/workflows", json=make_workflow_body(), headers=alice)
+        execute = f"{created.headers['location']}/execute"
+        answers = [
+            await http.post(execute, json={"input": {"note": "a\u0000b"}}, headers=alice),
+            await http.post(execute, json={"input": {"k\u0000": 1}}, headers=alice),
+            await http.post(
+                "/api/credentials",
+                json={"name": "n", "type": "generic", "data": {"k\u0000": "v"}},
+                headers=alice,
+            ),
+        ]
+        executions = await http.get(f"{created.headers['location']}/executions", headers=alice)
+
+    assert [a.status_code for a in answers] == [422, 422, 422]
+    assert [[e["field"] for e in a.json()["errors"]] for a in answers] == [
+        ["/input/note"],
+        ["/input"],
+        ["/data"],
+    ]
+    assert executions.json()["items"] == []

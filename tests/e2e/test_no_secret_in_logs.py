@@ -100,7 +100,6 @@ def test_no_log_line_shows_a_token_a_secret_or_a_credential_value(
         LOG_FORMAT="json",
         SECRETS_ENCRYPTION_KEY=f"k1:{KEY}",
         IDEMPOTENCY_HMAC_KEY=KEY,
-        CLERK_SECRET_KEY=f"sk_{CANARY}",
         HTTP_NODE_ALLOW_PRIVATE_NETWORK="true",
     )
     token = run(["dev-token", "--user", "alice"], env, cwd=tmp_path).stdout.strip()

@@ -114,6 +114,9 @@ async def test_serve_with_the_database_down_is_alive_but_not_ready_and_answers_5
         ({"CLERK_JWKS_URL": "ftp://keys"}, "CLERK_JWKS_URL"),
         ({"IDEMPOTENCY_HMAC_KEY": ""}, "IDEMPOTENCY_HMAC_KEY"),
         ({"IDEMPOTENCY_HMAC_KEY": "c2hvcnQ="}, "IDEMPOTENCY_HMAC_KEY"),
+        ({"CLERK_JWKS_URL": "http://clerk.example.test/jwks"}, "CLERK_JWKS_URL"),
+        ({"CLERK_AUTHORIZED_PARTIES": " , "}, "CLERK_AUTHORIZED_PARTIES"),
+        ({"SECRETS_PREFIX": ""}, "SECRETS_PREFIX"),
     ],
 )
 def test_bad_configuration_stops_start_up_with_one_line_naming_the_setting(

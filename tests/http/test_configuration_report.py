@@ -17,6 +17,7 @@ COMPLETE = {
     "CLERK_FRONTEND_URL": "https://clerk.example.test",
     "WORKFLOW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/q",
     "IDEMPOTENCY_HMAC_KEY": base64.b64encode(os.urandom(32)).decode(),
+    "SECRETS_PREFIX": "flowbuilder/test/",
 }
 
 

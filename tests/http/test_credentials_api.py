@@ -128,6 +128,7 @@ async def test_invalid_data_names_the_field_and_never_echoes_the_value(
         ),
         ({"type": "generic", "data": {f"k{i}": CANARY for i in range(51)}}, "/data"),
         ({"type": "generic", "data": {"k": CANARY + "\u0000"}}, "/data/k"),
+        ({"type": "generic", "data": {"k\u0000": CANARY}}, "/data"),
         ({"type": "nope " + CANARY, "data": {"token": CANARY}}, "/type"),
     ]
 

@@ -189,7 +189,10 @@ def test_no_policy_grants_a_wildcard_action_or_resource_beyond_listing_secrets()
 
 def test_the_roles_grant_exactly_the_queue_and_secret_resources_of_this_deployment() -> None:
     queues = queue_arns()
-    credentials = f"secret:{aws.DEFAULT_PREFIX}*"
+    credentials = f"secret:{environment_of('flowbuilder-api')['SECRETS_PREFIX']}*"
+    assert {environment_of(f).get("SECRETS_PREFIX") for f in MODES} - {None} == {
+        environment_of("flowbuilder-api")["SECRETS_PREFIX"]
+    }, "one deployment, one prefix"
     roles = ("The API's task role", "The worker's task role", "The maintenance task's role")
 
     for heading in roles:

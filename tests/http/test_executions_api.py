@@ -3,6 +3,7 @@ test moves them)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -15,7 +16,13 @@ from litestar.testing import AsyncTestClient
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.memory import MemoryStore
 from flowbuilder_adapters.wiring import MemoryProvider
-from flowbuilder_core.executions.model import ExecutionError, ExecutionId, ExecutionStatus
+from flowbuilder_core.executions.model import (
+    ExecutionError,
+    ExecutionId,
+    ExecutionStatus,
+    StepResult,
+    StepStatus,
+)
 
 from support.factories import make_workflow_body
 from support.http_app import make_test_app
@@ -100,6 +107,30 @@ async def test_input_must_be_an_object_of_at_most_64_kib(client: Client, auth: A
 
     assert [r.status_code for r in (too_big, not_object, unknown)] == [422, 422, 422]
     assert too_big.json()["errors"][0]["field"] == "/input"
+
+
+async def test_input_with_a_nul_or_nested_too_deeply_is_422_naming_each_value(
+    client: Client, auth: Auth, store: MemoryStore
+) -> None:
+    url = await workflow(client, auth)
+    deep: Any = "bottom"
+    for _ in range(70):
+        deep = [deep]
+
+    response = await execute(
+        client,
+        auth,
+        url,
+        json={"input": {"note": "a\u0000b", "items": [{"ok": 1}, {"k\u0000": 2}], "deep": deep}},
+    )
+
+    assert response.status_code == 422
+    assert [(e["field"], e["message"]) for e in response.json()["errors"]] == [
+        ("/input/deep" + "/0" * 64, "must not be nested deeper than 64 levels"),
+        ("/input/items/1", "keys must not contain the NUL character"),
+        ("/input/note", "must not contain the NUL character"),
+    ]
+    assert store.executions == {}
 
 
 async def test_get_and_lists_show_an_execution_lists_without_input_or_steps(
@@ -251,3 +282,54 @@ async def test_execute_and_retry_share_a_rate_limit_answered_with_429_and_retry_
     assert limited_execute.headers["content-type"] == "application/problem+json"
     assert limited_retry.status_code == 429
     assert other_user.status_code == 202
+
+
+def parse_events(text: str) -> list[dict[str, str]]:
+    """The events of an SSE body, each as its fields (comments dropped)."""
+    events = []
+    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.split("\n") if line and not line.startswith(":")
+        )
+        if fields:
+            events.append(fields)
+    return events
+
+
+async def test_the_events_of_a_finished_run_stream_in_order_and_resume_after_the_last_id(
+    client: Client, auth: Auth, store: MemoryStore
+) -> None:
+    url = await workflow(client, auth)
+    execution_id = (await execute(client, auth, url)).json()["id"]
+    execution = store.executions[ExecutionId(uuid.UUID(execution_id))]
+    now = datetime.now(UTC)
+    execution.start(at=now)
+    execution.record(StepResult("start", StepStatus.SUCCEEDED, now, now, {}))
+    execution.record(StepResult("set", StepStatus.SUCCEEDED, now, now, 1))
+    execution.succeed(at=now)
+    events_url = f"/api/executions/{execution_id}/events"
+
+    whole = await client.get(events_url, headers=auth())
+    resumed = await client.get(events_url, headers={**auth(), "Last-Event-ID": "3"})
+    foreign = await client.get(events_url, headers=auth("user_bob"))
+
+    assert whole.status_code == 200
+    assert whole.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(whole.text)
+    assert [(e["id"], e["event"]) for e in events] == [
+        ("0", "status"),
+        ("1", "step"),
+        ("2", "step"),
+        ("3", "step"),
+        ("4", "step"),
+        ("5", "status"),
+        ("6", "end"),
+    ]
+    assert [json.loads(events[i]["data"])["status"] for i in (0, 1, 2, 5)] == [
+        "running",
+        "running",
+        "succeeded",
+        "succeeded",
+    ]
+    assert [e["id"] for e in parse_events(resumed.text)] == ["4", "5", "6"]
+    assert foreign.status_code == 404

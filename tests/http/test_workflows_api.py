@@ -352,3 +352,42 @@ async def test_writes_past_the_write_rate_are_429_with_retry_after(
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) >= 1
     assert read.json()["name"] == "B", "the refused write changed nothing"
+
+
+async def test_a_workflow_starts_inactive_and_activates_only_when_runnable(
+    client: Client, auth: Auth
+) -> None:
+    runnable = await create(client, auth)
+    draft = await create(client, auth, definition={"nodes": [], "edges": []})
+
+    activated = await client.post(f"/api/workflows/{runnable['id']}/activate", headers=auth())
+    refused = await client.post(f"/api/workflows/{draft['id']}/activate", headers=auth())
+    listed = (await client.get("/api/workflows", headers=auth())).json()["items"]
+    deactivated = await client.post(f"/api/workflows/{runnable['id']}/deactivate", headers=auth())
+
+    assert (runnable["active"], draft["active"]) == (False, False)
+    assert activated.status_code == 200
+    assert activated.json()["active"] is True
+    assert activated.headers["etag"] == '"1"', "switching creates no version"
+    assert refused.status_code == 422
+    assert refused.json()["type"] == "urn:flowbuilder:problem:workflow-not-runnable"
+    assert {w["id"]: w["active"] for w in listed} == {runnable["id"]: True, draft["id"]: False}
+    assert (deactivated.status_code, deactivated.json()["active"]) == (200, False)
+
+
+async def test_an_active_workflow_accepts_only_a_runnable_new_version(
+    client: Client, auth: Auth
+) -> None:
+    created = await create(client, auth)
+    url = f"/api/workflows/{created['id']}"
+    await client.post(f"{url}/activate", headers=auth())
+
+    broken = await client.put(
+        url, json=make_workflow_body(definition={"nodes": [], "edges": []}), headers=auth()
+    )
+    fine = await client.put(url, json=make_workflow_body(name="Still runs"), headers=auth())
+    other_user = await client.post(f"{url}/activate", headers=auth("user_bob"))
+
+    assert broken.status_code == 422
+    assert (fine.status_code, fine.json()["active"], fine.json()["version"]) == (200, True, 2)
+    assert other_user.status_code == 404

@@ -11,7 +11,7 @@ import pytest
 
 from flowbuilder_adapters import clerk
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
-from flowbuilder_adapters.metrics import REGISTRY
+from flowbuilder_adapters.metrics import REGISTRY, observe_jwks_fetch
 from flowbuilder_core.shared.errors import DependencyUnavailableError, UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
@@ -132,15 +132,26 @@ async def test_a_token_valid_in_less_than_the_leeway_is_accepted(
     assert principal.user_id.startswith("user_")
 
 
-async def test_without_configured_issuer_and_parties_iss_and_azp_are_not_checked(
+async def test_without_configured_authorized_parties_azp_is_not_checked(
     make_verifier: MakeVerifier, key: SigningKey
 ) -> None:
-    verifier = make_verifier(issuer=None, authorized_parties=None)
-    token = mint_token(key, iss="https://anything.example", azp=None)
+    verifier = make_verifier(authorized_parties=None)
+    token = mint_token(key, azp=None)
 
     principal = await verifier.verify(token)
 
     assert principal.user_id.startswith("user_")
+
+
+@pytest.mark.parametrize("aud", ["flowbuilder", ["third-party", "flowbuilder"]])
+async def test_a_token_whose_aud_names_a_configured_audience_is_accepted(
+    make_verifier: MakeVerifier, key: SigningKey, aud: str | list[str]
+) -> None:
+    verifier = make_verifier(audience=frozenset({"flowbuilder", "flowbuilder-admin"}))
+
+    principal = await verifier.verify(mint_token(key, sub="user_aud", aud=aud))
+
+    assert principal == Principal(UserId("user_aud"))
 
 
 async def test_configured_headers_are_sent_to_the_jwks_endpoint(
@@ -302,7 +313,7 @@ async def test_a_token_not_yet_valid_is_rejected(
     assert "not valid yet" in error.detail
 
 
-@pytest.mark.parametrize("claim", ["exp", "nbf", "sub"])
+@pytest.mark.parametrize("claim", ["exp", "nbf", "sub", "sid", "iss"])
 async def test_a_token_missing_a_required_claim_is_rejected(
     verifier: ClerkTokenVerifier, key: SigningKey, claim: str
 ) -> None:
@@ -312,6 +323,38 @@ async def test_a_token_missing_a_required_claim_is_rejected(
     error = await rejected(verifier, token)
 
     assert claim in error.detail
+
+
+async def test_a_token_with_an_empty_session_id_is_not_a_session_and_is_rejected(
+    verifier: ClerkTokenVerifier, key: SigningKey
+) -> None:
+    token = mint_token(key, sid="")
+
+    error = await rejected(verifier, token)
+
+    assert "sid" in error.detail
+
+
+@pytest.mark.parametrize("aud", ["https://third-party.example", ["a", "b"], [], 42])
+async def test_a_token_carrying_aud_is_rejected_when_no_audience_is_configured(
+    verifier: ClerkTokenVerifier, key: SigningKey, aud: object
+) -> None:
+    token = mint_token(key, aud=aud)
+
+    error = await rejected(verifier, token)
+
+    assert "aud" in error.detail
+
+
+@pytest.mark.parametrize("aud", ["third-party", ["third-party", "other"], [], [42], {"x": 1}])
+async def test_a_token_whose_aud_names_no_configured_audience_is_rejected(
+    make_verifier: MakeVerifier, key: SigningKey, aud: object
+) -> None:
+    verifier = make_verifier(audience=frozenset({"flowbuilder"}))
+
+    error = await rejected(verifier, mint_token(key, aud=aud))
+
+    assert "aud" in error.detail
 
 
 async def test_a_token_with_an_empty_subject_is_rejected(
@@ -556,6 +599,36 @@ async def test_a_verified_token_is_remembered_until_it_expires(
     assert decoded == ["decoded"]
 
 
+async def test_a_remembered_token_dies_when_its_kid_leaves_a_refetched_jwks(
+    verifier: ClerkTokenVerifier, jwks: JwksServer, key: SigningKey, clock: FakeClock
+) -> None:
+    token = mint_token(key)
+    await verifier.verify(token)
+    successor = make_rsa_key("ins_successor")
+    jwks.serve(successor)
+    clock.advance(COOLDOWN_S + 1)
+    await verifier.verify(mint_token(successor))  # an unknown kid: the set is refetched
+
+    error = await rejected(verifier, token)
+
+    assert "kid" in error.detail
+    assert jwks.fetches == 2
+
+
+async def test_a_remembered_token_is_checked_again_once_the_key_set_is_due_for_refresh(
+    verifier: ClerkTokenVerifier, jwks: JwksServer, key: SigningKey, clock: FakeClock
+) -> None:
+    token = mint_token(key)
+    await verifier.verify(token)
+    jwks.serve(make_rsa_key("ins_successor"))
+    clock.advance(REFRESH_S + 1)
+
+    error = await rejected(verifier, token)
+
+    assert "kid" in error.detail
+    assert jwks.fetches == 2
+
+
 async def test_a_rejected_token_is_never_remembered(
     verifier: ClerkTokenVerifier, key: SigningKey
 ) -> None:
@@ -575,8 +648,9 @@ def fetches_counted(outcome: str) -> float:
 
 
 async def test_every_fetch_of_the_keys_is_counted_with_its_outcome(
-    verifier: ClerkTokenVerifier, jwks: JwksServer, key: SigningKey, clock: FakeClock
+    make_verifier: MakeVerifier, jwks: JwksServer, key: SigningKey, clock: FakeClock
 ) -> None:
+    verifier = make_verifier(on_fetch=observe_jwks_fetch)
     ok, error = fetches_counted("ok"), fetches_counted("error")
 
     await verifier.verify(mint_token(key))

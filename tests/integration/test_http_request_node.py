@@ -11,6 +11,8 @@ import socket
 import ssl
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -71,6 +73,15 @@ class RecordingServer(ThreadingHTTPServer):
         """Quiet: the client hanging up mid-response is what several tests do on purpose."""
 
 
+def gzipped_zeros(n: int) -> bytes:
+    """`n` zeros gzipped a megabyte at a time, so that the server never holds them inflated."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    megabyte = b"0" * (1 << 20)
+    parts = [compressor.compress(megabyte) for _ in range(n >> 20)]
+    parts += [compressor.compress(b"0" * (n % (1 << 20))), compressor.flush()]
+    return b"".join(parts)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: RecordingServer
@@ -121,6 +132,10 @@ class Handler(BaseHTTPRequestHandler):
                 "x-api-key": self.headers.get("X-Api-Key"),
             }
             self._json(status, seen, X_Echo=json.dumps(seen))
+        elif url.path == "/gzip":  # `n` zeros, gzipped: a bomb for a large n
+            self._reply(
+                200, gzipped_zeros(int(query["n"][0])), "text/plain", Content_Encoding="gzip"
+            )
         elif url.path == "/status/404":
             self._json(404, {"error": "not here"})
         elif url.path == "/redirect":
@@ -923,3 +938,28 @@ def test_a_context_that_skips_host_name_checks_is_refused() -> None:
 
     with pytest.raises(ValueError, match="host names"):
         HttpRequestRunner(ssl_context=context)
+
+
+async def test_a_gzipped_response_is_decoded_and_the_node_asks_only_for_what_it_decodes(
+    runner: HttpRequestRunner, server: Server
+) -> None:
+    output = await runner.run(call(method="GET", url=server.url("/gzip?n=2000")))
+
+    assert output["body"] == "0" * 2000
+    assert server.state.seen[-1].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+async def test_a_compression_bomb_is_refused_without_inflating_it(
+    runner: HttpRequestRunner, server: Server
+) -> None:
+    """200 MB of zeros are about 200 KB of gzip: decoding a received chunk whole (as httpx
+    does) would allocate hundreds of megabytes before any size check could see them."""
+    tracemalloc.start()
+    try:
+        error = await failure(runner, call(method="GET", url=server.url("/gzip?n=200000000")))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert error.code == "response_too_large"
+    assert peak < 32 * 1024 * 1024, f"{peak} bytes allocated while reading the body"

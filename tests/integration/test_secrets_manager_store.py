@@ -20,7 +20,9 @@ from botocore.config import Config
 
 from flowbuilder_adapters.secrets import aws
 from flowbuilder_adapters.secrets.aws import (
+    CREATED_TAG,
     CREDENTIAL_TAG,
+    DEPLOYMENT_TAG,
     OWNER_TAG,
     SecretsManagerSecretStore,
     secrets_manager_client,
@@ -96,7 +98,7 @@ async def test_the_client_reaches_the_endpoint_from_botocores_own_variable(
     assert client.meta.endpoint_url == moto_endpoint
 
 
-async def test_a_secret_is_tagged_with_its_owner_and_credential(
+async def test_a_secret_is_tagged_with_its_deployment_owner_and_credential(
     store: SecretsManagerSecretStore, client: Any, prefix: str
 ) -> None:
     binding = make_binding()
@@ -105,6 +107,7 @@ async def test_a_secret_is_tagged_with_its_owner_and_credential(
 
     described = await client.describe_secret(SecretId=ref.value)
     tags = {tag["Key"]: tag["Value"] for tag in described["Tags"]}
+    assert tags[DEPLOYMENT_TAG] == prefix
     assert tags[OWNER_TAG] == "user_owner"
     assert tags[CREDENTIAL_TAG] == str(binding.credential_id)
     assert ref.value == described["ARN"]
@@ -169,8 +172,24 @@ async def test_a_secret_marked_for_deletion_is_not_found_and_not_listed(
     with pytest.raises(SecretNotFoundError):
         await store.get(ref, binding)
     assert list(await store.unreferenced(set(), datetime(2100, 1, 1, tzinfo=UTC))) == []
-    await store.delete(ref)  # force-deletes it for good; no error either way
+    await store.delete(ref)  # already on its way out: no error either way
     await store.delete(ref)
+
+
+async def test_a_deleted_secret_can_be_restored_within_the_recovery_window(
+    store: SecretsManagerSecretStore, client: Any
+) -> None:
+    binding = make_binding()
+    ref = await store.put(binding, make_data())
+
+    await store.delete(ref)
+
+    described = await client.describe_secret(SecretId=ref.value)
+    assert described.get("DeletedDate") is not None
+    with pytest.raises(SecretNotFoundError):
+        await store.get(ref, binding)
+    await client.restore_secret(SecretId=ref.value)
+    assert (await store.get(ref, binding)).values["token"] == CANARY
 
 
 async def test_a_secret_outside_the_prefix_is_neither_read_nor_deleted_nor_listed(
@@ -210,13 +229,56 @@ async def test_unreferenced_dates_secrets_without_the_created_tag_by_their_creat
     store: SecretsManagerSecretStore, client: Any, prefix: str
 ) -> None:
     created = await client.create_secret(
-        Name=f"{prefix}legacy/{uuid.uuid4()}", SecretString=json.dumps({"k": "v"})
+        Name=f"{prefix}undated/{uuid.uuid4()}",
+        SecretString=json.dumps({"k": "v"}),
+        Tags=[{"Key": DEPLOYMENT_TAG, "Value": prefix}],
     )
     now = datetime.now(UTC)
 
     assert list(await store.unreferenced(set(), now - timedelta(hours=1))) == []
     found = await store.unreferenced(set(), now + timedelta(hours=1))
     assert [ref.value for ref in found] == [created["ARN"]]
+
+
+async def test_a_secret_under_the_prefix_tagged_for_another_deployment_is_left_alone(
+    store: SecretsManagerSecretStore, client: Any, prefix: str
+) -> None:
+    # A deployment whose prefix extends ours (`{prefix}eu/`) names its secrets under ours.
+    nested = SecretsManagerSecretStore(client, prefix=f"{prefix}eu/", clock=SteppingClock(T0))
+    binding = make_binding()
+    theirs = await nested.put(binding, make_data())
+
+    with pytest.raises(SecretNotFoundError):
+        await store.get(theirs, binding)
+    await store.delete(theirs)
+    found = await store.unreferenced(set(), datetime(2100, 1, 1, tzinfo=UTC))
+
+    assert found == []
+    assert (await client.describe_secret(SecretId=theirs.value)).get("DeletedDate") is None
+    assert (await nested.get(theirs, binding)).values["token"] == CANARY
+
+
+async def test_a_secret_from_before_the_deployment_tag_reads_back_but_is_never_swept(
+    store: SecretsManagerSecretStore, client: Any, prefix: str
+) -> None:
+    binding = make_binding()
+    created = await client.create_secret(
+        Name=f"{prefix}user_owner/{binding.credential_id}/{uuid.uuid4()}",
+        SecretString=json.dumps({"token": CANARY}),
+        Tags=[
+            {"Key": OWNER_TAG, "Value": "user_owner"},
+            {"Key": CREDENTIAL_TAG, "Value": str(binding.credential_id)},
+            {"Key": CREATED_TAG, "Value": T0.isoformat()},
+        ],
+    )
+    ref = SecretRef(created["ARN"])
+
+    found = await store.unreferenced(set(), datetime(2100, 1, 1, tzinfo=UTC))
+
+    assert found == []
+    assert (await store.get(ref, binding)).values["token"] == CANARY
+    await store.delete(ref)
+    assert (await client.describe_secret(SecretId=ref.value)).get("DeletedDate") is not None
 
 
 def test_a_prefix_outside_the_allowed_name_characters_is_refused() -> None:
@@ -276,7 +338,7 @@ async def assert_every_call_is_unavailable(endpoint: str) -> None:
     async with session.client(
         "secretsmanager", region_name=AWS_REGION, endpoint_url=endpoint, config=fail_fast_config()
     ) as client:
-        store = SecretsManagerSecretStore(client)
+        store = SecretsManagerSecretStore(client, prefix="flowbuilder/credentials/")
         ref = SecretRef(
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
             f"flowbuilder/credentials/user_owner/{uuid.uuid4()}/{uuid.uuid4()}-AbCdEf"

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
         "MAX_",
         "RUN_TIMEOUT",
         "VERSIONS_KEPT",
+        "EXPRESSION_TIMEOUT_S",
         "FLOWBUILDER_",
         "IDEMPOTENCY_",
         "LOG_FORMAT",
@@ -125,6 +127,8 @@ def server(
 
 
 def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, str]:
+    """A production environment: the seed's variables, and a Secrets Manager prefix of the
+    test's own (as each deployment has), since serve requires one when USE_DB_SECRETS=false."""
     url = make_url(database_url)
     settings = {
         "DB_HOST": str(url.host),
@@ -137,6 +141,7 @@ def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, st
         "CLERK_AUTHORIZED_PARTIES": AUTHORIZED_PARTY,
         "WORKFLOW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
         "IDEMPOTENCY_HMAC_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "SECRETS_PREFIX": f"flowbuilder-e2e/{uuid.uuid4().hex}/",
     }
     return clean_env(**{**settings, **extra})
 

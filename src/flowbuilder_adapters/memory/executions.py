@@ -139,6 +139,9 @@ class MemoryExecutionRepository(ExecutionRepository):
         self._uow.stage(apply)  # with the messages sent again, or not at all
         return [_copy(e) for e in resumed]
 
+    async def has_parked(self, owner: UserId) -> bool:
+        return any(self._store.executions[i].owner_id == owner for i in self._store.parked)
+
     async def parked_owners(self, limit: int) -> Sequence[UserId]:
         owners = {self._store.executions[i].owner_id for i in self._store.parked}
         return sorted(owners)[:limit]

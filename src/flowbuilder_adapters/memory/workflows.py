@@ -96,6 +96,19 @@ class MemoryWorkflowRepository(WorkflowRepository):
             and any(node.credential_id == credential_id for node in w.definition.nodes)
         ]
 
+    async def set_active(self, workflow_id: WorkflowId, active: bool) -> None:
+        current = self._current(workflow_id)
+        if current is None or current.is_deleted:
+            return
+        self._staged[workflow_id] = dataclasses.replace(current, active=active)
+
+        def apply() -> None:
+            stored = self._store.workflows.get(workflow_id)
+            if stored is not None:
+                self._store.workflows[workflow_id] = dataclasses.replace(stored, active=active)
+
+        self._uow.stage(apply)
+
     async def count(self, owner: UserId, up_to: int) -> int:
         live = [w for w in self._all() if w.owner_id == owner and not w.is_deleted]
         return min(len(live), up_to)

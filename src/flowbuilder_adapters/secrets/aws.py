@@ -1,5 +1,6 @@
-"""Secret values in AWS Secrets Manager: one secret per `put`, tagged with its owner and
-credential; the credential row keeps only the secret's ARN."""
+"""Secret values in AWS Secrets Manager: one secret per `put`, under this deployment's prefix and
+tagged with the deployment, its owner and credential; the credential row keeps only the
+secret's ARN."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ from flowbuilder_core.credentials.ports import SecretStore
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.errors import DependencyUnavailableError
 
-DEFAULT_PREFIX = "flowbuilder/credentials/"
+# Which deployment wrote a secret; its value is the deployment's prefix. Names alone cannot
+# say: Secrets Manager matches a name filter by prefix, case-insensitively, so `a/` would list
+# the secrets of a deployment under `a/b/` (or `A/`) too.
+DEPLOYMENT_TAG = "flowbuilder:deployment"
 OWNER_TAG = "flowbuilder:owner"
 CREDENTIAL_TAG = "flowbuilder:credential"
 # The store's clock, not the service's CreatedDate, dates a secret for `unreferenced`: the
@@ -35,6 +39,9 @@ CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 10
 MAX_ATTEMPTS = 3  # in all, the first try included
 LIST_PAGE_SIZE = 100
+# A deleted secret stays restorable (`RestoreSecret`) this long; 7 days is the least AWS allows.
+# A mistaken delete or sweep is then an incident, not a loss.
+RECOVERY_WINDOW_DAYS = 7
 
 UNAVAILABLE = "The secret store is unavailable."
 
@@ -86,19 +93,36 @@ def secrets_manager_client(
 
 class SecretsManagerSecretStore(SecretStore):
     """One secret per `put`, named `{prefix}{owner}/{credential id}/{uuid}` and tagged with the
-    owner and credential id; `get` reads a value back only for the binding in its tags.
+    deployment (`prefix`), owner and credential id.
+
+    - `prefix` is the deployment's own: no default, since two deployments sharing one would
+      read and sweep each other's secrets. It also is the deployment tag's value.
+    - `get` and `delete` act only on a secret under the prefix whose deployment tag is this
+      prefix, or absent (written before the tag existed; its ARN came from this deployment's
+      database). `get` reads a value back only for the binding in its tags.
+    - `unreferenced` lists only secrets carrying this deployment's tag: an untagged secret is
+      never swept, whatever its name.
+    - `delete` schedules the deletion after `recovery_window_days` (7 to 30), never at once.
 
     `client` is an open aioboto3 Secrets Manager client (see `secrets_manager_client`).
     """
 
     def __init__(
-        self, client: Any, *, prefix: str = DEFAULT_PREFIX, clock: Clock | None = None
+        self,
+        client: Any,
+        *,
+        prefix: str,
+        clock: Clock | None = None,
+        recovery_window_days: int = RECOVERY_WINDOW_DAYS,
     ) -> None:
-        if not _NAME_PREFIX.fullmatch(prefix):
+        if not _NAME_PREFIX.fullmatch(prefix) or not _TAG_SAFE.fullmatch(prefix):
             raise ValueError("The secret name prefix may only contain A-Za-z0-9/_+=.@-")
+        if not 7 <= recovery_window_days <= 30:
+            raise ValueError("The recovery window is 7 to 30 days")
         self._client = client
         self._prefix = prefix
         self._clock: Clock = clock or SystemClock()
+        self._recovery_window_days = recovery_window_days
 
     def __repr__(self) -> str:
         return f"SecretsManagerSecretStore(prefix={self._prefix!r})"
@@ -108,6 +132,7 @@ class SecretsManagerSecretStore(SecretStore):
             f"{self._prefix}{_name_part(binding.owner_id)}/{binding.credential_id}/{uuid.uuid4()}"
         )
         tags = [
+            {"Key": DEPLOYMENT_TAG, "Value": self._prefix},
             {"Key": OWNER_TAG, "Value": _tag_value(binding.owner_id)},
             {"Key": CREDENTIAL_TAG, "Value": str(binding.credential_id)},
             {"Key": CREATED_TAG, "Value": self._clock.now().isoformat()},
@@ -138,8 +163,13 @@ class SecretsManagerSecretStore(SecretStore):
             return
         try:
             async with _translated():
+                described = await self._client.describe_secret(SecretId=ref.value)
+            if described.get("DeletedDate") is not None or not self._ours(described):
+                return
+            async with _translated():
                 await self._client.delete_secret(
-                    SecretId=ref.value, ForceDeleteWithoutRecovery=True
+                    SecretId=str(described["ARN"]),
+                    RecoveryWindowInDays=self._recovery_window_days,
                 )
         except SecretNotFoundError:
             return
@@ -149,7 +179,8 @@ class SecretsManagerSecretStore(SecretStore):
     ) -> Sequence[SecretRef]:
         found: list[SecretRef] = []
         request: dict[str, Any] = {
-            # A prefix match, case-insensitive on AWS: `_ours` checks the exact prefix again.
+            # A prefix match, case-insensitive on AWS: `_tagged_ours` checks the exact prefix and
+            # the deployment tag.
             "Filters": [{"Key": "name", "Values": [self._prefix]}],
             "MaxResults": LIST_PAGE_SIZE,
         }
@@ -157,7 +188,7 @@ class SecretsManagerSecretStore(SecretStore):
             async with _translated():
                 page = await self._client.list_secrets(**request)
             for entry in page.get("SecretList", []):
-                if entry.get("DeletedDate") is not None or not self._ours(entry):
+                if entry.get("DeletedDate") is not None or not self._tagged_ours(entry):
                     continue
                 ref = SecretRef(str(entry["ARN"]))
                 created = _created_at(entry)
@@ -174,7 +205,18 @@ class SecretsManagerSecretStore(SecretStore):
         return match is not None and match["name"].startswith(self._prefix)
 
     def _ours(self, entry: Mapping[str, Any]) -> bool:
-        return str(entry.get("Name", "")).startswith(self._prefix)
+        """Under the prefix, and not tagged as another deployment's."""
+        deployment = _tags(entry).get(DEPLOYMENT_TAG)
+        return str(entry.get("Name", "")).startswith(self._prefix) and deployment in (
+            None,
+            self._prefix,
+        )
+
+    def _tagged_ours(self, entry: Mapping[str, Any]) -> bool:
+        """Under the prefix and tagged as this deployment's: what the sweep may delete."""
+        return str(entry.get("Name", "")).startswith(self._prefix) and (
+            _tags(entry).get(DEPLOYMENT_TAG) == self._prefix
+        )
 
 
 @asynccontextmanager

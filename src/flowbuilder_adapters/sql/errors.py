@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg  # only its exception types are used
 from sqlalchemy import exc as sa_exc
 
 from flowbuilder_core.shared.errors import DependencyUnavailableError
+
+try:
+    import asyncpg  # only its exception types are used
+
+    _ASYNCPG_UNAVAILABLE: tuple[type[BaseException], ...] = (
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.OperatorInterventionError,
+    )
+except ImportError:  # the [sqlite] extra has no asyncpg, so no asyncpg error can be raised
+    _ASYNCPG_UNAVAILABLE = ()
 
 UNAVAILABLE = "The database is unavailable."
 
@@ -19,9 +29,7 @@ _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     sa_exc.TimeoutError,  # no pooled connection became free in time
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
+    *_ASYNCPG_UNAVAILABLE,
 )
 
 

@@ -20,9 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from flowbuilder_adapters.sql.dialect import dialect_insert
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.execution_rows import error_to_json, execution_from_row
+from flowbuilder_adapters.sql.execution_steps import record_step_statement
 from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import execution_steps, executions
 from flowbuilder_core.executions.model import (
@@ -49,42 +49,6 @@ _STEPS = (
     .order_by(execution_steps.c.position)
 )
 _INSERT = insert(executions)
-
-
-@functools.cache
-def _record_step(dialect: str) -> Any:
-    """One statement: the step is written only while the execution holds the run's lease and
-    is running or cancelled; a new step goes last, a node's second record replaces its first.
-    On Postgres the EXISTS reads the execution's row as the heartbeat before it (in the same
-    transaction) locked it, so a sweep cannot slip in between."""
-    steps = execution_steps.c
-    held = (
-        select(_e.id)
-        .where(
-            _e.id == bindparam("b_execution_id"),
-            _e.lease == bindparam("b_lease"),
-            _e.status.in_([ExecutionStatus.RUNNING.value, ExecutionStatus.CANCELLED.value]),
-        )
-        .exists()
-    )
-    position = (
-        select(func.count())
-        .where(steps.execution_id == bindparam("b_execution_id"))
-        .scalar_subquery()
-    )
-    columns = ["status", "started_at", "finished_at", "output", "error", "truncated"]
-    row = select(
-        bindparam("b_execution_id", type_=steps.execution_id.type),
-        bindparam("b_node_id", type_=steps.node_id.type),
-        position,
-        *(bindparam(f"b_{name}", type_=steps[name].type) for name in columns),
-    ).where(held)
-    names = ["execution_id", "node_id", "position", *columns]
-    statement = dialect_insert(dialect, execution_steps).from_select(names, row)
-    return statement.on_conflict_do_update(
-        index_elements=[steps.execution_id, steps.node_id],
-        set_={name: statement.excluded[name] for name in columns},
-    )
 
 
 def _running_of(owner: Any) -> Any:
@@ -173,7 +137,7 @@ class SqlExecutionRepository(ExecutionRepository):
         }
         async with translate_errors():
             written = await self._connection.execute(
-                _record_step(self._connection.dialect.name), parameters
+                record_step_statement(self._connection.dialect.name), parameters
             )
         return bool(written.rowcount)
 
@@ -267,6 +231,11 @@ class SqlExecutionRepository(ExecutionRepository):
                 )
             ).all()
         return sorted((execution_from_row(r) for r in rows), key=lambda e: e.created_at)
+
+    async def has_parked(self, owner: UserId) -> bool:
+        parked = select(_e.id).where(_e.owner_id == owner, _e.parked_at.is_not(None)).limit(1)
+        async with translate_errors():
+            return (await self._connection.execute(parked)).first() is not None
 
     async def parked_owners(self, limit: int) -> Sequence[UserId]:
         query = select(_e.owner_id).where(_e.parked_at.is_not(None)).distinct().limit(limit)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -82,6 +83,8 @@ workflows = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("deleted_at", UtcDateTime(), nullable=True),
+    # Started by webhooks and schedules only while active (not versioned: a switch, not a save).
+    Column("active", Boolean(), nullable=False, server_default=false()),
     PrimaryKeyConstraint("id"),
     CheckConstraint("version >= 1", name="version_positive"),
     # Keyset pagination of an owner's live workflows, newest first on (created_at, id): both

@@ -87,6 +87,7 @@ def workflow_to_row(workflow: Workflow) -> dict[str, Any]:
         "created_at": workflow.created_at,
         "updated_at": workflow.updated_at,
         "deleted_at": workflow.deleted_at,
+        "active": workflow.active,
     }
 
 
@@ -102,6 +103,7 @@ def workflow_from_row(row: Row[Any]) -> Workflow:
         created_at=row.created_at,
         updated_at=row.updated_at,
         deleted_at=row.deleted_at,
+        active=row.active,
     )
 
 
@@ -118,6 +120,7 @@ def summary_from_row(row: Row[Any]) -> WorkflowSummary:
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        active=row.active,
     )
 
 
@@ -234,6 +237,15 @@ class SqlWorkflowRepository(WorkflowRepository):
         self._connection = connection
         self._children = WorkflowChildren(connection)
         self._read: dict[WorkflowId, StoredChildren] = {}
+
+    async def set_active(self, workflow_id: WorkflowId, active: bool) -> None:
+        statement = (
+            update(workflows)
+            .where(workflows.c.id == workflow_id, workflows.c.deleted_at.is_(None))
+            .values(active=active)
+        )
+        async with translate_errors():
+            await self._connection.execute(statement)
 
     async def count(self, owner: UserId, up_to: int) -> int:
         live = (

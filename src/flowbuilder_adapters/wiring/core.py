@@ -19,7 +19,9 @@ from flowbuilder_core.credentials.use_cases import (
     ResolveCredential,
     SweepSecrets,
 )
+from flowbuilder_core.executions.bounds import EngineLimits
 from flowbuilder_core.executions.engine import Engine
+from flowbuilder_core.executions.events import FollowExecution
 from flowbuilder_core.executions.model import RunLimits
 from flowbuilder_core.executions.ports import CredentialResolver, RunTransactions
 from flowbuilder_core.executions.run import RunExecution
@@ -37,7 +39,9 @@ from flowbuilder_core.executions.use_cases import (
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.workflows.use_cases import (
+    ActivateWorkflow,
     CreateWorkflow,
+    DeactivateWorkflow,
     DeleteWorkflow,
     GetWorkflow,
     GetWorkflowVersion,
@@ -74,6 +78,11 @@ class CoreProvider(Provider):
     def quotas(self) -> Quotas:
         return self._quotas
 
+    @provide(scope=Scope.APP)
+    def follow(self, transactions: RunTransactions, limits: RunLimits) -> FollowExecution:
+        """APP scope: it keeps the count of each user's open streams."""
+        return FollowExecution(transactions, limits)
+
     use_cases = provide_all(
         ExecuteWorkflow,
         RetryExecution,
@@ -92,6 +101,8 @@ class CoreProvider(Provider):
         ResolveCredential,
         SweepSecrets,
         CreateWorkflow,
+        ActivateWorkflow,
+        DeactivateWorkflow,
         GetWorkflow,
         ListWorkflows,
         ReplaceWorkflow,
@@ -104,12 +115,16 @@ class CoreProvider(Provider):
 
 
 class RunsProvider(Provider):
-    """What runs executions (APP): the node runners, the engine, and `RunExecution`, which
-    opens a short scope of its own for each piece of a run's bookkeeping."""
+    """What runs executions (APP): the node runners, the engine (within `engine_limits`, the
+    defaults when None), and `RunExecution`, which opens a short scope of its own for each
+    piece of a run's bookkeeping."""
 
-    def __init__(self, allow_private_network: bool) -> None:
+    def __init__(
+        self, allow_private_network: bool, engine_limits: EngineLimits | None = None
+    ) -> None:
         super().__init__()
         self._allow_private_network = allow_private_network
+        self._engine_limits = engine_limits
 
     @provide(scope=Scope.APP)
     async def http_runner(self) -> AsyncIterator[HttpRequestRunner]:
@@ -121,7 +136,8 @@ class RunsProvider(Provider):
 
     @provide(scope=Scope.APP)
     def engine(self, http: HttpRequestRunner, clock: Clock) -> Engine:
-        return Engine({**basic_runners(), "http.request": http}, JmesPathEvaluator(), clock)
+        runners = {**basic_runners(), "http.request": http}
+        return Engine(runners, JmesPathEvaluator(), clock, limits=self._engine_limits)
 
     @provide(scope=Scope.APP)
     def run_execution(

@@ -13,7 +13,7 @@ from dishka import AsyncContainer, Provider, Scope, make_async_container, provid
 
 from flowbuilder_adapters.background import Background, Service, every
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-from flowbuilder_adapters.metrics import MetricsListener
+from flowbuilder_adapters.metrics import MetricsListener, observe_slots
 from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import reencrypt
@@ -97,6 +97,7 @@ class BackgroundProvider(Provider):
                 concurrency=self._concurrency,
                 grace_seconds=self._grace,
                 cancellable_polls=in_process,
+                on_slots=observe_slots,
             )
             services.append(worker.run)
         afterwards = []
@@ -132,7 +133,11 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
     runs_executions = settings.mode in (Mode.WORKER, Mode.EMBEDDED)
     return [
         CoreProvider(
-            limits=RunLimits(settings.max_running_per_user, settings.run_timeout_s),
+            limits=RunLimits(
+                settings.max_running_per_user,
+                settings.run_timeout_s,
+                settings.max_event_streams_per_user,
+            ),
             quotas=Quotas(
                 max_workflows=settings.max_workflows_per_user,
                 max_credentials=settings.max_credentials_per_user,
@@ -146,7 +151,7 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
         secrets_provider(settings),
         queue_provider(settings),
         outbox_provider(settings),
-        RunsProvider(settings.http_node_allow_private_network),
+        RunsProvider(settings.http_node_allow_private_network, settings.engine_limits),
         ScopesProvider(),
         BackgroundProvider(
             relay=settings.mode is not Mode.WORKER,

@@ -79,11 +79,8 @@ def in_scope(container: AsyncContainer, kind: type[Sweep]) -> Callable[[], Await
 
 
 class ScopesProvider(Provider):
-    """The bridges above, for whichever process runs executions."""
-
-    @provide(scope=Scope.APP)
-    def transactions(self, container: AsyncContainer) -> RunTransactions:
-        return ScopedRunTransactions(container)
+    """The credential resolver above, for whichever process runs executions (the storage
+    providers give `RunTransactions`)."""
 
     @provide(scope=Scope.APP)
     def credentials(self, container: AsyncContainer) -> CredentialResolver:

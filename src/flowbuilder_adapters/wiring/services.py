@@ -12,19 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
-from flowbuilder_adapters.metrics import MeteredQueue
+from flowbuilder_adapters.metrics import MeteredQueue, observe_jwks_fetch
 from flowbuilder_adapters.queues.memory import InMemoryDeadLetters, InMemoryExecutionQueue
 from flowbuilder_adapters.queues.sqs import SqsDeadLetters, SqsExecutionQueue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
-from flowbuilder_adapters.secrets.aws import (
-    DEFAULT_PREFIX,
-    SecretsManagerSecretStore,
-    secrets_manager_client,
-)
+from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
 from flowbuilder_adapters.secrets.keyfile import load_key
 from flowbuilder_adapters.secrets.keyring import Keyring
-from flowbuilder_adapters.settings import Settings
+from flowbuilder_adapters.settings import (
+    CLERK_FRONTEND_URL_REQUIRED,
+    SECRETS_PREFIX_REQUIRED,
+    Settings,
+    SettingsError,
+)
 from flowbuilder_adapters.sql.outbox import SqlOutbox
 from flowbuilder_adapters.sql.rate_limits import SqlRateLimiter
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
@@ -58,9 +59,10 @@ class DatabaseSecretsProvider(Provider):
 
 
 class SecretsManagerProvider(Provider):
-    """Secrets in AWS Secrets Manager through one aioboto3 client for the process."""
+    """Secrets in AWS Secrets Manager through one aioboto3 client for the process, under the
+    deployment's own `prefix`."""
 
-    def __init__(self, region: str, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, region: str, *, prefix: str) -> None:
         super().__init__()
         self._region, self._prefix = region, prefix
 
@@ -87,9 +89,13 @@ def fingerprint_key_of(settings: Settings) -> bytes:
 
 
 def secrets_provider(settings: Settings) -> Provider:
-    """The SecretStore the settings call for."""
+    """The SecretStore the settings call for. Secrets Manager without `SECRETS_PREFIX` is
+    refused here for every process (`load_settings` refuses it for serve and worker already):
+    `secrets sweep` would otherwise run under no deployment's prefix."""
     if not settings.secrets_in_database:
-        return SecretsManagerProvider(settings.aws_region)
+        if settings.secrets_prefix is None:
+            raise SettingsError([SECRETS_PREFIX_REQUIRED])
+        return SecretsManagerProvider(settings.aws_region, prefix=settings.secrets_prefix)
     return DatabaseSecretsProvider(keyring_of(settings))
 
 
@@ -181,6 +187,9 @@ class AuthProvider(Provider):
         if settings.embedded:
             yield DevTokenIssuer.load(settings.data_dir).verifier()
             return
+        if settings.clerk_frontend_url is None:
+            # `load_settings` requires it for serve; a verifier built otherwise checks iss too.
+            raise SettingsError([CLERK_FRONTEND_URL_REQUIRED])
         headers = (
             {"Authorization": f"Bearer {settings.clerk_secret_key}"}
             if settings.jwks_uses_backend_api and settings.clerk_secret_key
@@ -190,7 +199,9 @@ class AuthProvider(Provider):
             settings.jwks_url,
             issuer=settings.clerk_frontend_url,
             authorized_parties=settings.clerk_authorized_parties,
+            audience=settings.clerk_audience,
             headers=headers,
+            on_fetch=observe_jwks_fetch,
         )
         try:
             yield verifier

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-from dishka import Provider, Scope, alias, provide
+from dishka import AsyncContainer, Provider, Scope, alias, provide
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.background import Background
@@ -20,6 +20,7 @@ from flowbuilder_adapters.memory.executions import (
 )
 from flowbuilder_adapters.memory.health import MemoryHealthProbe
 from flowbuilder_adapters.memory.idempotency import MemoryIdempotencyStore
+from flowbuilder_adapters.memory.runs import MemoryRunTransactions
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
@@ -40,12 +41,14 @@ from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
+from flowbuilder_adapters.wiring.scopes import ScopedRunTransactions
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
 from flowbuilder_core.executions.ports import (
     DeadLetters,
     ExecutionRepository,
     Outbox,
     RateLimiter,
+    RunTransactions,
 )
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.health import HealthProbe
@@ -87,6 +90,11 @@ class SqlProvider(Provider):
     @provide(scope=Scope.APP)
     def reading_engine(self, engine: AsyncEngine) -> ReadingEngine:
         return reading_engine(engine)
+
+    @provide(scope=Scope.APP)
+    def transactions(self, container: AsyncContainer) -> RunTransactions:
+        """A run's (and a follower's) short units of work, each a REQUEST scope of its own."""
+        return ScopedRunTransactions(container)
 
     @provide(scope=Scope.REQUEST)
     def access(self) -> Access:
@@ -165,6 +173,10 @@ class MemoryProvider(Provider):
 
     idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)
+
+    @provide(scope=Scope.APP)
+    def transactions(self, store: MemoryStore) -> RunTransactions:
+        return MemoryRunTransactions(store)
 
     @provide(scope=Scope.APP)
     def dead_letters(self) -> DeadLetters:

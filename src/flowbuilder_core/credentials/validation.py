@@ -43,6 +43,9 @@ def check_data(
         for key, value in data.items()
         if isinstance(value, str) and "\x00" in value
     ]
+    # The field names are stored too (as JSON, which Postgres refuses with a NUL in it).
+    if any("\x00" in key for key in data):
+        problems.append(FieldError("/data", "keys must not contain the NUL character"))
     errors += problems
     return SecretData({k: v for k, v in data.items() if isinstance(v, str)})
 

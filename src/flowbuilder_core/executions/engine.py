@@ -25,7 +25,8 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   `skipped` and the outcome is `cancelled`.
 - The first failing node fails the run with `error.node_id`; every node not yet run is
   recorded `skipped`. Error codes: the runner's NodeFailedError code; `expression_error`
-  for a template or expression that cannot be evaluated; `invalid_parameters`;
+  for a template or expression that cannot be evaluated; `output_too_large` and
+  `expression_timeout` (see "Bounds" below); `invalid_parameters`;
   `credential_unavailable` when the node's credential cannot be resolved; `unknown_node_type`
   when no runner serves the type; `internal_error` (generic message, logged with its stack)
   for anything else. A definition whose edges name unknown nodes, or which has a cycle or
@@ -34,8 +35,28 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   `started_at`/`finished_at` from the clock. Skipped steps carry no timestamps.
 - A stored output whose compact JSON (UTF-8) is over MAX_OUTPUT_BYTES becomes
   `{"truncated_json": <the longest prefix of that JSON text that keeps the stored value
-  within MAX_OUTPUT_BYTES>}` with `truncated=True`. Later nodes still see the full output:
-  only the record is truncated.
+  within MAX_OUTPUT_BYTES>}` with `truncated=True`. A NUL character, which no database
+  stores in JSON, is recorded as U+FFFD (in keys too, and in error messages). Later nodes
+  still see the full output: only the record is truncated or escaped.
+
+Bounds (`bounds.EngineLimits`, docs/API.md §4): a node whose output, or whose templates' and
+expression's values together, are over `max_node_output_bytes` of JSON, or whose output would
+take the run's context (the input and every output so far) over `max_run_context_bytes`, fails
+with `output_too_large`; one whose expressions take longer than `expression_timeout_s` fails
+with `expression_timeout`. Sizes are measured by `json_size`, which stops at the first byte
+over the limit, before anything is serialized.
+
+How the event loop is kept free: everything whose cost grows with the data runs in a worker
+thread (`asyncio.to_thread`), never on the loop: resolving a node's templates and evaluating
+its expression, measuring, serializing and truncating its output. (Two things stay on the
+loop, because a thread would cost more than they do: an output of at most 16 KiB, which a
+walk that stops at 16 KiB tells, and the parameters of a node without any template, a copy
+of its definition.) The evaluator gets the node's `Budget` and checks it as it goes, so a
+runaway expression stops itself at the deadline (a thread cannot be killed); since its steps
+are Python code, the thread gives the GIL up every few milliseconds meanwhile, and the loop
+(other runs, the API's probes in embedded mode) keeps going. Large outputs are serialized by
+Python code for the same reason (see `settle`). Should an evaluator ignore its budget, the
+engine stops waiting for it at twice the timeout and fails the node all the same.
 
 Which node types are built in: the engine itself runs the types whose work needs the
 execution context, which a `NodeCall` deliberately does not carry: `trigger.manual` (its
@@ -55,17 +76,17 @@ of the task itself.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
-import json
 import logging
-import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
+from flowbuilder_core.executions.bounds import Budget, EngineLimits, timed_out, too_large
 from flowbuilder_core.executions.errors import ExpressionError, NodeFailedError
 from flowbuilder_core.executions.model import (
-    MAX_OUTPUT_BYTES,
     ExecutionError,
     ExecutionStatus,
     Json,
@@ -73,28 +94,35 @@ from flowbuilder_core.executions.model import (
     StepResult,
     StepStatus,
 )
+from flowbuilder_core.executions.outputs import (
+    Room,
+    printable,
+    settle_beside_the_loop,
+)
 from flowbuilder_core.executions.ports import (
     CredentialResolver,
     ExpressionEvaluator,
     NodeCall,
     NodeRunner,
 )
-from flowbuilder_core.nodes.catalogue import NODE_TYPES
-from flowbuilder_core.nodes.schema import WHOLE_TEMPLATE, check, missing_required, pointer_join
+from flowbuilder_core.executions.templates import (
+    EXPRESSION_PARAMETER,
+    IF,
+    TRANSFORM,
+    TRIGGER,
+    Expressions,
+    has_template,
+)
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Definition, Edge, Node
 
 _log = logging.getLogger(__name__)
 
-TRIGGER, IF, TRANSFORM = "trigger.manual", "logic.if", "data.transform"
 BUILT_IN_TYPES: Final = frozenset({TRIGGER, IF, TRANSFORM})
 """Node types the engine runs itself, because they need the execution context."""
 
-_EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
-_TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_MAX_REPORTED_PROBLEMS = 5
-_TRUNCATED = "truncated_json"
+_T = TypeVar("_T")
 
 
 class InvalidDefinitionError(ValueError):
@@ -132,13 +160,17 @@ def execution_order(definition: Definition) -> tuple[Node, ...]:
 
 class Engine:
     """Runs definitions; see the module docstring for the rules. Holds no per-run state, so
-    one engine serves any number of concurrent runs."""
+    one engine serves any number of concurrent runs. `monotonic` is the clock of expression
+    deadlines (tests pass a fake one)."""
 
     def __init__(
         self,
         runners: Mapping[str, NodeRunner],
         expressions: ExpressionEvaluator,
         clock: Clock,
+        *,
+        limits: EngineLimits | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         clashes = sorted(BUILT_IN_TYPES.intersection(runners))
         if clashes:
@@ -146,6 +178,8 @@ class Engine:
         self._runners = dict(runners)
         self._expressions = expressions
         self._clock = clock
+        self._limits = limits if limits is not None else EngineLimits()
+        self._monotonic = monotonic
 
     async def run(
         self,
@@ -164,11 +198,18 @@ class Engine:
             return RunOutcome(
                 ExecutionStatus.FAILED, ExecutionError("invalid_definition", str(exc))
             )
+        limit = self._limits.max_run_context_bytes
+        start = await settle_beside_the_loop(dict(input), Room(limit, True, limit))
+        if start is None:
+            await _skip(order, on_step)
+            message = f"The execution input is over {limit} bytes of JSON."
+            return RunOutcome(ExecutionStatus.FAILED, ExecutionError("output_too_large", message))
         incoming: dict[str, list[Edge]] = {node.id: [] for node in order}
         for edge in definition.edges:
             incoming[edge.target].append(edge)
         outputs: dict[str, Json] = {}
-        context: dict[str, Json] = {"input": _plain(input), "nodes": outputs}
+        context: dict[str, Json] = {"input": start.output, "nodes": outputs}
+        used = start.size
         branch_taken: dict[str, str] = {}
         skipped: set[str] = set()
         for position, node in enumerate(order):
@@ -181,23 +222,24 @@ class Engine:
                 return RunOutcome(ExecutionStatus.CANCELLED)
             started_at = self._clock.now()
             await on_step(StepResult(node.id, StepStatus.RUNNING, started_at=started_at))
-            result = await self._run_node(node, owner, context, credentials)
-            stored, truncated = _storable(result.output_json)
+            room = Room.left(self._limits, used)
+            result = await self._run_node(node, owner, context, credentials, room)
             await on_step(
                 StepResult(
                     node.id,
                     StepStatus.FAILED if result.error else StepStatus.SUCCEEDED,
                     started_at=started_at,
                     finished_at=self._clock.now(),
-                    output=stored,
+                    output=result.stored,
                     error=result.error,
-                    truncated=truncated,
+                    truncated=result.truncated,
                 )
             )
             if result.error is not None:
                 await _skip(order[position + 1 :], on_step)
                 return RunOutcome(ExecutionStatus.FAILED, result.error)
             outputs[node.id] = result.output
+            used += result.size
             if node.type == IF:
                 branch_taken[node.id] = "true" if result.output["result"] else "false"
         return RunOutcome(ExecutionStatus.SUCCEEDED)
@@ -208,25 +250,31 @@ class Engine:
         owner: UserId,
         context: Mapping[str, Json],
         credentials: CredentialResolver,
+        room: Room,
     ) -> _NodeResult:
         try:
-            output = await self._execute(node, owner, context, credentials)
-            text = _dumps(output)
+            output = await self._execute(node, owner, context, credentials, room)
+            settled = await settle_beside_the_loop(output, room)
+            if settled is None:
+                raise too_large(room.output_message)
         except NodeFailedError as exc:
-            error = ExecutionError(exc.code, exc.message, node.id)
+            error = ExecutionError(exc.code, printable(exc.message), node.id)
             try:
-                return _NodeResult(None, _dumps(exc.output), error)
-            except (TypeError, ValueError):
-                return _NodeResult(None, None, error)
+                # What a failed node leaves (an HTTP error response) is kept when it fits.
+                kept = await settle_beside_the_loop(exc.output, room)
+            except (TypeError, ValueError, RecursionError):  # not JSON, or nested too deeply
+                kept = None
+            if kept is None:
+                return _NodeResult(error=error)
+            return _NodeResult(stored=kept.stored, truncated=kept.truncated, error=error)
         except ExpressionError as exc:
-            return _NodeResult(None, None, ExecutionError("expression_error", str(exc), node.id))
+            message = printable(str(exc))
+            return _NodeResult(error=ExecutionError("expression_error", message, node.id))
         except Exception:
             _log.exception("node %s of type %s failed unexpectedly", node.id, node.type)
             message = "The node failed unexpectedly."
-            return _NodeResult(None, None, ExecutionError("internal_error", message, node.id))
-        # The round trip through JSON gives later nodes plain dicts and lists, detached from
-        # whatever the runner keeps.
-        return _NodeResult(json.loads(text), text, None)
+            return _NodeResult(error=ExecutionError("internal_error", message, node.id))
+        return _NodeResult(settled.output, settled.size, settled.stored, settled.truncated)
 
     async def _execute(
         self,
@@ -234,19 +282,29 @@ class Engine:
         owner: UserId,
         context: Mapping[str, Json],
         credentials: CredentialResolver,
+        room: Room,
     ) -> Json:
         runner = self._runners.get(node.type)
         if runner is None and node.type not in BUILT_IN_TYPES:
             raise NodeFailedError(
                 "unknown_node_type", f"No runner is configured for node type {node.type!r}."
             )
-        parameters = self._resolve_parameters(node, context)
+        budget = Budget(
+            seconds=self._limits.expression_timeout_s,
+            build_limit=self._limits.max_run_context_bytes,
+            monotonic=self._monotonic,
+        )
+        expressions = Expressions(self._expressions, context, budget, room)
+        if node.type in EXPRESSION_PARAMETER or has_template(node.parameters):
+            parameters, value = await self._off_loop(lambda: expressions.prepare(node), budget)
+        else:
+            # Nothing to evaluate: a copy of the definition's own parameters, checked. Its cost
+            # is bounded by the definition's size, less than a thread would cost.
+            parameters, value = expressions.prepare(node)
         if node.type == TRIGGER:
             return context["input"]
-        if node.type in _EXPRESSION_PARAMETER:
-            name = _EXPRESSION_PARAMETER[node.type]
-            value = self._evaluate(_unwrap(parameters[name]), context, pointer_join("", name))
-            return {"result": _truthy(value)} if node.type == IF else value
+        if node.type in EXPRESSION_PARAMETER:
+            return value
         assert runner is not None
         credential = None
         if node.credential_id is not None:
@@ -260,61 +318,26 @@ class Engine:
                 ) from None
         return await runner.run(NodeCall(node, parameters, credential))
 
-    def _resolve_parameters(self, node: Node, context: Mapping[str, Json]) -> dict[str, Json]:
-        keep_as_is = _EXPRESSION_PARAMETER.get(node.type)
-        resolved: dict[str, Json] = {
-            name: value
-            if name == keep_as_is
-            else self._resolve(value, context, pointer_join("", name))
-            for name, value in node.parameters.items()
-        }
-        node_type = NODE_TYPES.get(node.type)
-        if node_type is not None:
-            schema = node_type.parameters_schema
-            problems = missing_required(resolved, schema, "") + check(resolved, schema, "")
-            if problems:
-                shown = problems[:_MAX_REPORTED_PROBLEMS]
-                detail = "; ".join(f"{problem.field} {problem.message}" for problem in shown)
-                raise NodeFailedError("invalid_parameters", f"Invalid parameters: {detail}.")
-        return resolved
-
-    def _resolve(self, value: Json, context: Mapping[str, Json], at: str) -> Json:
-        if isinstance(value, str):
-            return self._render(value, context, at)
-        if isinstance(value, Mapping):
-            return {
-                key: self._resolve(item, context, pointer_join(at, key))
-                for key, item in value.items()
-            }
-        if isinstance(value, list | tuple):
-            return [
-                self._resolve(item, context, pointer_join(at, index))
-                for index, item in enumerate(value)
-            ]
-        return value
-
-    def _render(self, text: str, context: Mapping[str, Json], at: str) -> Json:
-        whole = WHOLE_TEMPLATE.fullmatch(text)
-        if whole is not None:
-            return self._evaluate(whole.group(1), context, at)
-        if "{{" not in text:
-            return text
-        return _TEMPLATE.sub(
-            lambda match: _as_text(self._evaluate(match.group(1), context, at)), text
-        )
-
-    def _evaluate(self, expression: str, context: Mapping[str, Json], at: str) -> Json:
+    async def _off_loop(self, work: Callable[[], _T], budget: Budget) -> _T:
+        """`work()` in a worker thread. It stops itself at the budget's deadline; should it
+        not, the node fails at twice the timeout all the same, and `stop()` makes the thread's
+        next check fail (it cannot be killed). Cancellation stops it the same way."""
+        seconds = self._limits.expression_timeout_s
         try:
-            return self._expressions.evaluate(expression.strip(), context)
-        except ExpressionError as exc:
-            raise ExpressionError(f"The expression in {at} cannot be evaluated: {exc}") from None
+            return await asyncio.wait_for(asyncio.to_thread(work), timeout=2 * seconds)
+        except TimeoutError:
+            raise timed_out(seconds) from None
+        finally:
+            budget.stop()
 
 
 @dataclass(frozen=True, slots=True)
 class _NodeResult:
-    output: Json
-    output_json: str | None
-    error: ExecutionError | None
+    output: Json = None
+    size: int = 0
+    stored: Json = None
+    truncated: bool = False
+    error: ExecutionError | None = None
 
 
 def _is_dead(edges: Sequence[Edge], skipped: set[str], branch_taken: Mapping[str, str]) -> bool:
@@ -332,59 +355,3 @@ def _is_dead(edges: Sequence[Edge], skipped: set[str], branch_taken: Mapping[str
 async def _skip(nodes: Sequence[Node], on_step: Callable[[StepResult], Awaitable[None]]) -> None:
     for node in nodes:
         await on_step(StepResult(node.id, StepStatus.SKIPPED))
-
-
-def _unwrap(expression: Json) -> Json:
-    """`{{ expr }}` in an expression parameter means `expr`."""
-    if isinstance(expression, str):
-        whole = WHOLE_TEMPLATE.fullmatch(expression)
-        if whole is not None:
-            return whole.group(1)
-    return expression
-
-
-def _truthy(value: Json) -> bool:
-    """JMESPath truthiness: false, null, "", [] and {} are false; numbers are all true."""
-    if value is None or value is False:
-        return False
-    if isinstance(value, str | list | tuple | Mapping):
-        return len(value) > 0
-    return True
-
-
-def _as_text(value: Json) -> str:
-    """A string as itself; anything else as compact JSON (which writes numbers plainly)."""
-    return value if isinstance(value, str) else _dumps(value)
-
-
-def _dumps(value: Json) -> str:
-    """Compact JSON; raises TypeError or ValueError for what is not JSON (NaN included)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _plain(value: Mapping[str, Json]) -> Json:
-    return json.loads(_dumps(dict(value)))
-
-
-def _storable(text: str | None) -> tuple[Json, bool]:
-    """The output as recorded, and whether it was truncated (see the module docstring)."""
-    if text is None:
-        return None, False
-    if _size(text) <= MAX_OUTPUT_BYTES:
-        return json.loads(text), False
-    # The longest prefix whose stored form fits: a binary search, as escaping makes the
-    # stored size of a prefix grow unevenly. Slicing by code point never splits a character.
-    overhead = _size(_dumps({_TRUNCATED: ""}))
-    low, high = 0, min(len(text), MAX_OUTPUT_BYTES)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if overhead + _size(_dumps(text[:middle])) - 2 <= MAX_OUTPUT_BYTES:
-            low = middle
-        else:
-            high = middle - 1
-    return {_TRUNCATED: text[:low]}, True
-
-
-def _size(text: str) -> int:
-    """UTF-8 bytes; a lone surrogate (which json.loads lets through) counts, never raises."""
-    return len(text.encode("utf-8", "surrogatepass"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowbuilder_core.shared.errors import ConflictError, InvalidInputError, NotFoundError
+from flowbuilder_core.shared.errors import ConflictError, NotFoundError
 
 
 class ExecutionNotFoundError(NotFoundError):
@@ -27,12 +27,6 @@ class ExecutionFinishedError(IllegalTransitionError):
 
     def __init__(self, status: str) -> None:
         super().__init__(f"The execution has already finished ({status}).")
-
-
-class NotRunnableError(InvalidInputError):
-    """The workflow's current definition cannot run; `errors` lists every problem."""
-
-    code = "workflow-not-runnable"
 
 
 class NodeFailedError(Exception):

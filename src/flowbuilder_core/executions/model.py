@@ -69,11 +69,13 @@ class ExecutionError:
 
 @dataclass(frozen=True, slots=True)
 class RunLimits:
-    """What one user's runs may take of the workers (docs/API.md §4): `max_running` executions
-    running at once (the rest wait, queued), each for at most `timeout_s` seconds."""
+    """What one user's runs may take (docs/API.md §4): `max_running` executions running at
+    once (the rest wait, queued), each for at most `timeout_s` seconds, watched by at most
+    `max_event_streams` open event streams (per API process)."""
 
     max_running: int = 10
     timeout_s: float = 900.0
+    max_event_streams: int = 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from flowbuilder_core.credentials.model import SecretData
+from flowbuilder_core.executions.bounds import Budget
 from flowbuilder_core.executions.model import (
     Execution,
     ExecutionId,
@@ -89,6 +90,9 @@ class ExecutionRepository(Protocol):
     async def unpark(self, owner: UserId, max_running: int) -> Sequence[Execution]:
         """As many of the owner's parked executions as they have free slots, oldest first, no
         longer parked: their messages must be sent again (in the same unit of work)."""
+
+    async def has_parked(self, owner: UserId) -> bool:
+        """Whether the owner has executions parked, waiting for a slot."""
 
     async def parked_owners(self, limit: int) -> Sequence[UserId]:
         """Owners who have parked executions, at most `limit`."""
@@ -198,9 +202,16 @@ class RateLimiter(Protocol):
 
 
 class ExpressionEvaluator(Protocol):
-    """Evaluates JMESPath expressions over JSON data. Raises ExpressionError."""
+    """Evaluates JMESPath expressions over JSON data. Raises ExpressionError.
 
-    def evaluate(self, expression: str, data: Json) -> Json: ...
+    Called in a worker thread. It must keep within `budget` (see `bounds.Budget`): call
+    `budget.tick()` at least every few milliseconds of work and `budget.charge(n)` for every
+    array, object or string of size n it builds, let the NodeFailedError they raise through,
+    and never spend long in one step that cannot check (a C routine over a value of unbounded
+    size holds the GIL, and with it every other thread, the event loop's included).
+    """
+
+    def evaluate(self, expression: str, data: Json, budget: Budget) -> Json: ...
 
 
 @dataclass(frozen=True, slots=True)

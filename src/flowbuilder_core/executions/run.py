@@ -257,7 +257,10 @@ class RunExecution:
                     failure = outcome.error or ExecutionError("failed", "The run failed.")
                     execution.fail(failure, at=now)
                 await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
-                await tx.uow.commit()
+            waiting = await tx.executions.has_parked(execution.owner_id)
+            await tx.uow.commit()
+        if not waiting:  # the common case: no second unit of work
+            return
         async with self._transactions() as tx:
             if await resume_parked(tx.executions, tx.outbox, execution.owner_id, self._limits):
                 await tx.uow.commit()

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from flowbuilder_core.executions.errors import (
     ExecutionNotFoundError,
     IllegalTransitionError,
-    NotRunnableError,
 )
 from flowbuilder_core.executions.model import (
     MAX_INPUT_BYTES,
@@ -49,7 +48,8 @@ from flowbuilder_core.shared.quotas import refuse_if_limited
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.model import Definition, WorkflowId
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
-from flowbuilder_core.workflows.use_cases import owned_workflow, runnability_of
+from flowbuilder_core.workflows.use_cases import owned_workflow, refuse_unless_runnable
+from flowbuilder_core.workflows.validation import unstorable_values
 
 LOST_AFTER = timedelta(seconds=60)
 """A running execution whose worker has not beaten its heart for this long is lost."""
@@ -94,6 +94,9 @@ def _check_input(raw: object) -> Mapping[str, Json]:
         return {}
     if not isinstance(raw, dict):
         raise InvalidInputError([FieldError("/input", "must be an object")])
+    unstorable = unstorable_values(raw, "/input")  # first: it bounds the depth json.dumps sees
+    if unstorable:
+        raise InvalidInputError(unstorable)
     size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_INPUT_BYTES:
         raise InvalidInputError([FieldError("/input", "must be at most 64 KiB of JSON")])
@@ -118,9 +121,7 @@ class _Requesting:
         self._uow, self._clock = uow, clock
 
     async def _check_runnable(self, actor: Principal, definition: Definition) -> None:
-        problems = await runnability_of(self._credentials, actor, definition)
-        if problems:
-            raise NotRunnableError(problems, "The workflow cannot run: " + problems[0].message)
+        await refuse_unless_runnable(self._credentials, actor, definition)
 
     async def _request(self, execution: Execution) -> Execution:
         await self._executions.add(execution)
@@ -135,7 +136,8 @@ class ExecuteWorkflow(_Requesting):
     """Request a run of one of the caller's workflows.
 
     - The current definition must be runnable; NotRunnableError lists every problem.
-    - `input` is a JSON object of at most 64 KiB.
+    - `input` is a JSON object of at most 64 KiB, without NUL characters (keys included) and
+      nested at most 64 levels; InvalidInputError names every such value by pointer.
     - It takes a token from the caller's bucket (shared with retry): RateLimitedError when empty.
     - The execution pins the current version and is queued; it commits with its queue message
       (the outbox), which a relay delivers after commit, at least once.

@@ -1,1 +1,5 @@
-"""The shared kernel: errors, ids, clock, identity, unit of work, pagination."""
+"""The shared kernel: errors, ids, clock, identity, unit of work, pagination.
+
+Internal: a library user imports the public names from `flowbuilder_core` itself
+(docs/library.md).
+"""

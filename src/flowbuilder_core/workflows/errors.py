@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowbuilder_core.shared.errors import NotFoundError, PreconditionFailedError
+from flowbuilder_core.shared.errors import InvalidInputError, NotFoundError, PreconditionFailedError
 
 
 class WorkflowNotFoundError(NotFoundError):
@@ -39,3 +39,9 @@ class ConcurrentUpdateError(Exception):
     Not a FlowbuilderError: the use case decides whether it is the caller's precondition that
     failed, or a race it can resolve by reading again.
     """
+
+
+class NotRunnableError(InvalidInputError):
+    """The workflow's current definition cannot run; `errors` lists every problem."""
+
+    code = "workflow-not-runnable"

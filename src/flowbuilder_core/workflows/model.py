@@ -92,6 +92,8 @@ class Workflow:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+    active: bool = False
+    """Started by its webhook or schedule only while active; not part of a version."""
 
     @classmethod
     def create(
@@ -131,6 +133,7 @@ class Workflow:
             version=self.version,
             created_at=self.created_at,
             updated_at=self.updated_at,
+            active=self.active,
         )
 
     def current_version(self) -> WorkflowVersion:
@@ -166,3 +169,4 @@ class WorkflowSummary:
     version: int
     created_at: datetime
     updated_at: datetime
+    active: bool = False

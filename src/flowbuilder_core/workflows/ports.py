@@ -72,6 +72,9 @@ class WorkflowRepository(Protocol):
         """None for a version the workflow does not have, whatever the number (one too large
         for the store included)."""
 
+    async def set_active(self, workflow_id: WorkflowId, active: bool) -> None:
+        """Switch a live workflow on or off for its webhook and schedule (no new version)."""
+
     async def count(self, owner: UserId, up_to: int) -> int:
         """The owner's live workflows, counted up to `up_to` (a bounded count)."""
 

@@ -3,6 +3,7 @@ indistinguishable from a missing one."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter, refuse_past
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
+    NotRunnableError,
     StaleWorkflowVersionError,
     WorkflowNotFoundError,
     WorkflowVersionNotFoundError,
@@ -210,18 +212,22 @@ class ReplaceWorkflow:
     - Without a precondition the last write wins, even against a concurrent writer.
     - Every replace is a new version, kept in the history: the newest `quotas.versions_kept`,
       and every older one an execution ran.
+    - An active workflow stays active, so its new definition must be runnable
+      (NotRunnableError otherwise: deactivate it first).
     - A write takes one of the caller's write tokens (RateLimitedError when there is none).
     """
 
     def __init__(
         self,
         workflows: WorkflowRepository,
+        credentials: CredentialDirectory,
         writes: WriteRateLimiter,
         quotas: Quotas,
         uow: UnitOfWork,
         clock: Clock,
     ) -> None:
-        self._workflows, self._writes, self._quotas = workflows, writes, quotas
+        self._workflows, self._credentials = workflows, credentials
+        self._writes, self._quotas = writes, quotas
         self._uow, self._clock = uow, clock
 
     async def __call__(self, actor: Principal, command: ReplaceWorkflowCommand) -> Workflow:
@@ -232,6 +238,8 @@ class ReplaceWorkflow:
         fields = parse_fields(
             name=data.name, description=data.description, tags=data.tags, definition=data.definition
         )
+        if workflow.active:
+            await refuse_unless_runnable(self._credentials, actor, fields.definition)
         for _ in range(_MAX_RACE_RETRIES):
             expected = workflow.version
             workflow.replace(fields, at=self._clock.now())
@@ -338,3 +346,53 @@ class GetWorkflowVersion:
         if found is None:
             raise WorkflowVersionNotFoundError
         return found
+
+
+async def refuse_unless_runnable(
+    credentials: CredentialDirectory, actor: Principal, definition: Definition
+) -> None:
+    """NotRunnableError naming every problem, unless `definition` can run as it is."""
+    problems = await runnability_of(credentials, actor, definition)
+    if problems:
+        raise NotRunnableError(problems, "The workflow cannot run: " + problems[0].message)
+
+
+class ActivateWorkflow:
+    """Switch one of the caller's workflows on for its webhook and schedule. Its current
+    definition must be runnable (NotRunnableError, as execute gives). Idempotent."""
+
+    def __init__(
+        self,
+        workflows: WorkflowRepository,
+        credentials: CredentialDirectory,
+        writes: WriteRateLimiter,
+        uow: UnitOfWork,
+        clock: Clock,
+    ) -> None:
+        self._workflows, self._credentials, self._writes = workflows, credentials, writes
+        self._uow, self._clock = uow, clock
+
+    async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
+        await take_write(self._writes, actor.user_id, self._clock.now())
+        workflow = await owned_workflow(self._workflows, actor.user_id, workflow_id)
+        await refuse_unless_runnable(self._credentials, actor, workflow.definition)
+        await self._workflows.set_active(workflow.id, True)
+        await self._uow.commit()
+        return dataclasses.replace(workflow, active=True)
+
+
+class DeactivateWorkflow:
+    """Switch one of the caller's workflows off: its webhook and schedule start nothing more.
+    `execute` still runs it. Idempotent."""
+
+    def __init__(
+        self, workflows: WorkflowRepository, writes: WriteRateLimiter, uow: UnitOfWork, clock: Clock
+    ) -> None:
+        self._workflows, self._writes, self._uow, self._clock = workflows, writes, uow, clock
+
+    async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
+        await take_write(self._writes, actor.user_id, self._clock.now())
+        workflow = await owned_workflow(self._workflows, actor.user_id, workflow_id)
+        await self._workflows.set_active(workflow.id, False)
+        await self._uow.commit()
+        return dataclasses.replace(workflow, active=False)

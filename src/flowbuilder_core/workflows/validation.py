@@ -103,7 +103,7 @@ def parse_definition(raw: object, at: str = "/definition") -> tuple[Definition, 
         return Definition(), []
     if not isinstance(raw, dict):
         return Definition(), [FieldError(at, "must be an object with nodes and edges")]
-    unstorable = _unstorable_values(raw, at)
+    unstorable = unstorable_values(raw, at)
     if unstorable:
         return Definition(), unstorable
     errors = _unknown_keys(raw, _DEFINITION_KEYS, at)
@@ -174,9 +174,10 @@ def report(
     )
 
 
-def _unstorable_values(raw: object, at: str) -> list[FieldError]:
+def unstorable_values(raw: object, at: str) -> list[FieldError]:
     """Values no database stores faithfully: NUL characters (Postgres text and JSONB refuse
-    them) and nesting deeper than MAX_DEPTH. Walked iteratively, so depth cannot hurt us.
+    them) and nesting deeper than MAX_DEPTH. Walked iteratively, so depth cannot hurt us. Every
+    JSON document a request stores goes through it (a definition, an execution's input).
 
     Each value carries its path as a link to its parent's, `(parent, key)`; the pointer string
     is built only for a value in error, not for every value of a (usually valid) definition.

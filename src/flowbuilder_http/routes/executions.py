@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import msgspec
 from dishka.integrations.litestar import FromDishka, inject
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import ResponseHeader
-from litestar.params import Body, FromPath, FromQuery, QueryParameter
+from litestar.params import Body, FromPath, FromQuery, HeaderParameter, QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from flowbuilder_core.executions.events import ExecutionEvent, FollowExecution
 from flowbuilder_core.executions.model import Execution
 from flowbuilder_core.executions.use_cases import (
     CancelExecution,
@@ -28,7 +34,7 @@ from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.pagination import DEFAULT_LIMIT
 from flowbuilder_http.idempotency import IdempotencyKey, IdempotentResponder
 from flowbuilder_http.problems import problem_responses
-from flowbuilder_http.schemas import ExecuteIn, ExecutionOut, PageOut
+from flowbuilder_http.schemas import ExecuteIn, ExecutionOut, PageOut, StepOut
 
 Statuses = Annotated[
     list[str] | None,
@@ -175,6 +181,59 @@ async def retry_execution(
     return accepted(request, await retry(principal, execution_id))
 
 
+KEEP_ALIVE_S = 15.0
+"""A comment line this often keeps proxies from closing a quiet stream."""
+
+
+@get(
+    "/executions/{execution_id:uuid}/events",
+    summary="Follow an execution: its status and steps as Server-Sent Events",
+    responses=problem_responses(400, 401, 404, 429, 503),
+    tags=["executions"],
+)
+@inject
+async def execution_events(
+    execution_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    follow: FromDishka[FollowExecution],
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
+) -> ServerSentEvent:
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else -1
+    events = await follow(principal, execution_id, after)
+    return ServerSentEvent(_messages(events), headers={"Cache-Control": "no-store"})
+
+
+async def _messages(
+    events: AsyncGenerator[ExecutionEvent, None],
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Each event as an SSE message, with a comment line whenever the stream is quiet."""
+    pending = asyncio.ensure_future(anext(events, None))
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=KEEP_ALIVE_S)
+            if not done:
+                yield ServerSentEventMessage(comment="keep-alive")
+                continue
+            event = pending.result()
+            if event is None:
+                return
+            yield ServerSentEventMessage(data=_data(event), event=event.kind, id=event.id)
+            pending = asyncio.ensure_future(anext(events, None))
+    finally:
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending  # the generator must be idle before it is closed
+        await events.aclose()
+
+
+def _data(event: ExecutionEvent) -> str:
+    if event.step is not None:
+        return msgspec.json.encode(StepOut.of(event.step)).decode()
+    if event.status is not None:
+        return msgspec.json.encode({"status": event.status.value}).decode()
+    return "{}"
+
+
 executions_router = Router(
     path="/",
     route_handlers=[
@@ -184,5 +243,6 @@ executions_router = Router(
         get_execution,
         cancel_execution,
         retry_execution,
+        execution_events,
     ],
 )

@@ -17,7 +17,9 @@ from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.pagination import DEFAULT_LIMIT
 from flowbuilder_core.workflows.ports import WorkflowFilter
 from flowbuilder_core.workflows.use_cases import (
+    ActivateWorkflow,
     CreateWorkflow,
+    DeactivateWorkflow,
     DeleteWorkflow,
     DeleteWorkflowCommand,
     GetWorkflow,
@@ -184,6 +186,40 @@ async def delete_workflow(
     await remove(principal, DeleteWorkflowCommand(workflow_id, parse_if_match(if_match)))
 
 
+@post(
+    "/{workflow_id:uuid}/activate",
+    summary="Activate a workflow: its webhook and schedule start it",
+    status_code=200,
+    responses=ONE,
+    response_headers=[ETAG],
+)
+@inject
+async def activate_workflow(
+    workflow_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    activate: FromDishka[ActivateWorkflow],
+) -> Response[WorkflowOut]:
+    workflow = await activate(principal, workflow_id)
+    return _workflow_response(WorkflowOut.of(workflow), workflow.version)
+
+
+@post(
+    "/{workflow_id:uuid}/deactivate",
+    summary="Deactivate a workflow: its webhook and schedule start nothing",
+    status_code=200,
+    responses=ONE,
+    response_headers=[ETAG],
+)
+@inject
+async def deactivate_workflow(
+    workflow_id: FromPath[UUID],
+    principal: FromDishka[Principal],
+    deactivate: FromDishka[DeactivateWorkflow],
+) -> Response[WorkflowOut]:
+    workflow = await deactivate(principal, workflow_id)
+    return _workflow_response(WorkflowOut.of(workflow), workflow.version)
+
+
 @get(
     "/{workflow_id:uuid}/versions",
     summary="List a workflow's versions, newest first",
@@ -228,6 +264,8 @@ workflows_router = Router(
         get_workflow,
         replace_workflow,
         delete_workflow,
+        activate_workflow,
+        deactivate_workflow,
         list_versions,
         get_version,
     ],

@@ -14,10 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import zlib
 from typing import Any
 
 import httpx
 
+from flowbuilder_adapters.nodes.http_request.body import (
+    ACCEPTED_ENCODINGS,
+    BodyTooLargeError,
+    UnsupportedEncodingError,
+    read_body,
+)
 from flowbuilder_adapters.nodes.http_request.credentials import (
     credential_headers,
     redact,
@@ -98,11 +105,13 @@ class HttpRequestRunner(NodeRunner):
             resolver=self._resolver,
             allow_private_network=self._allow_private_network,
         )
+        headers = httpx.Headers(request.headers)
+        headers["Accept-Encoding"] = ACCEPTED_ENCODINGS  # what read_body decodes within bounds
         with pinned(host, addresses):
             built = self._client.build_request(
                 request.method,
                 url,
-                headers=request.headers,
+                headers=headers,
                 content=request.content,
                 timeout=httpx.Timeout(request.timeout_s),
             )
@@ -149,12 +158,20 @@ class HttpRequestRunner(NodeRunner):
         length = response.headers.get("content-length")
         if length is not None and length.strip().isdigit() and int(length) > cap:
             raise _TooLargeError
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > cap:
-                raise _TooLargeError
-        return bytes(body)
+        encoding = response.headers.get("content-encoding", "")
+        try:
+            return await read_body(response.aiter_raw(), encoding, cap)
+        except BodyTooLargeError:
+            raise _TooLargeError from None
+        except UnsupportedEncodingError:
+            raise NodeFailedError(
+                "connection_failed",
+                f"The server answered in a content encoding that was not asked for: {encoding}.",
+            ) from None
+        except zlib.error:
+            raise NodeFailedError(
+                "connection_failed", "The server's compressed response body is corrupt."
+            ) from None
 
 
 def _timeout(request: OutboundRequest) -> NodeFailedError:
