@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from dishka import AsyncContainer, make_async_container
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.nodes import JmesPathEvaluator
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.sql.migrate import upgrade
+from flowbuilder_adapters.sql.tables import outbox
 from flowbuilder_adapters.wiring import (
     CoreProvider,
     DatabaseSecretsProvider,
@@ -25,8 +28,15 @@ from flowbuilder_adapters.wiring import (
 )
 from flowbuilder_adapters.wiring.scopes import ScopedCredentialResolver, ScopedRunTransactions
 from flowbuilder_core.executions.engine import Engine
-from flowbuilder_core.executions.model import ExecutionId, ExecutionStatus, Json, StepStatus
-from flowbuilder_core.executions.ports import NodeCall
+from flowbuilder_core.executions.model import (
+    ExecutionId,
+    ExecutionRequested,
+    ExecutionStatus,
+    Json,
+    RunLimits,
+    StepStatus,
+)
+from flowbuilder_core.executions.ports import ExecutionRepository, NodeCall
 from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     ExecuteCommand,
@@ -38,6 +48,7 @@ from flowbuilder_core.executions.use_cases import (
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.use_cases import CreateWorkflow, WorkflowInput
 
 ALICE = Principal(UserId("user_alice"))
@@ -149,3 +160,47 @@ async def test_a_worker_that_lost_its_run_to_the_sweep_writes_nothing_more(
     assert retried.status is ExecutionStatus.SUCCEEDED
     assert [s.status for s in retried.steps] == [StepStatus.SUCCEEDED] * 3
     assert uuid.UUID(str(retried.retry_of)) == execution.id
+
+
+async def test_a_run_refused_for_want_of_a_slot_is_parked_durably_and_sent_again(
+    database: str,
+) -> None:
+    api, worker_container = container(database), container(database)
+    runner = GatedSet()
+    nodes: list[dict[str, Any]] = [{"id": "start", "type": "trigger.manual"}]
+    nodes.append({"id": "gated", "type": "data.set", "parameters": {"value": 1}})
+    definition = {"nodes": nodes, "edges": [{"source": "start", "target": "gated"}]}
+    clock = SystemClock()
+    engine = Engine({"data.set": runner}, JmesPathEvaluator(), clock)
+    run = RunExecution(
+        ScopedRunTransactions(worker_container),
+        engine,
+        ScopedCredentialResolver(worker_container),
+        clock,
+        limits=RunLimits(max_running=1),
+    )
+    try:
+        workflow = await use(api, CreateWorkflow, ALICE, WorkflowInput("w", definition=definition))
+        first = await use(api, ExecuteWorkflow, ALICE, ExecuteCommand(workflow.id, {}))
+        second = await use(api, ExecuteWorkflow, ALICE, ExecuteCommand(workflow.id, {}))
+        async with api() as scope:  # the relay's part: the requests leave the outbox
+            await (await scope.get(AsyncConnection)).execute(delete(outbox))
+            await (await scope.get(UnitOfWork)).commit()
+
+        running = asyncio.create_task(run(ExecutionId(first.id)))
+        await asyncio.wait_for(runner.entered.wait(), 10)
+        refused = await run(ExecutionId(second.id))
+        async with api() as scope:
+            parked = await (await scope.get(ExecutionRepository)).has_parked(ALICE.user_id)
+        runner.release.set()
+        await asyncio.wait_for(running, 10)
+        async with api() as scope:
+            rows = (await (await scope.get(AsyncConnection)).execute(select(outbox))).all()
+    finally:
+        await api.close()
+        await worker_container.close()
+
+    assert refused is None
+    assert parked, "the parking was rolled back with the claim's unit of work"
+    sent = [ExecutionRequested.from_json(row.message).execution_id for row in rows]
+    assert sent == [second.id]

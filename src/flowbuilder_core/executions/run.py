@@ -191,6 +191,9 @@ class RunExecution:
                 execution_id, self._clock.now(), lease, max_running=self._limits.max_running
             )
             if execution is None:
+                # Not queued any more, or parked for want of a slot: the parking must be
+                # durable, since the message is done with.
+                await tx.uow.commit()
                 return None
             version = await tx.workflows.version(execution.workflow_id, execution.workflow_version)
             if version is None:
