@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PG_BIN ?= /usr/lib/postgresql/15/bin
 PORT ?= 8000
 
-.PHONY: install run test lint fmt migrate postgres-binaries clean bench
+.PHONY: install run test lint fmt migrate postgres-binaries chromium clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,15 @@ postgres-binaries:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
 
-test: $(STAMP) postgres-binaries
+# The /docs page is rendered in headless Chromium (tests/e2e/test_docs_page.py): Debian's package,
+# installed when missing.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing Chromium (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: $(STAMP) postgres-binaries chromium
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

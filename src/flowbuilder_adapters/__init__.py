@@ -43,9 +43,19 @@ EXTRAS: Final[Mapping[str, Needs]] = MappingProxyType(
         "flowbuilder_adapters.clerk": Needs(("clerk",), ("jwt", "cryptography")),
         "flowbuilder_adapters.dev_issuer": Needs(("clerk",), ("jwt", "cryptography")),
         "flowbuilder_adapters.settings": Needs(("server",), ("cryptography",)),
+        "flowbuilder_adapters.metrics": Needs(("server",), ("prometheus_client",)),
         "flowbuilder_adapters.wiring": Needs(
             ("server",),
-            ("dishka", "sqlalchemy", "alembic", "msgspec", "cryptography", "aioboto3", "jwt"),
+            (
+                "dishka",
+                "sqlalchemy",
+                "alembic",
+                "msgspec",
+                "cryptography",
+                "aioboto3",
+                "jwt",
+                "prometheus_client",
+            ),
         ),
     }
 )

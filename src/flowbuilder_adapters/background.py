@@ -14,10 +14,19 @@ Service = Callable[[asyncio.Event], Awaitable[None]]
 
 
 class Background:
-    """Starts services with the application and stops them with it, in reverse order."""
+    """Starts services with the application and stops them with it: every service is told to
+    stop at once, each gets `grace_seconds` to return (then it is cancelled), and once all have
+    returned the `afterwards` steps run, in order."""
 
-    def __init__(self, services: Sequence[Service] = ()) -> None:
+    def __init__(
+        self,
+        services: Sequence[Service] = (),
+        *,
+        grace_seconds: float = 30.0,
+        afterwards: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
         self._services = list(services)
+        self._grace, self._afterwards = grace_seconds, list(afterwards)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -25,16 +34,21 @@ class Background:
         self._stop = asyncio.Event()
         self._tasks = [asyncio.create_task(_guarded(s, self._stop)) for s in self._services]
 
-    async def stop(self, grace_seconds: float = 30.0) -> None:
+    async def stop(self) -> None:
         self._stop.set()
         for task in reversed(self._tasks):
             try:
-                await asyncio.wait_for(asyncio.shield(task), grace_seconds)
+                await asyncio.wait_for(asyncio.shield(task), self._grace)
             except TimeoutError:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._tasks = []
+        for step in self._afterwards:
+            try:
+                await step()
+            except Exception:
+                _log.exception("a shutdown step failed")
 
 
 async def _guarded(service: Service, stop: asyncio.Event) -> None:

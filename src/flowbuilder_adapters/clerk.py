@@ -178,7 +178,10 @@ class ClerkTokenVerifier(TokenVerifier):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         cache_size: int = 10_000,
+        on_fetch: Callable[[bool], None] | None = None,
     ) -> None:
+        """`on_fetch` hears every fetch of the key set and whether it succeeded (metrics)."""
+        self._on_fetch = on_fetch if on_fetch is not None else (lambda ok: None)
         self._jwks_url = jwks_url
         self._issuer = issuer
         self._authorized_parties = authorized_parties
@@ -272,6 +275,7 @@ class ClerkTokenVerifier(TokenVerifier):
         try:
             keys = await self._download()
         except _JwksError as exc:
+            self._on_fetch(False)
             logger.warning(
                 "JWKS fetch from %s failed, keeping %d cached keys: %s",
                 self._jwks_url,
@@ -279,6 +283,7 @@ class ClerkTokenVerifier(TokenVerifier):
                 exc,
             )
             return
+        self._on_fetch(True)
         self._keys = keys
         self._fetched_at = self._clock()
         logger.info("JWKS fetched from %s: kids %s", self._jwks_url, sorted(keys))

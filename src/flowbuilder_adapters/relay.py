@@ -55,7 +55,23 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until `stop` is set; never raises (failures are logged and retried)."""
+        """Relay until `stop` is set, then flush; never raises (failures are logged and
+        retried)."""
+        await self._relay(stop)
+        await self.flush()
+
+    async def flush(self, seconds: float = 5.0) -> None:
+        """Deliver what is due now, within `seconds`: on the way out, so that the executions
+        the last requests committed do not wait for another replica's sweep (or, with one
+        replica, for the next start). What is left stays in the outbox for the next relay."""
+        try:
+            async with asyncio.timeout(seconds):
+                while await self.deliver_due() == self._batch_size:
+                    pass
+        except Exception:  # the queue or the database is down, or time is up: the rows stay
+            _log.warning("outbox relay: could not flush on the way out", exc_info=True)
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 while await self.deliver_due() == self._batch_size and not stop.is_set():

@@ -6,6 +6,8 @@ naming the variable; no value is echoed, since some are secrets.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -20,6 +22,8 @@ from flowbuilder_core.executions.bounds import EngineLimits
 EMBEDDED_DIR = Path(".flowbuilder")
 EMBEDDED_ISSUER = "flowbuilder-embedded"
 CLERK_BACKEND_JWKS_URL = "https://api.clerk.com/v1/jwks"
+MIN_HMAC_KEY_BYTES = 32
+LOG_FORMATS = ("json", "text")
 # Set by `flowbuilder serve --embedded` for the app factory: the address it binds. Not read by
 # `load_settings`, and not an operator's setting.
 BIND_HOST_VARIABLE = "FLOWBUILDER_BIND_HOST"
@@ -90,6 +94,12 @@ class Settings:
     versions_kept_per_workflow: int = 100
     write_rate_per_second: int = 10
     write_rate_burst: int = 100
+    idempotency_hmac_key: bytes | None = field(default=None, repr=False)
+    log_format: str = "json"
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9100
+    shutdown_grace_s: int = 25
     engine_limits: EngineLimits = field(default_factory=EngineLimits)
     data_dir: Path = EMBEDDED_DIR
 
@@ -156,6 +166,15 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         versions_kept_per_workflow=reader.positive_int("VERSIONS_KEPT_PER_WORKFLOW", 100),
         write_rate_per_second=reader.positive_int("WRITE_RATE_PER_SECOND", 10),
         write_rate_burst=reader.positive_int("WRITE_RATE_BURST", 100),
+        idempotency_hmac_key=reader.key_bytes("IDEMPOTENCY_HMAC_KEY"),
+        # People read an embedded server's and a maintenance command's log; machines a server's.
+        log_format=reader.choice(
+            "LOG_FORMAT", LOG_FORMATS, "json" if mode in (Mode.SERVE, Mode.WORKER) else "text"
+        ),
+        metrics_enabled=reader.boolean("METRICS_ENABLED", default=True),
+        metrics_host=reader.text("METRICS_HOST") or "127.0.0.1",
+        metrics_port=reader.port("METRICS_PORT", 9100),
+        shutdown_grace_s=reader.positive_int("SHUTDOWN_GRACE_S", 25),
         engine_limits=EngineLimits(
             max_node_output_bytes=reader.positive_int(
                 "MAX_NODE_OUTPUT_BYTES", limits.max_node_output_bytes
@@ -169,6 +188,15 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         ),
         data_dir=data_dir,
     )
+    if (
+        mode is Mode.SERVE
+        and settings.idempotency_hmac_key is None
+        and "IDEMPOTENCY_HMAC_KEY" not in reader.invalid
+    ):
+        reader.problems.append(
+            "IDEMPOTENCY_HMAC_KEY: required by the API outside embedded mode "
+            f"(base64 of {MIN_HMAC_KEY_BYTES} random bytes)"
+        )
     if (
         settings.use_db_secrets
         and not settings.embedded
@@ -292,6 +320,20 @@ class _Reader:
             self._fail(name, str(exc))
             return None
 
+    def key_bytes(self, name: str) -> bytes | None:
+        """A secret key given as base64 of at least MIN_HMAC_KEY_BYTES bytes."""
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            key = base64.b64decode(value, validate=True)
+        except binascii.Error:
+            key = b""
+        if len(key) < MIN_HMAC_KEY_BYTES:
+            self._fail(name, f"must be base64 of at least {MIN_HMAC_KEY_BYTES} bytes")
+            return None
+        return key
+
     def boolean(self, name: str, *, default: bool) -> bool:
         value = self._env.get(name)
         if value is None:
@@ -303,6 +345,22 @@ class _Reader:
             return False
         self._fail(name, "must be true or false")
         return default
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = (self.text(name) or default).lower()
+        if value not in allowed:
+            self._fail(name, "must be one of " + ", ".join(allowed))
+            return default
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not 1 <= int(value) <= 65535:
+            self._fail(name, "must be a port number (1-65535)")
+            return default
+        return int(value)
 
     def positive_int(self, name: str, default: int) -> int:
         value = self.text(name)

@@ -5,4 +5,14 @@ Both need the [server] extra; without it, importing this package fails with one 
 
 from flowbuilder_adapters import require_extra
 
-require_extra("flowbuilder_http", ("server",), "litestar", "msgspec", "dishka", "granian", "uvloop")
+require_extra(
+    "flowbuilder_http",
+    ("server",),
+    "litestar",
+    "msgspec",
+    "dishka",
+    "granian",
+    "uvloop",
+    "prometheus_client",
+    "dotenv",
+)

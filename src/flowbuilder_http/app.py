@@ -10,15 +10,23 @@ from dishka.integrations.litestar import LitestarProvider, setup_dishka
 from litestar import Litestar, Router
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from flowbuilder_adapters.settings import BIND_HOST_VARIABLE, SettingsError, is_loopback_host
-from flowbuilder_adapters.wiring import Background, Mode, Settings, load_settings, providers_for
+from flowbuilder_adapters.wiring import (
+    Background,
+    Mode,
+    Settings,
+    fingerprint_key_of,
+    load_settings,
+    providers_for,
+)
 from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_http.admission import Admission
 from flowbuilder_http.auth import PrincipalProvider
+from flowbuilder_http.configuration import keep_secrets_out_of_logs
+from flowbuilder_http.docs_ui import DOCS_PATH, SwaggerUIPlugin, docs_router
 from flowbuilder_http.idempotency import IdempotencyProvider
 from flowbuilder_http.observability import (
     configure_logging,
@@ -35,7 +43,7 @@ from flowbuilder_http.problems import (
 )
 from flowbuilder_http.routes.credentials import credentials_router
 from flowbuilder_http.routes.executions import executions_router
-from flowbuilder_http.routes.operations import live, node_types, ready
+from flowbuilder_http.routes.operations import live, metrics, node_types, ready
 from flowbuilder_http.routes.workflows import workflows_router
 
 EMBEDDED_OFF_LOOPBACK = (
@@ -47,7 +55,10 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
     """The API over the adapters `settings` choose, or over `providers` when given (tests)."""
     chosen = providers or tuple(providers_for(settings))
     container = make_async_container(
-        *chosen, PrincipalProvider(), IdempotencyProvider(), LitestarProvider()
+        *chosen,
+        PrincipalProvider(),
+        IdempotencyProvider(fingerprint_key_of(settings)),
+        LitestarProvider(),
     )
 
     # The entrypoint's lookups: the token verifier for every request, the background services.
@@ -66,7 +77,8 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         security=[{"BearerAuth": []}],
     )
     app = Litestar(
-        route_handlers=[api, live, ready],
+        # Outside /api and its authentication: a scraper has no user token (API.md, Metrics).
+        route_handlers=[api, live, ready, *([metrics] if settings.metrics_enabled else [])],
         exception_handlers={
             FlowbuilderError: handle_flowbuilder_error,
             ValidationException: handle_validation_error,
@@ -79,8 +91,9 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="FlowBuilder API",
             version="1.0.0",
-            path="/docs",
-            render_plugins=[ScalarRenderPlugin(path="/")],
+            path=DOCS_PATH,
+            render_plugins=[SwaggerUIPlugin()],  # served from the package: see docs_ui.py
+            openapi_router=docs_router(),
             components=Components(
                 security_schemes={
                     "BearerAuth": SecurityScheme(
@@ -113,7 +126,10 @@ def app_from_environment() -> Litestar:
     mode = Mode.EMBEDDED if os.environ.get("FLOWBUILDER_EMBEDDED") == "1" else Mode.SERVE
     if mode is Mode.EMBEDDED and not is_loopback_host(os.environ.get(BIND_HOST_VARIABLE, "")):
         raise SettingsError([EMBEDDED_OFF_LOOPBACK])
-    app = create_app(load_settings(os.environ, mode))
+    settings = load_settings(os.environ, mode)
+    keep_secrets_out_of_logs(os.environ)
+    configure_logging(settings.log_format)
+    app = create_app(settings)
     app.on_startup.append(_freeze_the_heap)
     return app
 

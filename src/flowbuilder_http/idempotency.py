@@ -16,10 +16,11 @@ replays, or did neither and its key is free again (the claim is released).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, NewType
 
 import msgspec
 from dishka import Provider, Scope, provide
@@ -49,6 +50,9 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+FingerprintKey = NewType("FingerprintKey", bytes)
+"""The server key of request fingerprints (`IDEMPOTENCY_HMAC_KEY`), shared by every replica."""
+
 _REPLAYED_HEADERS = ("Location", "ETag")
 _log = logging.getLogger(__name__)
 
@@ -74,8 +78,10 @@ class RequestInFlightError(ConflictError):
 class IdempotentResponder:
     """Runs a keyed request once (see the module's docstring for how it stays atomic)."""
 
-    def __init__(self, store: IdempotencyStore, uow: UnitOfWork, clock: Clock) -> None:
-        self._store, self._uow, self._clock = store, uow, clock
+    def __init__(
+        self, store: IdempotencyStore, uow: UnitOfWork, clock: Clock, key: FingerprintKey
+    ) -> None:
+        self._store, self._uow, self._clock, self._key = store, uow, clock, key
 
     async def __call__(
         self,
@@ -84,13 +90,14 @@ class IdempotentResponder:
         fingerprint: tuple[str, object],
         action: Callable[[], Awaitable[Response[Any]]],
     ) -> Response[Any]:
-        """`fingerprint` is the operation and what identifies its body: never secret values,
-        which must not be kept in any digest (a weak password would be guessable from it).
-        The operation is a label inside stored digests, so it keeps its spelling even if the
-        routes move."""
+        """`fingerprint` is the operation and the whole request body, secret values included.
+        It is stored only as an HMAC under the server key, so a stored digest reveals nothing
+        of a secret (a weak password is not guessable from it without the key). The operation
+        is a label inside stored digests, so it keeps its spelling even if the routes move."""
         if key is None:
             return await action()
-        request = IdempotentRequest(principal.user_id, _checked(key), _digest(*fingerprint))
+        digest = _digest(self._key, *fingerprint)
+        request = IdempotentRequest(principal.user_id, _checked(key), digest)
         claimed = await self._store.claim(request, self._clock.now())
         if claimed is Refusal.KEY_REUSED:
             raise IdempotencyKeyReusedError
@@ -117,7 +124,17 @@ class IdempotentResponder:
 
 
 class IdempotencyProvider(Provider):
+    """The responder of each request, with the server key of the fingerprints."""
+
     responder = provide(IdempotentResponder, scope=Scope.REQUEST)
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__()
+        self._key = FingerprintKey(key)
+
+    @provide(scope=Scope.APP)
+    def fingerprint_key(self) -> FingerprintKey:
+        return self._key
 
 
 class _RecordedResponse(msgspec.Struct, frozen=True):
@@ -137,9 +154,10 @@ def _checked(key: str) -> str:
     return key
 
 
-def _digest(operation: str, body: object) -> str:
+def _digest(key: bytes, operation: str, body: object) -> str:
+    """HMAC-SHA256 of the canonical JSON of the operation and the body, under `key`."""
     canonical = json.dumps([operation, msgspec.to_builtins(body)], sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def record(response: Response[Any]) -> RecordedResult:

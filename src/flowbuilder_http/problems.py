@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +22,8 @@ from litestar.exceptions import (
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from flowbuilder_core.credentials.errors import CredentialNotFoundError
+from flowbuilder_core.executions.errors import ExecutionNotFoundError
 from flowbuilder_core.shared.errors import (
     ConflictError,
     DependencyUnavailableError,
@@ -35,6 +37,7 @@ from flowbuilder_core.shared.errors import (
     RateLimitedError,
     UnauthenticatedError,
 )
+from flowbuilder_core.workflows.errors import WorkflowNotFoundError
 from flowbuilder_http.observability import current_request_id
 
 PROBLEM_JSON = "application/problem+json"
@@ -70,6 +73,15 @@ _FIELD_PREFIX: Final[Mapping[str, str]] = {
     Location.HEADER.value: "header:",
     "cookie": "cookie:",  # the framework's own parameter sources use the same words
 }
+
+_MISSING_BY_COLLECTION: Final[Mapping[str, Callable[[], NotFoundError]]] = {
+    "workflows": WorkflowNotFoundError,
+    "executions": ExecutionNotFoundError,
+    "credentials": CredentialNotFoundError,
+}
+"""The answer to a malformed id in the path (`/api/<collection>/<id>...`), by the collection it
+names: the very answer a well-formed id that does not exist gets, so that no client can tell
+the two apart."""
 
 UNAUTHENTICATED_DETAIL = "A valid bearer token is required."
 _log = logging.getLogger(__name__)
@@ -161,8 +173,8 @@ def handle_validation_error(
     _: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, object]]:
     """Litestar's parameter and body validation. Body and query problems are 422 with a pointer;
-    a body that is not there at all is 400; a path parameter that does not parse is 404, as a
-    malformed id is indistinguishable from a missing one."""
+    a body that is not there at all is 400; a path parameter that does not parse is 404 (the
+    router refuses malformed ids before this, see `handle_http_exception`)."""
     extra = exc.extra if isinstance(exc.extra, list) else []
     sources = {str(getattr(item.get("source"), "value", item.get("source"))) for item in extra}
     if "path" in sources:
@@ -183,10 +195,12 @@ def handle_validation_error(
 
 
 def handle_http_exception(
-    _: Request[Any, Any, Any], exc: HTTPException
+    request: Request[Any, Any, Any], exc: HTTPException
 ) -> Response[dict[str, object]]:
     status = exc.status_code
     if isinstance(exc, NotFoundException):
+        if isinstance(exc.__cause__, ValueError):  # the router could not parse an id in the path
+            return _missing(request, request.url.path)
         return _not_found()
     if isinstance(exc, MethodNotAllowedException):
         return problem(
@@ -216,7 +230,7 @@ def handle_http_exception(
     if status == 400:
         return _malformed("The request body is not valid JSON.")
     if status >= 500:
-        return handle_unexpected(_, exc)
+        return handle_unexpected(request, exc)
     return problem(status, "http-error", exc.detail or "Error", exc.detail or "Error")
 
 
@@ -236,6 +250,16 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dic
         "Internal server error",
         "An unexpected error occurred.",
     )
+
+
+def _missing(request: Request[Any, Any, Any], path: str) -> Response[dict[str, object]]:
+    """The resource whose id in `path` is malformed, answered as missing. Every id in a path is
+    the segment right after its collection (`/api/workflows/{id}/versions/{version}` reads the
+    version as text), so that collection names the resource."""
+    segments = path.strip("/").split("/")
+    if len(segments) < 3 or segments[0] != "api" or segments[1] not in _MISSING_BY_COLLECTION:
+        return _not_found()
+    return handle_flowbuilder_error(request, _MISSING_BY_COLLECTION[segments[1]]())
 
 
 def _not_found() -> Response[dict[str, object]]:

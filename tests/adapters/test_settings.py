@@ -28,6 +28,7 @@ def make_env(**overrides: str | None) -> dict[str, str]:
         "CLERK_FRONTEND_URL": CLERK,
         "WORKFLOW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
         "SECRETS_PREFIX": "flowbuilder/production/",
+        "IDEMPOTENCY_HMAC_KEY": base64.b64encode(bytes(range(32))).decode(),
         **overrides,
     }
     return {name: value for name, value in env.items() if value is not None}

@@ -1,5 +1,5 @@
 """The worker over the in-memory adapters and queue, wired as a process wires it: each message
-run once, acknowledged after its run, and a stopping worker recording what it interrupted."""
+run once, acknowledged after its run, and a stopping worker releasing what it interrupted."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from dishka import AsyncContainer, make_async_container
 
 from flowbuilder_adapters.memory import MemoryRunTransactions, MemoryStore
+from flowbuilder_adapters.metrics import REGISTRY, observe_slots
 from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
 from flowbuilder_adapters.wiring import CoreProvider, MemoryProvider, RunsProvider, ScopesProvider
 from flowbuilder_adapters.worker import Worker
@@ -95,7 +96,7 @@ async def eventually(condition: Any, seconds: float = 10) -> None:
 
 async def run_worker(h: Harness, until: Any, **options: Any) -> None:
     stop = asyncio.Event()
-    worker = Worker(h.queue, await h.container.get(RunExecution), **options)
+    worker = Worker(h.queue, await h.container.get(RunExecution), on_slots=observe_slots, **options)
     task = asyncio.create_task(worker.run(stop))
     try:
         await eventually(until)
@@ -119,6 +120,59 @@ async def test_a_queued_execution_runs_to_success_with_every_step_recorded(h: Ha
         ("set", StepStatus.SUCCEEDED, 7),
     ]
     assert len(h.queue) == 0
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_runs_and_their_steps_are_counted_and_timed_by_type_and_status(h: Harness) -> None:
+    execution_id = await h.request(
+        chain(
+            {"id": "set", "type": "data.set", "parameters": {"value": 1}},
+            {"id": "bad", "type": "data.transform", "parameters": {"expression": "nodes.."}},
+        )
+    )
+    failed = {"status": "failed", "trigger": "manual"}
+    transform_failed = {"node_type": "data.transform", "status": "failed"}
+    before = {
+        "started": sample("flowbuilder_executions_started_total", trigger="manual"),
+        "failed": sample("flowbuilder_executions_finished_total", **failed),
+        "steps": sample("flowbuilder_step_duration_seconds_count", **transform_failed),
+        "set": sample(
+            "flowbuilder_step_duration_seconds_count", node_type="data.set", status="succeeded"
+        ),
+    }
+
+    await run_worker(h, lambda: h.status(execution_id).finished, poll_seconds=0.05, concurrency=3)
+
+    assert sample("flowbuilder_executions_started_total", trigger="manual") == before["started"] + 1
+    assert sample("flowbuilder_executions_finished_total", **failed) == before["failed"] + 1
+    assert (
+        sample("flowbuilder_step_duration_seconds_count", **transform_failed) == before["steps"] + 1
+    )
+    assert (
+        sample("flowbuilder_step_duration_seconds_count", node_type="data.set", status="succeeded")
+        == before["set"] + 1
+    )
+    assert sample("flowbuilder_worker_slots", state="free") == 3
+    assert sample("flowbuilder_worker_slots", state="busy") == 0
+
+
+async def test_a_busy_slot_is_shown_while_a_run_is_in_progress(h: Harness) -> None:
+    execution_id = await h.request(
+        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 0.5}})
+    )
+    seen: list[float] = []
+
+    def running_and_counted() -> bool:
+        seen.append(sample("flowbuilder_worker_slots", state="busy"))
+        return h.status(execution_id).finished
+
+    await run_worker(h, running_and_counted, poll_seconds=0.05, concurrency=2)
+
+    assert 1 in seen
+    assert sample("flowbuilder_worker_slots", state="free") == 2
 
 
 async def test_a_message_delivered_twice_runs_once(h: Harness) -> None:
@@ -155,22 +209,51 @@ async def test_a_cancelled_run_stops_before_its_next_node(h: Harness) -> None:
     assert {s.node_id: s.status for s in execution.steps}["after"] is StepStatus.SKIPPED
 
 
-async def test_a_stopping_worker_records_an_unfinished_run_as_stopped(h: Harness) -> None:
+async def test_a_stopping_worker_lets_a_run_that_ends_within_its_grace_finish(
+    h: Harness,
+) -> None:
     execution_id = await h.request(
-        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 30}})
+        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 0.3}})
     )
 
     await run_worker(
         h,
         lambda: h.status(execution_id) is ExecutionStatus.RUNNING,
         poll_seconds=0.05,
-        grace_seconds=0.1,
+        grace_seconds=10,
     )
 
+    assert h.status(execution_id) is ExecutionStatus.SUCCEEDED
+    assert len(h.queue) == 0
+
+
+async def test_a_stopping_worker_releases_a_run_past_its_grace_and_another_runs_it_once(
+    h: Harness,
+) -> None:
+    execution_id = await h.request(
+        chain({"id": "wait", "type": "util.delay", "parameters": {"seconds": 0.5}})
+    )
+
+    await run_worker(
+        h,
+        lambda: h.status(execution_id) is ExecutionStatus.RUNNING,
+        poll_seconds=0.05,
+        grace_seconds=0.05,
+    )
+    stored = h.store.executions[execution_id]  # type: ignore[index]
+    released = (stored.status, list(stored.steps), stored.started_at)
+    visible_now = await h.queue.receive(1, 0)  # its visibility timeout is 5 s: not expired
+    await h.queue.extend(visible_now[0], 0)
+    await run_worker(h, lambda: h.status(execution_id).finished, poll_seconds=0.05)
+
+    assert released == (ExecutionStatus.QUEUED, [], None)
+    assert [d.message.execution_id for d in visible_now if d.message] == [execution_id]
     execution = h.store.executions[execution_id]  # type: ignore[index]
-    assert execution.status is ExecutionStatus.FAILED
-    assert execution.error is not None
-    assert execution.error.code == "worker_stopped"
+    assert (execution.status, execution.attempt) == (ExecutionStatus.SUCCEEDED, 1)
+    assert [(s.node_id, s.status) for s in execution.steps] == [
+        ("start", StepStatus.SUCCEEDED),
+        ("wait", StepStatus.SUCCEEDED),
+    ]
     assert len(h.queue) == 0
 
 

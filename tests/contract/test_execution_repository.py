@@ -214,6 +214,57 @@ async def test_a_run_swept_as_lost_loses_its_lease(container: AsyncContainer) ->
     assert (beat, written, found.steps) == (None, False, [])
 
 
+async def test_a_released_run_is_queued_again_unstarted_and_claimable(
+    container: AsyncContainer,
+) -> None:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+    await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
+    step = StepResult("start", StepStatus.SUCCEEDED, T0, T0, {})
+    await in_scope(container, lambda r: r.record_step(execution.id, LEASE, step))
+
+    released = await in_scope(container, lambda r: r.release(execution.id, LEASE))
+    found = await in_scope(container, lambda r: r.get(execution.id))
+    stale_write = await in_scope(container, lambda r: r.record_step(execution.id, LEASE, step))
+    next_lease = uuid.uuid4()
+    claimed = await in_scope(container, lambda r: r.claim(execution.id, T0, next_lease))
+
+    assert released is True
+    assert (found.status, found.started_at, found.heartbeat_at) == (
+        ExecutionStatus.QUEUED,
+        None,
+        None,
+    )
+    assert found.steps == []
+    assert stale_write is False
+    assert claimed is not None
+    assert claimed.status is ExecutionStatus.RUNNING
+
+
+async def test_only_the_lease_holder_releases_and_only_a_running_execution(
+    container: AsyncContainer,
+) -> None:
+    workflow_id = await make_workflow(container)
+    held, cancelled, queued = (make_execution(workflow_id, s) for s in (1, 2, 3))
+    await add(container, held, cancelled, queued)
+    for execution in (held, cancelled):
+        await in_scope(container, lambda r, e=execution: r.claim(e.id, T0, LEASE))
+    cancelling = await in_scope(container, lambda r: r.get(cancelled.id))
+    cancelling.cancel(at=T0)
+    await in_scope(container, lambda r: r.save(cancelling, expected=ExecutionStatus.RUNNING))
+
+    by_another = await in_scope(container, lambda r: r.release(held.id, uuid.uuid4()))
+    after_cancel = await in_scope(container, lambda r: r.release(cancelled.id, LEASE))
+    never_claimed = await in_scope(container, lambda r: r.release(queued.id, LEASE))
+    statuses = [
+        (await in_scope(container, lambda r, e=e: r.get(e.id))).status
+        for e in (held, cancelled, queued)
+    ]
+
+    assert (by_another, after_cancel, never_claimed) == (False, False, False)
+    assert statuses == [ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED, ExecutionStatus.QUEUED]
+
+
 async def test_lists_page_newest_first_with_every_filter(container: AsyncContainer) -> None:
     one, two = await make_workflow(container), await make_workflow(container)
     executions = [make_execution(one if i % 2 else two, i) for i in range(12)]

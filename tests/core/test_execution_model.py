@@ -1,4 +1,5 @@
-"""The execution's forward-only status machine and its queue message."""
+"""The execution's status machine (forward only, but for a stopping worker's release) and its
+queue message."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ MOVES = {
     "succeed": lambda e: e.succeed(at=NOW),
     "fail": lambda e: e.fail(ERROR, at=NOW),
     "cancel": lambda e: e.cancel(at=NOW),
+    "release": lambda e: e.release(),
 }
 ALLOWED = {
     (ExecutionStatus.QUEUED, "start"),
@@ -58,12 +60,15 @@ ALLOWED = {
     (ExecutionStatus.RUNNING, "succeed"),
     (ExecutionStatus.RUNNING, "fail"),
     (ExecutionStatus.RUNNING, "cancel"),
+    (ExecutionStatus.RUNNING, "release"),  # a stopping worker hands it back to the queue
 }
 
 
 @pytest.mark.parametrize("status", list(ExecutionStatus))
 @pytest.mark.parametrize("move", list(MOVES))
-def test_status_only_moves_forward(status: ExecutionStatus, move: str) -> None:
+def test_status_moves_forward_or_a_running_one_back_to_the_queue(
+    status: ExecutionStatus, move: str
+) -> None:
     execution = make_execution(status)
 
     if (status, move) in ALLOWED:
@@ -81,6 +86,19 @@ def test_status_only_moves_forward(status: ExecutionStatus, move: str) -> None:
 def test_cancelling_a_finished_execution_says_it_is_finished(status: ExecutionStatus) -> None:
     with pytest.raises(ExecutionFinishedError):
         make_execution(status).cancel(at=NOW)
+
+
+def test_a_released_execution_is_queued_as_if_it_had_never_started() -> None:
+    execution = make_execution(ExecutionStatus.RUNNING)
+    execution.lease = uuid.uuid4()
+    execution.record(StepResult("start", StepStatus.SUCCEEDED, started_at=NOW, finished_at=NOW))
+
+    execution.release()
+
+    assert execution.status is ExecutionStatus.QUEUED
+    assert (execution.started_at, execution.heartbeat_at, execution.lease) == (None, None, None)
+    assert execution.steps == []
+    assert (execution.finished_at, execution.error) == (None, None)
 
 
 def test_finishing_records_the_time_and_the_error() -> None:

@@ -209,6 +209,61 @@ async def test_a_run_that_is_no_longer_ours_writes_nothing_more(world: World) ->
     assert world.steps(execution_id) == {"start": StepStatus.SUCCEEDED, "a": StepStatus.RUNNING}
 
 
+async def run_until_cancelled_in_node(world: World, execution_id: ExecutionId) -> None:
+    """Run `execution_id` and cancel the run's task while its first probe node works, as a
+    stopping worker does past its grace period."""
+    in_node = asyncio.Event()
+
+    async def hang() -> None:
+        in_node.set()
+        await asyncio.sleep(30)
+
+    world.probe.during = hang
+    task = asyncio.create_task(world.run_execution()(execution_id))
+    await in_node.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_run_cancelled_by_its_stopping_worker_is_released_back_to_the_queue(
+    world: World,
+) -> None:
+    execution_id = await world.request("a", "b")
+
+    await run_until_cancelled_in_node(world, execution_id)
+
+    execution = world.execution(execution_id)
+    assert execution.status is ExecutionStatus.QUEUED
+    assert (execution.started_at, execution.heartbeat_at, execution.lease) == (None, None, None)
+    assert (execution.steps, execution.error) == ([], None)
+    world.probe.during = None
+    outcome = await world.run_execution()(execution_id)
+    assert outcome == RunOutcome(ExecutionStatus.SUCCEEDED)
+    assert world.steps(execution_id) == dict.fromkeys(("start", "a", "b"), StepStatus.SUCCEEDED)
+
+
+async def test_a_run_cancelled_by_its_owner_is_not_released_by_the_stopping_worker(
+    world: World,
+) -> None:
+    execution_id = await world.request("a")
+    in_node = asyncio.Event()
+
+    async def cancelled_then_hang() -> None:
+        await world.move(execution_id, lambda e: e.cancel(at=world.clock.now()))
+        in_node.set()
+        await asyncio.sleep(30)
+
+    world.probe.during = cancelled_then_hang
+    task = asyncio.create_task(world.run_execution()(execution_id))
+    await in_node.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert world.execution(execution_id).status is ExecutionStatus.CANCELLED
+
+
 async def test_a_run_past_its_deadline_fails_with_run_timeout_at_the_node_it_was_running(
     world: World,
 ) -> None:

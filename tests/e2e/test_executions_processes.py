@@ -20,6 +20,7 @@ from typing import Any
 import aioboto3
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from flowbuilder_adapters.queues.sqs import ensure_queue, sqs_client
@@ -282,6 +283,22 @@ async def test_an_execution_runs_in_a_separate_worker_with_its_credential_and_le
     assert [name.split("-")[0] for name in logs] == ["server", "worker"]
     for name, text in logs.items():
         assert CANARY not in text, name
+    lines = {name: [json.loads(line) for line in text.splitlines()] for name, text in logs.items()}
+    for line in [line for every in lines.values() for line in every]:
+        assert {"time", "level", "logger", "message"} <= set(line), line
+    (run_line,) = (
+        line for line in lines["worker-0.log"] if line["message"].startswith("run ended")
+    )
+    assert (run_line["message"], run_line["execution_id"]) == (
+        "run ended: succeeded",
+        finished["id"],
+    )
+    access = [line for line in lines[next(iter(lines))] if line["logger"] == "flowbuilder.access"]
+    assert {
+        "method": "POST",
+        "route": "/api/workflows/{workflow_id}/execute",
+        "status": 202,
+    }.items() <= next(line for line in access if line["route"].endswith("/execute")).items()
 
 
 BURST = 1000
@@ -415,3 +432,73 @@ async def test_a_thousand_executions_in_a_burst_all_succeed_exactly_once_across_
     assert len(listed) == BURST
     assert set(listed) == ids
     assert pages in (BURST // PAGE, BURST // PAGE + 1)
+
+
+def worker_metric(port: int, name: str, **labels: str) -> float:
+    """A sample from the worker's own metrics listener."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+async def test_a_stopped_worker_releases_its_run_and_the_next_worker_runs_it_at_once(
+    postgres_url: str,
+    jwks: tuple[JwksServer, SigningKey],
+    moto_endpoint: str,
+    tmp_path: Path,
+) -> None:
+    served, key = jwks
+    frontend = served.url.removesuffix("/.well-known/jwks.json")
+    metrics_port = free_port()
+    env = await production_env(
+        postgres_url, frontend, moto_endpoint, SHUTDOWN_GRACE_S="1", METRICS_PORT=str(metrics_port)
+    )
+    auth = Auth(key, frontend, "user_deploy")
+    port = free_port()
+
+    with server(["serve", "--port", str(port)], env, port, cwd=tmp_path) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=20) as http:
+            workflow = await http.post(
+                "/api/workflows",
+                json={
+                    "name": "Slow",
+                    "definition": {
+                        "nodes": [
+                            {"id": "start", "type": "trigger.manual"},
+                            {"id": "wait", "type": "util.delay", "parameters": {"seconds": 4}},
+                        ],
+                        "edges": [{"source": "start", "target": "wait"}],
+                    },
+                },
+                headers=auth(),
+            )
+            queued = await http.post(f"{workflow.headers['location']}/execute", headers=auth())
+            location = queued.headers["location"]
+            with worker([], env, tmp_path, name="worker-a"):
+                deadline = time.monotonic() + 20
+                while (await http.get(location, headers=auth())).json()["status"] != "running":
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+                busy = worker_metric(metrics_port, "flowbuilder_worker_slots", state="busy")
+                stopping = time.monotonic()
+            stopped_after = time.monotonic() - stopping
+            released = (await http.get(location, headers=auth())).json()
+            restarted = time.monotonic()
+            with worker([], {**env, "METRICS_ENABLED": "false"}, tmp_path, name="worker-b"):
+                finished = await wait_until_finished(http, location, auth, seconds=30)
+            ran_again_within = time.monotonic() - restarted
+
+    assert busy == 1
+    assert stopped_after < 10, "one second of grace, then the release"
+    assert (released["status"], released["steps"], released["started_at"]) == ("queued", [], None)
+    assert (finished["status"], finished["attempt"]) == ("succeeded", 1)
+    assert [(s["node_id"], s["status"]) for s in finished["steps"]] == [
+        ("start", "succeeded"),
+        ("wait", "succeeded"),
+    ]
+    assert ran_again_within < 30, "the message came back at once, not after its 60 s timeout"
+    log_a = (tmp_path / "worker-a.log").read_text()
+    assert "run released: back in the queue" in log_a

@@ -112,6 +112,8 @@ async def test_serve_with_the_database_down_is_alive_but_not_ready_and_answers_5
         ({"USE_DB_SECRETS": "perhaps"}, "USE_DB_SECRETS"),
         ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
         ({"CLERK_JWKS_URL": "ftp://keys"}, "CLERK_JWKS_URL"),
+        ({"IDEMPOTENCY_HMAC_KEY": ""}, "IDEMPOTENCY_HMAC_KEY"),
+        ({"IDEMPOTENCY_HMAC_KEY": "c2hvcnQ="}, "IDEMPOTENCY_HMAC_KEY"),
         ({"CLERK_JWKS_URL": "http://clerk.example.test/jwks"}, "CLERK_JWKS_URL"),
         ({"CLERK_AUTHORIZED_PARTIES": " , "}, "CLERK_AUTHORIZED_PARTIES"),
         ({"SECRETS_PREFIX": ""}, "SECRETS_PREFIX"),

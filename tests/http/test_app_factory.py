@@ -25,8 +25,9 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Non
     for name in set(os.environ) - set(clean_env()):
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    # A keyring of its own, so the embedded wiring reads no key file.
+    # Keys of its own, so the embedded wiring reads no key file.
     monkeypatch.setenv("SECRETS_ENCRYPTION_KEY", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.setenv("IDEMPOTENCY_HMAC_KEY", base64.b64encode(os.urandom(32)).decode())
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+
+from flowbuilder_adapters.memory import MemoryStore
 
 from support.factories import make_workflow_body
 
@@ -92,3 +97,34 @@ async def test_a_malformed_key_is_422_on_the_header(client: Client, auth: Auth) 
         response = await client.post(path, json=body, headers={**auth(), "Idempotency-Key": key})
         assert response.status_code == 422
         assert response.json()["errors"][0]["field"] == "header:Idempotency-Key"
+
+
+async def test_the_same_key_with_another_secret_value_is_422(client: Client, auth: Auth) -> None:
+    headers = {**auth(), "Idempotency-Key": "rotated-before-the-answer"}
+    body = {"name": "Token", "type": "http_bearer", "data": {"token": "first-secret"}}
+    first = await client.post("/api/credentials", json=body, headers=headers)
+
+    response = await client.post(
+        "/api/credentials", json={**body, "data": {"token": "second-secret"}}, headers=headers
+    )
+
+    assert first.status_code == 201
+    assert response.status_code == 422
+    assert response.json()["type"] == "urn:flowbuilder:problem:idempotency-key-reused"
+
+
+async def test_the_stored_fingerprint_is_keyed_so_no_secret_can_be_guessed_from_it(
+    client: Client, auth: Auth, store: MemoryStore
+) -> None:
+    body = {"name": "Token", "type": "http_bearer", "data": {"token": "hunter2"}}
+    await client.post("/api/credentials", json=body, headers={**auth(), "Idempotency-Key": "k"})
+    canonical = json.dumps(["POST /api/credentials", body], sort_keys=True).encode()
+    guesses = {
+        hashlib.sha256(canonical).hexdigest(),
+        hmac.new(b"", canonical, hashlib.sha256).hexdigest(),
+    }
+
+    (entry,) = store.idempotency.values()
+
+    assert entry.fingerprint not in guesses
+    assert "hunter2" not in repr(entry)

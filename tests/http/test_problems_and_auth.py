@@ -72,12 +72,67 @@ async def test_another_users_workflow_is_404_exactly_like_a_random_id_on_every_r
     assert (await client.get(url, headers=auth())).json()["version"] == 1
 
 
-async def test_a_malformed_id_in_the_path_is_404_like_a_missing_one(
+def routes_with_an_id(
+    workflow: str, execution: str, credential: str, version: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every route with an id in its path, with a body it would accept."""
+    return [
+        ("GET", f"/api/workflows/{workflow}", {}),
+        ("PUT", f"/api/workflows/{workflow}", {"json": {"name": "renamed"}}),
+        ("DELETE", f"/api/workflows/{workflow}", {}),
+        ("GET", f"/api/workflows/{workflow}/versions", {}),
+        ("GET", f"/api/workflows/{workflow}/versions/{version}", {}),
+        ("POST", f"/api/workflows/{workflow}/execute", {"json": {"input": {}}}),
+        ("GET", f"/api/workflows/{workflow}/executions", {}),
+        ("GET", f"/api/executions/{execution}", {}),
+        ("POST", f"/api/executions/{execution}/cancel", {}),
+        ("POST", f"/api/executions/{execution}/retry", {}),
+        ("GET", f"/api/credentials/{credential}", {}),
+        ("PUT", f"/api/credentials/{credential}", {"json": {"name": "renamed"}}),
+        ("DELETE", f"/api/credentials/{credential}", {}),
+    ]
+
+
+async def test_a_malformed_id_in_the_path_is_answered_exactly_as_a_missing_one(
     client: Client, auth: Auth
 ) -> None:
-    for path in ("/api/workflows/not-a-uuid", "/api/workflows/123/versions", "/api/nothing-here"):
-        body = assert_problem(await client.get(path, headers=auth()), 404)
-        assert body["type"] == "urn:flowbuilder:problem:not-found"
+    missing = routes_with_an_id(*(str(uuid.uuid4()) for _ in range(3)), "1")
+    malformed = routes_with_an_id("not-a-uuid", "123", "x" * 40, "1")
+
+    for (method, absent, kwargs), (_, garbled, _) in zip(missing, malformed, strict=True):
+        expected = assert_problem(
+            await client.request(method, absent, headers=auth(), **kwargs), 404
+        )
+        answered = assert_problem(
+            await client.request(method, garbled, headers=auth(), **kwargs), 404
+        )
+        assert without_request_id(answered) == without_request_id(expected), (method, garbled)
+        assert answered["type"] != "urn:flowbuilder:problem:not-found"
+
+
+async def test_a_version_that_is_not_a_number_is_answered_as_a_missing_version(
+    client: Client, auth: Auth
+) -> None:
+    url = await workflow_url(client, auth)
+    missing = f"/api/workflows/{uuid.uuid4()}"
+
+    for base, expected_type in (
+        (url, "workflow-version-not-found"),
+        (missing, "workflow-not-found"),
+    ):
+        absent = assert_problem(await client.get(f"{base}/versions/99", headers=auth()), 404)
+        for version in ("abc", "1.5", "-1", "9" * 5000):
+            garbled = assert_problem(
+                await client.get(f"{base}/versions/{version}", headers=auth()), 404
+            )
+            assert without_request_id(garbled) == without_request_id(absent), version
+        assert absent["type"] == f"urn:flowbuilder:problem:{expected_type}"
+
+
+async def test_an_unknown_path_is_the_generic_404(client: Client, auth: Auth) -> None:
+    body = assert_problem(await client.get("/api/nothing-here", headers=auth()), 404)
+
+    assert body["type"] == "urn:flowbuilder:problem:not-found"
 
 
 @pytest.mark.parametrize(
@@ -339,6 +394,7 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/api/executions/{execution_id}/events": {"get"},
         "/health/live": {"get"},
         "/health/ready": {"get"},
+        "/metrics": {"get"},
     }
     assert spec["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
     api_operations = [

@@ -11,6 +11,7 @@ import pytest
 
 from flowbuilder_adapters import clerk
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
+from flowbuilder_adapters.metrics import REGISTRY, observe_jwks_fetch
 from flowbuilder_core.shared.errors import DependencyUnavailableError, UnauthenticatedError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
@@ -637,3 +638,25 @@ async def test_a_rejected_token_is_never_remembered(
     second = await rejected(verifier, token)
 
     assert first.detail == second.detail
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def fetches_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("flowbuilder_jwks_fetches_total", {"outcome": outcome}) or 0.0
+
+
+async def test_every_fetch_of_the_keys_is_counted_with_its_outcome(
+    make_verifier: MakeVerifier, jwks: JwksServer, key: SigningKey, clock: FakeClock
+) -> None:
+    verifier = make_verifier(on_fetch=observe_jwks_fetch)
+    ok, error = fetches_counted("ok"), fetches_counted("error")
+
+    await verifier.verify(mint_token(key))
+    jwks.fail(500)
+    clock.advance(REFRESH_S + 1)
+    await verifier.verify(mint_token(key))
+
+    assert jwks.fetches == 2
+    assert (fetches_counted("ok"), fetches_counted("error")) == (ok + 1, error + 1)

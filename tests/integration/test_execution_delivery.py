@@ -424,6 +424,27 @@ async def test_an_execution_requested_while_sqs_is_down_is_delivered_once_when_i
     assert on_queue == [expected], "on the queue exactly once"
 
 
+async def test_a_stopping_relay_delivers_what_is_due_before_it_returns(
+    database: str, sqs: Any, queue_url: str, moto_endpoint: str
+) -> None:
+    async with running(app(database, queue_url, moto_endpoint)) as container:
+        workflow = await create_workflow(
+            container, {"id": "set", "type": "data.set", "parameters": {"value": 1}}
+        )
+        executions = [await execute(container, workflow) for _ in range(3)]
+        engine = await container.get(AsyncEngine)
+        relay = OutboxRelay(engine, await container.get(ExecutionQueue), SystemClock())
+        stopped = asyncio.Event()
+        stopped.set()  # told to stop before it ever ran: the last requests just committed
+
+        await relay.run(stopped)
+        left = await outbox_messages(engine)
+        on_queue = await drain(sqs, queue_url)
+
+    assert left == []
+    assert sorted(m["execution_id"] for m in on_queue) == sorted(str(e.id) for e in executions)
+
+
 async def test_two_relays_deliver_every_execution_and_each_runs_exactly_once(
     database: str, sqs: Any, queue_url: str, moto_endpoint: str
 ) -> None:

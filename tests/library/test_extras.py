@@ -23,7 +23,7 @@ EXTRA_IMPORTS = {
     "sqlite": {"sqlalchemy", "alembic", "msgspec", "cryptography", "aiosqlite"},
     "aws": {"aioboto3", "aiobotocore", "boto3", "botocore"},
     "clerk": {"jwt", "cryptography"},
-    "server": {"litestar", "dishka", "granian", "uvloop", "msgspec"},
+    "server": {"litestar", "dishka", "granian", "uvloop", "msgspec", "prometheus_client", "dotenv"},
 }
 """The top-level modules each extra brings (pyproject.toml), by import name."""
 

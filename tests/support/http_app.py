@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dishka import Provider, Scope, provide
 from litestar import Litestar
 
@@ -24,8 +26,16 @@ class VerifierProvider(Provider):
 
 
 def make_test_app(
-    issuer: DevTokenIssuer, *providers: Provider, quotas: Quotas | None = None
+    issuer: DevTokenIssuer,
+    *providers: Provider,
+    quotas: Quotas | None = None,
+    metrics: bool = True,
 ) -> Litestar:
-    settings = Settings(mode=Mode.EMBEDDED, database_url="sqlite+aiosqlite:///:memory:")
+    settings = Settings(
+        mode=Mode.EMBEDDED,
+        database_url="sqlite+aiosqlite:///:memory:",
+        idempotency_hmac_key=os.urandom(32),
+        metrics_enabled=metrics,
+    )
     core = CoreProvider(quotas=quotas)
     return create_app(settings, core, *providers, VerifierProvider(issuer.verifier()))

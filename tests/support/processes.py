@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,11 @@ def clean_env(**overrides: str) -> dict[str, str]:
         "VERSIONS_KEPT",
         "EXPRESSION_TIMEOUT_S",
         "FLOWBUILDER_",
+        "IDEMPOTENCY_",
+        "LOG_FORMAT",
+        "METRICS_",
+        "SHUTDOWN_GRACE",
+        "PROMETHEUS_",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
     env.update(overrides)
@@ -66,11 +73,21 @@ def run(
     )
 
 
+@dataclass
+class Serving:
+    """A running `flowbuilder serve`: its URL, its process and its log."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 @contextmanager
-def server(
+def serving(
     args: list[str], env: Mapping[str, str], port: int, cwd: Path | None = None
-) -> Iterator[str]:
-    """`flowbuilder <args>` until it answers /health/live; stopped with SIGTERM afterwards."""
+) -> Iterator[Serving]:
+    """`flowbuilder <args>` until it answers /health/live; stopped with SIGTERM afterwards
+    (unless the test stopped it itself)."""
     log = (cwd or Path.cwd()) / f"server-{port}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -90,7 +107,7 @@ def server(
             if time.monotonic() > deadline:
                 raise AssertionError(f"server did not start:\n{log.read_text()}")
             time.sleep(0.1)
-        yield base
+        yield Serving(base, process, log)
     finally:
         process.terminate()
         try:
@@ -98,6 +115,15 @@ def server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def server(
+    args: list[str], env: Mapping[str, str], port: int, cwd: Path | None = None
+) -> Iterator[str]:
+    """`flowbuilder <args>` until it answers /health/live, as its URL; SIGTERM afterwards."""
+    with serving(args, env, port, cwd) as running:
+        yield running.base
 
 
 def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, str]:
@@ -114,6 +140,7 @@ def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, st
         "CLERK_FRONTEND_URL": frontend_url,
         "CLERK_AUTHORIZED_PARTIES": AUTHORIZED_PARTY,
         "WORKFLOW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
+        "IDEMPOTENCY_HMAC_KEY": base64.b64encode(os.urandom(32)).decode(),
         "SECRETS_PREFIX": f"flowbuilder-e2e/{uuid.uuid4().hex}/",
     }
     return clean_env(**{**settings, **extra})

@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeGuard
 
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
@@ -35,6 +36,10 @@ def _holder(stored: Execution | None, lease: uuid.UUID) -> Execution | None:
     if stored is None or stored.lease != lease or stored.status not in _HELD:
         return None
     return stored
+
+
+def _running_under(stored: Execution | None, lease: uuid.UUID) -> TypeGuard[Execution]:
+    return stored is not None and stored.lease == lease and stored.status is ExecutionStatus.RUNNING
 
 
 def _copy(execution: Execution) -> Execution:
@@ -104,6 +109,19 @@ class MemoryExecutionRepository(ExecutionRepository):
         self._store.parked.pop(execution_id, None)
         stored.start(at=at, lease=lease)
         return _copy(stored)
+
+    async def release(self, execution_id: ExecutionId, lease: uuid.UUID) -> bool:
+        if not _running_under(self._store.executions.get(execution_id), lease):
+            return False
+
+        def apply() -> None:
+            current = self._store.executions.get(execution_id)
+            # Checked again at commit, as the database's conditional update does.
+            if _running_under(current, lease):
+                current.release()
+
+        self._uow.stage(apply)
+        return True
 
     async def unpark(self, owner: UserId, max_running: int) -> Sequence[Execution]:
         free = max_running - self._running(owner)

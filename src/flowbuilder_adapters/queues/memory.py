@@ -118,6 +118,13 @@ class InMemoryExecutionQueue(ExecutionQueue):
         if entry is not None:
             del self._entries[entry.id]
 
+    def drain(self) -> list[ExecutionRequested]:
+        """Take every message out of the queue, in flight or not (the process is stopping and
+        the queue ends with it); undecodable ones are dropped."""
+        bodies = [entry.body for entry in self._entries.values()]
+        self._entries.clear()
+        return [message for body in bodies if (message := _decode(body)) is not None]
+
     def _take(self, limit: int) -> list[Delivery]:
         now = self._clock()
         deliveries: list[Delivery] = []

@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Row,
     Select,
     bindparam,
+    delete,
     func,
     insert,
     select,
@@ -21,16 +21,15 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.execution_rows import error_to_json, execution_from_row
 from flowbuilder_adapters.sql.execution_steps import record_step_statement
 from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import execution_steps, executions
 from flowbuilder_core.executions.model import (
     Execution,
-    ExecutionError,
     ExecutionId,
     ExecutionStatus,
     StepResult,
-    StepStatus,
 )
 from flowbuilder_core.executions.ports import (
     ExecutionFilter,
@@ -38,7 +37,6 @@ from flowbuilder_core.executions.ports import (
 )
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
-from flowbuilder_core.workflows.model import WorkflowId
 
 _SUMMARY = [c for c in executions.c if c.name != "input"]
 
@@ -64,51 +62,6 @@ def _running_of(owner: Any) -> Any:
             running.c.status == ExecutionStatus.RUNNING.value,
         )
         .scalar_subquery()
-    )
-
-
-def error_to_json(error: ExecutionError | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {"code": error.code, "message": error.message, "node_id": error.node_id}
-
-
-def error_from_json(raw: Any) -> ExecutionError | None:
-    if raw is None:
-        return None
-    return ExecutionError(raw["code"], raw["message"], raw.get("node_id"))
-
-
-def execution_from_row(row: Row[Any], steps: Sequence[Row[Any]] = ()) -> Execution:
-    mapping = row._mapping
-    return Execution(
-        id=ExecutionId(row.id),
-        owner_id=UserId(row.owner_id),
-        workflow_id=WorkflowId(row.workflow_id),
-        workflow_version=row.workflow_version,
-        status=ExecutionStatus(row.status),
-        trigger=row.trigger,
-        input=mapping.get("input", {}),
-        steps=[step_from_row(step) for step in steps],
-        error=error_from_json(row.error),
-        attempt=row.attempt,
-        retry_of=None if row.retry_of is None else ExecutionId(row.retry_of),
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        heartbeat_at=row.heartbeat_at,
-    )
-
-
-def step_from_row(row: Row[Any]) -> StepResult:
-    return StepResult(
-        node_id=row.node_id,
-        status=StepStatus(row.status),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        output=row.output,
-        error=error_from_json(row.error),
-        truncated=row.truncated,
     )
 
 
@@ -223,6 +176,31 @@ class SqlExecutionRepository(ExecutionRepository):
                     )
                 return None
         return await self.get(execution_id)
+
+    async def release(self, execution_id: ExecutionId, lease: uuid.UUID) -> bool:
+        held = (
+            _e.id == execution_id,
+            _e.lease == lease,
+            _e.status == ExecutionStatus.RUNNING.value,
+        )
+        async with translate_errors():
+            released = await self._connection.execute(
+                update(executions)
+                .where(*held)
+                .values(
+                    status=ExecutionStatus.QUEUED.value,
+                    started_at=None,
+                    heartbeat_at=None,
+                    lease=None,
+                    parked_at=None,
+                )
+            )
+            if released.rowcount != 1:
+                return False
+            await self._connection.execute(
+                delete(execution_steps).where(execution_steps.c.execution_id == execution_id)
+            )
+        return True
 
     async def unpark(self, owner: UserId, max_running: int) -> Sequence[Execution]:
         parked = select(_e.id).where(_e.owner_id == owner, _e.parked_at.is_not(None)).limit(1)

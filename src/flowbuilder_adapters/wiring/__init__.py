@@ -9,6 +9,8 @@ process its `Background`. Nothing below them holds a container, except the scope
 """
 
 from flowbuilder_adapters.background import Background
+from flowbuilder_adapters.log_context import current_execution_id, hidden_values, hide_everywhere
+from flowbuilder_adapters.metrics import exposition, observe_readiness, observe_request
 from flowbuilder_adapters.settings import (
     EMBEDDED_DIR,
     Mode,
@@ -35,6 +37,7 @@ from flowbuilder_adapters.wiring.services import (
     OutboxProvider,
     QueueProvider,
     SecretsManagerProvider,
+    fingerprint_key_of,
 )
 from flowbuilder_adapters.wiring.storage import MemoryProvider, SqlHealthProvider, SqlProvider
 
@@ -57,9 +60,16 @@ __all__ = [
     "SettingsError",
     "SqlHealthProvider",
     "SqlProvider",
+    "current_execution_id",
+    "exposition",
+    "fingerprint_key_of",
+    "hidden_values",
+    "hide_everywhere",
     "issue_dev_token",
     "load_settings",
     "migrate",
+    "observe_readiness",
+    "observe_request",
     "prepare_embedded",
     "providers_for",
     "reencrypt_database",

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from dishka import Provider, Scope, provide, provide_all
 
+from flowbuilder_adapters.metrics import PrometheusRunObserver
 from flowbuilder_adapters.nodes.basic import basic_runners
 from flowbuilder_adapters.nodes.expressions import JmesPathEvaluator
 from flowbuilder_adapters.nodes.http_request import HttpRequestRunner
@@ -147,4 +148,11 @@ class RunsProvider(Provider):
         clock: Clock,
         limits: RunLimits,
     ) -> RunExecution:
-        return RunExecution(transactions, engine, credentials, clock, limits=limits)
+        return RunExecution(
+            transactions,
+            engine,
+            credentials,
+            clock,
+            limits=limits,
+            observer=PrometheusRunObserver(),
+        )

@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from dishka import AsyncContainer, Provider, Scope, make_async_container, provide
 
 from flowbuilder_adapters.background import Background, Service, every
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.metrics import MetricsListener, observe_slots
+from flowbuilder_adapters.queues.memory import InMemoryExecutionQueue
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import reencrypt
+from flowbuilder_adapters.secrets.keyfile import load_or_create_key
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import EMBEDDED_DIR, Mode, Settings
 from flowbuilder_adapters.sql.database import create_engine
@@ -21,9 +25,11 @@ from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.wiring.core import CoreProvider, RunsProvider
 from flowbuilder_adapters.wiring.scopes import ScopesProvider, in_scope
 from flowbuilder_adapters.wiring.services import (
+    EMBEDDED_FINGERPRINT_KEY_FILE,
     EMBEDDED_KEY_FILE,
     AuthProvider,
     QueueProvider,
+    Queues,
     keyring_of,
     outbox_provider,
     queue_provider,
@@ -33,7 +39,7 @@ from flowbuilder_adapters.wiring.storage import SqlHealthProvider, SqlProvider
 from flowbuilder_adapters.worker import Worker
 from flowbuilder_core.credentials.use_cases import SweepSecrets
 from flowbuilder_core.executions.model import RunLimits
-from flowbuilder_core.executions.ports import ExecutionQueue
+from flowbuilder_core.executions.ports import ExecutionQueue, Outbox
 from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     FailUndeliveredExecutions,
@@ -41,6 +47,7 @@ from flowbuilder_core.executions.use_cases import (
     ResumeParkedExecutions,
 )
 from flowbuilder_core.shared.quotas import Quotas
+from flowbuilder_core.shared.uow import UnitOfWork
 
 _log = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0
@@ -50,11 +57,18 @@ class BackgroundProvider(Provider):
     """What runs beside requests. Every process runs the sweeps: lost runs are finished (even
     while no worker is alive), parked runs whose owner has a free slot are sent again, and
     queued runs whose messages went to the dead-letter queue are failed. The API relays its
-    outbox; a worker (or embedded mode, which is both) runs executions."""
+    outbox; a worker (or embedded mode, which is both) runs executions.
 
-    def __init__(self, *, relay: bool, worker: bool, concurrency: int = 4) -> None:
+    Stopping: the worker gives its runs `grace_seconds`, then releases the rest; the relay
+    flushes. An in-process queue (embedded mode) ends with the process, so what it still holds
+    goes back to the outbox, for the relay of the next start."""
+
+    def __init__(
+        self, *, relay: bool, worker: bool, concurrency: int = 4, grace_seconds: float = 25.0
+    ) -> None:
         super().__init__()
         self._relay, self._worker, self._concurrency = relay, worker, concurrency
+        self._grace = grace_seconds
 
     @provide(scope=Scope.APP)
     def background(
@@ -62,6 +76,7 @@ class BackgroundProvider(Provider):
         container: AsyncContainer,
         relay: OutboxRelay,
         queue: ExecutionQueue,
+        queues: Queues,
         run: RunExecution,
     ) -> Background:
         sweeps = {
@@ -74,9 +89,43 @@ class BackgroundProvider(Provider):
         ]
         if self._relay:
             services.append(relay.run)
+        in_process = isinstance(queues.work, InMemoryExecutionQueue)
         if self._worker:
-            services.append(Worker(queue, run, concurrency=self._concurrency).run)
-        return Background(services)
+            worker = Worker(
+                queue,
+                run,
+                concurrency=self._concurrency,
+                grace_seconds=self._grace,
+                cancellable_polls=in_process,
+                on_slots=observe_slots,
+            )
+            services.append(worker.run)
+        afterwards = []
+        if isinstance(queues.work, InMemoryExecutionQueue):
+            afterwards.append(_back_to_the_outbox(container, queues.work))
+        # The worker takes its grace, or its last long poll (up to 10 s) if that is longer; its
+        # runs' release then takes moments.
+        return Background(services, grace_seconds=self._grace + 15, afterwards=afterwards)
+
+
+def _back_to_the_outbox(
+    container: AsyncContainer, queue: InMemoryExecutionQueue
+) -> Callable[[], Awaitable[None]]:
+    """The messages left in an in-process queue, written to the outbox (after the worker and
+    the relay stopped), so that the next start sends them again instead of losing them."""
+
+    async def keep() -> None:
+        messages = queue.drain()
+        if not messages:
+            return
+        async with container() as scope:
+            outbox, uow = await scope.get(Outbox), await scope.get(UnitOfWork)
+            for message in messages:
+                await outbox.add(message)
+            await uow.commit()
+        _log.info("%d queued execution(s) kept in the outbox for the next start", len(messages))
+
+    return keep
 
 
 def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Provider]:
@@ -108,18 +157,22 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
             relay=settings.mode is not Mode.WORKER,
             worker=runs_executions,
             concurrency=worker_concurrency,
+            grace_seconds=settings.shutdown_grace_s,
         ),
         AuthProvider(settings),
     ]
 
 
 def prepare_embedded(settings: Settings) -> None:
-    """Before an embedded server starts: its directory, the dev issuer's signing key and the
-    secrets key (each created once, then kept), and the schema of its SQLite database."""
+    """Before an embedded server starts: its directory, the dev issuer's signing key, the
+    secrets key and the idempotency fingerprints' key (each created once, then kept), and the
+    schema of its SQLite database."""
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     DevTokenIssuer.load_or_create(settings.data_dir)
     if settings.keyring is None:
         Keyring.load_or_create(settings.data_dir / EMBEDDED_KEY_FILE)
+    if settings.idempotency_hmac_key is None:
+        load_or_create_key(settings.data_dir / EMBEDDED_FINGERPRINT_KEY_FILE)
     asyncio.run(upgrade(settings.database_url))
 
 
@@ -140,6 +193,9 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    listener = MetricsListener(settings.metrics_host, settings.metrics_port)
+    if settings.metrics_enabled:
+        listener.start()
     try:
         background = await container.get(Background)
         await background.start()
@@ -149,6 +205,7 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
         await background.stop()
     finally:
         await container.close()
+        listener.stop()
 
 
 async def reencrypt_database(settings: Settings, batch_size: int) -> int:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from dishka import AsyncContainer, Provider, Scope, provide
 
+from flowbuilder_adapters.log_context import hide_in_this_run
 from flowbuilder_core.credentials.use_cases import ResolveCredential
 from flowbuilder_core.executions.ports import (
     CredentialResolver,
@@ -59,6 +60,7 @@ class ScopedCredentialResolver(CredentialResolver):
     async def resolve(self, owner: UserId, credential_id: uuid.UUID) -> ResolvedSecret:
         async with self._container() as scope:
             resolved = await (await scope.get(ResolveCredential))(owner, credential_id)
+        hide_in_this_run(resolved.data.values.values())
         return ResolvedSecret(resolved.credential.type, resolved.data)
 
 

@@ -12,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
+from flowbuilder_adapters.metrics import MeteredQueue, observe_jwks_fetch
 from flowbuilder_adapters.queues.memory import InMemoryDeadLetters, InMemoryExecutionQueue
 from flowbuilder_adapters.queues.sqs import SqsDeadLetters, SqsExecutionQueue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
 from flowbuilder_adapters.secrets.aws import SecretsManagerSecretStore, secrets_manager_client
+from flowbuilder_adapters.secrets.keyfile import load_key
 from flowbuilder_adapters.secrets.keyring import Keyring
 from flowbuilder_adapters.settings import (
     CLERK_FRONTEND_URL_REQUIRED,
@@ -34,6 +36,7 @@ from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 
 EMBEDDED_KEY_FILE = "secrets.key"
+EMBEDDED_FINGERPRINT_KEY_FILE = "idempotency.key"
 WRITES = "writes:"
 """The key prefix of the write buckets, beside the execution buckets in the same table."""
 
@@ -75,6 +78,14 @@ def keyring_of(settings: Settings) -> Keyring:
     if settings.keyring is not None:
         return settings.keyring
     return Keyring.load(settings.data_dir / EMBEDDED_KEY_FILE)
+
+
+def fingerprint_key_of(settings: Settings) -> bytes:
+    """The server key of idempotency fingerprints: `IDEMPOTENCY_HMAC_KEY`, or in embedded mode
+    the key file that `prepare_embedded` created (this reads it; it never creates one)."""
+    if settings.idempotency_hmac_key is not None:
+        return settings.idempotency_hmac_key
+    return load_key(settings.data_dir / EMBEDDED_FINGERPRINT_KEY_FILE)
 
 
 def secrets_provider(settings: Settings) -> Provider:
@@ -121,7 +132,7 @@ class QueueProvider(Provider):
 
     @provide(scope=Scope.APP)
     def queue(self, queues: Queues) -> ExecutionQueue:
-        return queues.work
+        return MeteredQueue(queues.work)
 
     @provide(scope=Scope.APP)
     def dead_letters(self, queues: Queues) -> DeadLetters:
@@ -190,6 +201,7 @@ class AuthProvider(Provider):
             authorized_parties=settings.clerk_authorized_parties,
             audience=settings.clerk_audience,
             headers=headers,
+            on_fetch=observe_jwks_fetch,
         )
         try:
             yield verifier

@@ -41,7 +41,12 @@ _MOVES: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = {
         {ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED, ExecutionStatus.FAILED}
     ),
     ExecutionStatus.RUNNING: frozenset(
-        {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+        {
+            ExecutionStatus.SUCCEEDED,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
+            ExecutionStatus.QUEUED,  # released by a worker that stops (`Execution.release`)
+        }
     ),
 }
 
@@ -96,9 +101,10 @@ class StepResult:
 
 @dataclass(kw_only=True, slots=True)
 class Execution:
-    """A run of one pinned workflow version. Status only moves forward:
-    queued -> running -> succeeded | failed; queued | running -> cancelled; and queued ->
-    failed when its message could not be delivered to any worker."""
+    """A run of one pinned workflow version. Status moves forward: queued -> running ->
+    succeeded | failed; queued | running -> cancelled; and queued -> failed when its message
+    could not be delivered to any worker. The one move back, running -> queued, is a release:
+    a stopping worker hands the run back to the queue, as if it had never started."""
 
     id: ExecutionId
     owner_id: UserId
@@ -122,6 +128,13 @@ class Execution:
         self._move(ExecutionStatus.RUNNING)
         self.started_at = self.heartbeat_at = at
         self.lease = lease
+
+    def release(self) -> None:
+        """Back to queued, unstarted: no start, heartbeat, lease or step is left of the run,
+        which the next worker runs from its first node."""
+        self._move(ExecutionStatus.QUEUED)
+        self.started_at = self.heartbeat_at = self.lease = None
+        self.steps = []
 
     def succeed(self, *, at: datetime) -> None:
         self._move(ExecutionStatus.SUCCEEDED)

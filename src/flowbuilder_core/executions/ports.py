@@ -17,6 +17,7 @@ from flowbuilder_core.executions.model import (
     ExecutionRequested,
     ExecutionStatus,
     Json,
+    RunOutcome,
     StepResult,
 )
 from flowbuilder_core.shared.ids import UserId
@@ -81,6 +82,11 @@ class ExecutionRepository(Protocol):
         back when a slot frees. Claims of one owner's executions take turns, so the limit
         holds however many workers claim at once."""
 
+    async def release(self, execution_id: ExecutionId, lease: uuid.UUID) -> bool:
+        """Put an execution that is running under `lease` back to queued, as it was before its
+        claim: no start, heartbeat or lease, and its steps deleted. False (and nothing done)
+        when it is not running under that lease (cancelled, finished, or someone else's)."""
+
     async def unpark(self, owner: UserId, max_running: int) -> Sequence[Execution]:
         """As many of the owner's parked executions as they have free slots, oldest first, no
         longer parked: their messages must be sent again (in the same unit of work)."""
@@ -104,6 +110,19 @@ class ExecutionRepository(Protocol):
     async def page(
         self, owner: UserId, where: ExecutionFilter, request: PageRequest
     ) -> Sequence[Execution]: ...
+
+
+class RunObserver(Protocol):
+    """Told how runs go, for metrics. Nothing it does changes a run: it must not raise."""
+
+    def run_started(self, execution: Execution) -> None:
+        """The run claimed `execution` and starts its nodes."""
+
+    def run_finished(self, execution: Execution, outcome: RunOutcome) -> None:
+        """The run of `execution` ended with `outcome`, as it recorded it."""
+
+    def step_finished(self, node_type: str, step: StepResult) -> None:
+        """A node of type `node_type` ran and ended (`step` succeeded or failed)."""
 
 
 class Outbox(Protocol):

@@ -30,6 +30,7 @@ from flowbuilder_core.executions.ports import (
     CredentialResolver,
     ExecutionRepository,
     Outbox,
+    RunObserver,
     RunTransactions,
 )
 from flowbuilder_core.shared.clock import Clock
@@ -38,12 +39,20 @@ from flowbuilder_core.workflows.model import Definition
 
 _log = logging.getLogger(__name__)
 
-STOPPED = ExecutionError("worker_stopped", "The worker stopped before the run ended.")
-"""How a run interrupted by its worker's shutdown ends (retryable)."""
-
 _OURS = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED})
 """The statuses in which a claimed run may still write: running, or cancelled by its owner
 meanwhile (its remaining nodes are then recorded skipped)."""
+
+
+class _Unobserved(RunObserver):
+    def run_started(self, execution: Execution) -> None:
+        pass
+
+    def run_finished(self, execution: Execution, outcome: RunOutcome) -> None:
+        pass
+
+    def step_finished(self, node_type: str, step: StepResult) -> None:
+        pass
 
 
 @dataclass
@@ -79,8 +88,12 @@ class RunExecution:
       with `run_timeout`, and so does the node it was running.
     - While it runs, its heartbeat is refreshed every `heartbeat_s`, so that a slow node is
       not taken for a lost worker.
-    - Cancelling the task (a worker stopping past its grace period) records the run failed
-      with `worker_stopped`, which its owner can retry, and the cancellation goes on.
+    - `observer` hears when the run starts, each node that ends, and how the run ended
+      (metrics); it never changes the run.
+    - Cancelling the task (a worker stopping past its grace period) releases the run: the
+      execution goes back to queued, unstarted and without steps, for the next worker to run
+      from its first node (its message comes back); then the cancellation goes on. Only the
+      lease holder can release, and only a running execution: a cancel or a sweep wins.
     """
 
     def __init__(
@@ -93,11 +106,13 @@ class RunExecution:
         limits: RunLimits | None = None,
         heartbeat_s: float = 15.0,
         status_fresh: timedelta = timedelta(seconds=0.5),
+        observer: RunObserver | None = None,
     ) -> None:
         self._transactions, self._engine = transactions, engine
         self._credentials, self._clock = credentials, clock
         self._limits = limits if limits is not None else RunLimits()
         self._heartbeat_s, self._status_fresh = heartbeat_s, status_fresh
+        self._observer = observer if observer is not None else _Unobserved()
 
     async def __call__(self, execution_id: ExecutionId) -> RunOutcome | None:
         lease = new_uuid()
@@ -105,6 +120,7 @@ class RunExecution:
         if claimed is None:
             return None
         execution, definition = claimed
+        self._observer.run_started(execution)
         seen = _Seen(lease, ExecutionStatus.RUNNING, self._clock.now())
         heartbeat = asyncio.create_task(self._beat(execution_id, seen))
         try:
@@ -113,8 +129,7 @@ class RunExecution:
         except TimeoutError:
             outcome = await self._time_out(execution.id, seen)
         except asyncio.CancelledError:
-            stopped = RunOutcome(ExecutionStatus.FAILED, STOPPED)
-            await asyncio.shield(self._finish(execution_id, seen.lease, stopped))
+            await asyncio.shield(self._release(execution_id, seen.lease))
             raise
         finally:
             heartbeat.cancel()
@@ -123,12 +138,17 @@ class RunExecution:
         if seen.status not in _OURS:
             return None  # finished by someone else: nothing more of it is ours to write
         await self._finish(execution_id, seen.lease, outcome)
+        self._observer.run_finished(execution, outcome)
         return outcome
 
     async def _run(self, execution: Execution, definition: Definition, seen: _Seen) -> RunOutcome:
+        node_types = {node.id: node.type for node in definition.nodes}
+
         async def on_step(step: StepResult) -> None:
             seen.in_flight = step if step.status is StepStatus.RUNNING else None
             await self._record(execution.id, step, seen)
+            if step.status in (StepStatus.SUCCEEDED, StepStatus.FAILED):
+                self._observer.step_finished(node_types.get(step.node_id, "unknown"), step)
 
         async def should_stop() -> bool:
             if self._clock.now() - seen.at > self._status_fresh:
@@ -209,6 +229,16 @@ class RunExecution:
                 await self._record(execution_id, None, seen)
             except Exception:
                 _log.warning("heartbeat failed; will try again", exc_info=True)
+
+    async def _release(self, execution_id: ExecutionId, lease: uuid.UUID) -> None:
+        """Hand the run back to the queue. If the database cannot be reached now, the run stays
+        running without a heartbeat, and the lost-run sweep finishes it as `worker_lost`."""
+        try:
+            async with self._transactions() as tx:
+                if await tx.executions.release(execution_id, lease):
+                    await tx.uow.commit()
+        except Exception:
+            _log.warning("could not release the run; the lost-run sweep will end it", exc_info=True)
 
     async def _finish(
         self, execution_id: ExecutionId, lease: uuid.UUID, outcome: RunOutcome

@@ -92,9 +92,8 @@ async def create_credential(
             },
         )
 
-    # The values stay out of the fingerprint: no digest of a secret is ever stored.
-    identity = {"name": data.name, "type": data.type, "fields": sorted(data.data)}
-    return await idempotently(principal, idempotency_key, ("POST /api/credentials", identity), run)
+    # The whole body, values included: the fingerprint is keyed (see IdempotentResponder).
+    return await idempotently(principal, idempotency_key, ("POST /api/credentials", data), run)
 
 
 @get(

@@ -1,12 +1,15 @@
-"""Operations: liveness, readiness and the node catalogue."""
+"""Operations: liveness, readiness, metrics and the node catalogue."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from dishka.integrations.litestar import FromDishka, inject
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from msgspec import Struct
 
+from flowbuilder_adapters.wiring import exposition, observe_readiness
 from flowbuilder_core.nodes.catalogue import NODE_TYPES
 from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.identity import Principal
@@ -62,6 +65,25 @@ async def ready(health: FromDishka[HealthProbe]) -> Response[ReadyOut]:
     )
     database_up = readiness.database
     return Response(report, status_code=200 if database_up else 503)
+
+
+@get(
+    "/metrics",
+    summary="Metrics in the Prometheus text format",
+    tags=["operations"],
+    media_type="text/plain; version=0.0.4; charset=utf-8",
+)
+@inject
+async def metrics(
+    request: Request[Any, Any, Any], health: FromDishka[HealthProbe]
+) -> Response[bytes]:
+    """This process's metrics (docs/API.md, "Metrics"), in the format the scraper accepts. The
+    outbox backlog and the database's state are read now, within the readiness check's bounds."""
+    readiness = await health.check()
+    observe_readiness(readiness.database, readiness.outbox_backlog)
+    body, content_type = exposition(request.headers.get("accept"))
+    # Given whole: Litestar would add a second charset to a text/ media type.
+    return Response(body, headers={"Content-Type": content_type})
 
 
 @get(

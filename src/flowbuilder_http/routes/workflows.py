@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -44,6 +45,8 @@ from flowbuilder_http.schemas import (
     WorkflowVersionOut,
 )
 
+# A longer number is no version either (and int() of thousands of digits is slow, or refused).
+_VERSION_NUMBER = re.compile(r"[0-9]{1,18}")
 READ = problem_responses(400, 401, 422, 503)
 CREATE = problem_responses(400, 401, 409, 413, 415, 422, 503)
 ONE = problem_responses(400, 401, 404, 422, 503)
@@ -235,18 +238,21 @@ async def list_versions(
 
 
 @get(
-    "/{workflow_id:uuid}/versions/{version:int}",
+    "/{workflow_id:uuid}/versions/{version:str}",
     summary="Get one version of a workflow",
     responses=problem_responses(400, 401, 404, 503),
 )
 @inject
 async def get_version(
     workflow_id: FromPath[UUID],
-    version: FromPath[int],
+    version: FromPath[str],
     principal: FromDishka[Principal],
     get_one: FromDishka[GetWorkflowVersion],
 ) -> WorkflowVersionOut:
-    return WorkflowVersionOut.of(await get_one(principal, workflow_id, version))
+    # Read as text: a version that is not a number is then a version that does not exist, and
+    # answers as one does (the workflow's 404 first, then the version's), never a generic 404.
+    number = int(version) if _VERSION_NUMBER.fullmatch(version) else 0
+    return WorkflowVersionOut.of(await get_one(principal, workflow_id, number))
 
 
 workflows_router = Router(
