@@ -131,6 +131,7 @@ def flowbuilder_env(
         AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 (a dummy for moto)
         USE_DB_SECRETS="true",
         SECRETS_ENCRYPTION_KEY=key,
+        IDEMPOTENCY_HMAC_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
         EXECUTION_RATE_PER_SECOND=HUGE_RATE,
         EXECUTION_RATE_BURST=HUGE_RATE,
         # The load comes from one user: lift their write rate and quotas (the checks still run).

@@ -13,17 +13,21 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select
 
+from flowbuilder_adapters.sql.credentials import credential_to_row
 from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
 from flowbuilder_adapters.sql.migrate import current_revision, downgrade, upgrade
 from flowbuilder_adapters.sql.tables import (
     JsonDocument,
     UtcDateTime,
+    credentials,
     metadata,
+    owner_holdings,
     workflow_credentials,
     workflows,
 )
 from flowbuilder_adapters.sql.workflows import workflow_to_row
+from flowbuilder_core.credentials.model import Credential, CredentialId, SecretRef
 from flowbuilder_core.shared.idempotency import IdempotentRequest, RecordedResult
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import (
@@ -47,8 +51,11 @@ TABLES = {
     "execution_steps",
     "outbox",
     "rate_limit_buckets",
+    "owner_holdings",
 }
-HEAD = "0009"
+HEAD = "0013"
+BEFORE_HOLDINGS = "0009"
+"""The revision 0013 (owner_holdings) follows."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -220,3 +227,53 @@ async def test_a_response_recorded_before_0007_replays_the_same_after_it_and_aft
         old_row["headers"],
         old_row["body"],
     )
+
+
+async def test_upgrade_counts_what_each_owner_already_holds_so_quotas_go_on_from_there(
+    database_url: str,
+) -> None:
+    await upgrade(database_url, BEFORE_HOLDINGS)
+    now = datetime.now(UTC)
+
+    def workflow(owner: str, *, deleted: bool = False) -> dict[str, Any]:
+        created = Workflow.create(
+            id=WorkflowId(uuid.uuid4()),
+            owner_id=UserId(owner),
+            fields=WorkflowFields(name="w", definition=Definition(nodes=())),
+            at=now,
+        )
+        return {**workflow_to_row(created), "deleted_at": now if deleted else None}
+
+    def credential(owner: str) -> dict[str, Any]:
+        held = Credential(
+            id=CredentialId(uuid.uuid4()),
+            owner_id=UserId(owner),
+            name="c",
+            type="bearer",
+            fields=("token",),
+            secret_ref=SecretRef(f"db:{uuid.uuid4()}"),
+            created_at=now,
+            updated_at=now,
+        )
+        return credential_to_row(held)
+
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            workflows.insert(),
+            [workflow("alice"), workflow("alice"), workflow("alice", deleted=True), workflow("bob")],
+        )
+        await connection.execute(credentials.insert(), [credential("alice")])
+    await engine.dispose()
+
+    await upgrade(database_url)
+
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(select(owner_holdings))).all()
+    await engine.dispose()
+    assert {(r.owner_id, r.kind, r.held) for r in rows} == {
+        ("alice", "workflows", 2),
+        ("bob", "workflows", 1),
+        ("alice", "credentials", 1),
+    }

@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.holdings import held, hold_one_fewer, hold_one_more
 from flowbuilder_adapters.sql.keyset import newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import credentials
 from flowbuilder_core.credentials.model import Credential, CredentialId, SecretRef
@@ -52,12 +53,8 @@ class SqlCredentialRepository(CredentialRepository):
         self._connection = connection
 
     async def count(self, owner: UserId, up_to: int) -> int:
-        held = select(credentials.c.id).where(credentials.c.owner_id == owner).limit(up_to)
         async with translate_errors():
-            counted = await self._connection.execute(
-                select(func.count()).select_from(held.subquery())
-            )
-        return int(counted.scalar_one())
+            return min(await held(self._connection, owner, "credentials"), up_to)
 
     async def get(self, credential_id: CredentialId) -> Credential | None:
         query = select(credentials).where(credentials.c.id == credential_id)
@@ -70,6 +67,7 @@ class SqlCredentialRepository(CredentialRepository):
             await self._connection.execute(
                 credentials.insert().values(credential_to_row(credential))
             )
+            await hold_one_more(self._connection, credential.owner_id, "credentials")
 
     async def update(self, credential: Credential) -> None:
         row = credential_to_row(credential)
@@ -81,9 +79,14 @@ class SqlCredentialRepository(CredentialRepository):
 
     async def delete(self, credential_id: CredentialId) -> None:
         async with translate_errors():
-            await self._connection.execute(
-                delete(credentials).where(credentials.c.id == credential_id)
+            deleted = await self._connection.execute(
+                delete(credentials)
+                .where(credentials.c.id == credential_id)
+                .returning(credentials.c.owner_id)
             )
+            owner = deleted.scalar_one_or_none()
+            if owner is not None:
+                await hold_one_fewer(self._connection, UserId(owner), "credentials")
 
     async def page(
         self, owner: UserId, credential_type: str | None, request: PageRequest

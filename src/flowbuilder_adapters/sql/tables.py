@@ -273,6 +273,17 @@ outbox = Table(
     Index("ix_outbox_available_at", "available_at"),
 )
 
+owner_holdings = Table(
+    "owner_holdings",
+    metadata,
+    Column("owner_id", Text(), nullable=False),
+    Column("kind", Text(), nullable=False),
+    Column("held", Integer(), nullable=False),
+    PrimaryKeyConstraint("owner_id", "kind"),
+)
+"""How many live workflows and credentials each owner holds (sql/holdings.py): a quota check
+reads this row instead of counting the owner's rows."""
+
 # One token bucket per user for execute and retry, shared by every API replica.
 rate_limit_buckets = Table(
     "rate_limit_buckets",

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.dialect import insert_unless_exists
 from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.holdings import held, hold_one_fewer, hold_one_more
 from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
 from flowbuilder_adapters.sql.tables import (
     executions,
@@ -172,7 +173,12 @@ _UPDATE = (
         updated_at=bindparam("updated_at"),
     )
 )
-_SOFT_DELETE = update(workflows).where(*_EXPECTED).values(deleted_at=bindparam("deleted_at"))
+_SOFT_DELETE = (
+    update(workflows)
+    .where(*_EXPECTED)
+    .values(deleted_at=bindparam("deleted_at"))
+    .returning(_w.owner_id)
+)
 _INSERT_VERSION = workflow_versions.insert()
 _v = workflow_versions.c
 _STORABLE_VERSIONS = range(-(2**31), 2**31)
@@ -248,15 +254,8 @@ class SqlWorkflowRepository(WorkflowRepository):
             await self._connection.execute(statement)
 
     async def count(self, owner: UserId, up_to: int) -> int:
-        live = (
-            select(workflows.c.id)
-            .where(workflows.c.owner_id == owner, workflows.c.deleted_at.is_(None))
-            .limit(up_to)
-            .subquery()
-        )
         async with translate_errors():
-            counted = await self._connection.execute(select(func.count()).select_from(live))
-        return int(counted.scalar_one())
+            return min(await held(self._connection, owner, "workflows"), up_to)
 
     async def prune_versions(self, workflow: Workflow, keep: int) -> int:
         if workflow.version <= keep:
@@ -293,6 +292,7 @@ class SqlWorkflowRepository(WorkflowRepository):
             )
             if added.rowcount != 1:
                 raise ConflictError("A workflow with this id already exists.")
+            await hold_one_more(self._connection, workflow.owner_id, "workflows")
             await self._connection.execute(
                 _INSERT_VERSION, version_to_row(workflow.current_version())
             )
@@ -331,8 +331,10 @@ class SqlWorkflowRepository(WorkflowRepository):
                 _SOFT_DELETE,
                 {"b_id": workflow_id, "b_expected_version": expected_version, "deleted_at": at},
             )
-            if deleted.rowcount != 1:
+            owner = deleted.scalar_one_or_none()
+            if owner is None:
                 raise ConcurrentUpdateError(workflow_id)
+            await hold_one_fewer(self._connection, UserId(owner), "workflows")
             await self._children.delete_all(workflow_id)
         self._read.pop(workflow_id, None)
 
