@@ -14,9 +14,12 @@ lookup, `exp`/`nbf` with 5 s leeway, `iss`, `azp`), then
 |---|---|
 | GET /api/workflows | one SELECT (keyset page, limit + 1) |
 | GET /api/workflows/{id} | one SELECT |
-| POST /api/workflows | one transaction: INSERT workflow, INSERT version, INSERT tags |
-| PUT /api/workflows/{id} | one transaction: UPDATE ... RETURNING, INSERT version, DELETE + |
-| | INSERT tags, DELETE credential uses |
+| POST /api/workflows | one transaction: write-rate bucket UPSERT, quota count UPSERT (held + 1 |
+| | unless at the quota: the check and the count in one), INSERT workflow, INSERT version, |
+| | INSERT tags |
+| PUT /api/workflows/{id} | one transaction: write-rate bucket UPSERT, UPDATE ... RETURNING, |
+| | INSERT version, DELETE + INSERT tags, DELETE credential uses, DELETE versions past the |
+| | newest VERSIONS_KEPT_PER_WORKFLOW that no execution ran |
 | POST /api/workflows/{id}/execute | one transaction: SELECT workflow, INSERT execution, INSERT |
 | | outbox, rate-limit bucket UPSERT (one statement) |
 | GET /api/executions | one SELECT (keyset page, limit + 1) |
@@ -55,6 +58,12 @@ NODE_TYPES = frozenset(
 )
 EXECUTION_RATE_PER_SECOND = float(os.environ.get("EXECUTION_RATE_PER_SECOND", "20"))
 EXECUTION_RATE_BURST = float(os.environ.get("EXECUTION_RATE_BURST", "100"))
+WRITE_RATE_PER_SECOND = float(os.environ.get("WRITE_RATE_PER_SECOND", "10"))
+WRITE_RATE_BURST = float(os.environ.get("WRITE_RATE_BURST", "100"))
+MAX_WORKFLOWS_PER_USER = int(os.environ.get("MAX_WORKFLOWS_PER_USER", "1000"))
+VERSIONS_KEPT_PER_WORKFLOW = int(os.environ.get("VERSIONS_KEPT_PER_WORKFLOW", "100"))
+WRITES = "writes:"
+"""FlowBuilder's key prefix for the write buckets (beside the execution buckets)."""
 
 _encode = msgspec.json.Encoder().encode
 
@@ -275,6 +284,15 @@ SET tokens = LEAST($2::float8, b.tokens + GREATEST(0, EXTRACT(EPOCH FROM
 WHERE LEAST($2::float8, b.tokens + GREATEST(0, EXTRACT(EPOCH FROM
             ($3::timestamptz - b.updated_at))::float8) * $4::float8) >= 1
 RETURNING tokens"""
+# The quota check and the count in one statement: one more, unless the owner is at the quota.
+_HOLD_ONE_MORE = """
+INSERT INTO owner_holdings AS h (owner_id, kind, held) VALUES ($1, 'workflows', 1)
+ON CONFLICT (owner_id, kind) DO UPDATE SET held = h.held + 1 WHERE h.held < $2
+RETURNING held"""
+_PRUNE_VERSIONS = """
+DELETE FROM workflow_versions v WHERE v.workflow_id = $1 AND v.version <= $2
+AND NOT EXISTS (SELECT 1 FROM executions e
+                WHERE e.workflow_id = $1 AND e.workflow_version = v.version)"""
 _LIST_EXECUTIONS = """
 SELECT id, workflow_id, workflow_version, status, trigger, error, attempt, created_at,
        started_at, finished_at FROM executions WHERE owner_id = $1
@@ -363,6 +381,9 @@ async def create_workflow(user: str, body: bytes) -> Answer:
     workflow_id, now = uuid.uuid4(), datetime.now(UTC)
     tags = list(dict.fromkeys(data.tags))
     async with _pool().acquire() as connection, connection.transaction():
+        await _take_write_token(connection, user, now)
+        if await connection.fetchval(_HOLD_ONE_MORE, user, MAX_WORKFLOWS_PER_USER) is None:
+            raise Problem(409, "Conflict")
         await connection.execute(
             _INSERT_WORKFLOW,
             workflow_id,
@@ -396,6 +417,7 @@ async def replace_workflow(user: str, workflow_id: uuid.UUID, body: bytes) -> An
     now = datetime.now(UTC)
     tags = list(dict.fromkeys(data.tags))
     async with _pool().acquire() as connection, connection.transaction():
+        await _take_write_token(connection, user, now)
         row = await connection.fetchrow(
             _UPDATE_WORKFLOW,
             workflow_id,
@@ -414,6 +436,10 @@ async def replace_workflow(user: str, workflow_id: uuid.UUID, body: bytes) -> An
         if tags:
             await connection.execute(_INSERT_TAGS, workflow_id, user, tags, row["created_at"])
         await connection.execute(_DELETE_CREDENTIAL_USES, workflow_id)
+        if version > VERSIONS_KEPT_PER_WORKFLOW:
+            await connection.execute(
+                _PRUNE_VERSIONS, workflow_id, version - VERSIONS_KEPT_PER_WORKFLOW
+            )
     out = {
         "id": workflow_id,
         "name": data.name,
@@ -425,6 +451,14 @@ async def replace_workflow(user: str, workflow_id: uuid.UUID, body: bytes) -> An
         "definition": definition,
     }
     return 200, _encode(out), [_etag(version)]
+
+
+async def _take_write_token(connection: asyncpg.Connection, user: str, now: datetime) -> None:
+    taken = await connection.fetchval(
+        _RATE_LIMIT_UPSERT, WRITES + user, WRITE_RATE_BURST, now, WRITE_RATE_PER_SECOND
+    )
+    if taken is None:
+        raise Problem(429, "Too Many Requests")
 
 
 def _runnable(definition: dict[str, Any]) -> bool:

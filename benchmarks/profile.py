@@ -9,6 +9,7 @@ can change. Each scenario starts once the relay (it runs in this process) has dr
     python -m benchmarks.profile                       # every scenario, mean µs per request
     python -m benchmarks.profile get_workflow -n 3000 --profiler cprofile
     python -m benchmarks.profile replace_workflow --profiler pyinstrument
+    python -m benchmarks.profile create_workflow --statements  # SQL statements per request
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import contextlib
 import cProfile
 import io
@@ -24,6 +26,7 @@ import os
 import pstats
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,8 @@ import asyncpg
 import boto3  # type: ignore[import-untyped]
 import httpx
 import uvloop
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from benchmarks.procs import moto_process
 from benchmarks.run import dsn, flowbuilder_env
@@ -154,6 +159,22 @@ async def _drive(app: ASGIApp, calls: list[Call], n: int) -> tuple[float, float]
     return (time.perf_counter() - started) / n, (time.process_time() - cpu_started) / n
 
 
+@contextlib.contextmanager
+def _counting_statements() -> Iterator[collections.Counter[str]]:
+    """Count the SQL statements the app sends (through SQLAlchemy), by their opening words:
+    the deterministic half of a request's cost, which a busy machine does not blur."""
+    seen: collections.Counter[str] = collections.Counter()
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen[" ".join(statement.split())[:100]] += 1
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
 async def _outbox_drained(dsn: str) -> None:
     """Wait until the relay has sent every outbox row: it runs in this process, and its work
     would otherwise be counted against the next scenario's requests."""
@@ -202,6 +223,11 @@ async def _profile(args: argparse.Namespace, env: dict[str, str], log: Any) -> N
                 with Profiler(interval=0.0002, async_mode="enabled") as sampler:
                     mean = await _drive(app, calls, args.requests)
                 print(sampler.output_text(unicode=True, color=False, show_all=False))
+            elif args.statements:
+                with _counting_statements() as seen:
+                    mean = await _drive(app, calls, args.requests)
+                for text, times in seen.most_common():
+                    print(f"  {times / args.requests:5.2f} per request  {text}")
             else:
                 mean = await _drive(app, calls, args.requests)
             wall, cpu = mean
@@ -222,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiler", choices=["none", "cprofile", "pyinstrument"], default="none")
     parser.add_argument("--sort", default="tottime", help="cProfile sort key")
     parser.add_argument("--lines", type=int, default=40, help="cProfile lines to print")
+    parser.add_argument(
+        "--statements", action="store_true", help="count SQL statements per request instead"
+    )
     parser.add_argument("--save", help="write the cProfile stats to this file (pstats format)")
     args = parser.parse_args(argv)
     key = make_rsa_key("profile-key")

@@ -151,6 +151,9 @@ def ceiling_env(database_url: str, jwks_url: str, issuer: str) -> dict[str, str]
         CEILING_AUTHORIZED_PARTIES=AUTHORIZED_PARTY,
         EXECUTION_RATE_PER_SECOND=HUGE_RATE,
         EXECUTION_RATE_BURST=HUGE_RATE,
+        WRITE_RATE_PER_SECOND=HUGE_RATE,
+        WRITE_RATE_BURST=HUGE_RATE,
+        MAX_WORKFLOWS_PER_USER=HUGE_RATE,
         PYTHONPATH=str(ROOT),
     )
     return env

@@ -261,7 +261,12 @@ async def test_upgrade_counts_what_each_owner_already_holds_so_quotas_go_on_from
     async with engine.begin() as connection:
         await connection.execute(
             workflows.insert(),
-            [workflow("alice"), workflow("alice"), workflow("alice", deleted=True), workflow("bob")],
+            [
+                workflow("alice"),
+                workflow("alice"),
+                workflow("alice", deleted=True),
+                workflow("bob"),
+            ],
         )
         await connection.execute(credentials.insert(), [credential("alice")])
     await engine.dispose()
