@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
@@ -34,11 +34,13 @@ from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.events import FollowExecution
 from flowbuilder_core.executions.model import ExecutionId, RunLimits, RunOutcome
 from flowbuilder_core.executions.ports import (
+    AdmitAll,
     CredentialResolver,
     ExecutionRepository,
     ExpressionEvaluator,
     NodeRunner,
     Outbox,
+    QueueAdmission,
     RateLimiter,
     ResolvedSecret,
     RunTransaction,
@@ -99,6 +101,9 @@ class Adapters:
     outbox: Outbox
     rate_limiter: RateLimiter
     write_rate_limiter: WriteRateLimiter
+    admission: QueueAdmission = field(default_factory=AdmitAll)
+    """Whether the queue takes new executions now (see `QueueAdmission`): always, unless the
+    queue is in this process and bounded."""
 
 
 class Storage(Protocol):
@@ -190,6 +195,7 @@ def build_use_cases(
             a.rate_limiter,
             a.uow,
             clock,
+            a.admission,
         ),
         retry_execution=RetryExecution(
             a.workflows,
@@ -199,6 +205,7 @@ def build_use_cases(
             a.rate_limiter,
             a.uow,
             clock,
+            a.admission,
         ),
         get_execution=GetExecution(a.executions),
         list_executions=ListExecutions(a.executions),

@@ -33,6 +33,7 @@ from flowbuilder_core.shared.errors import (
     Location,
     MalformedRequestError,
     NotFoundError,
+    OverloadedError,
     PreconditionFailedError,
     RateLimitedError,
     UnauthenticatedError,
@@ -64,6 +65,7 @@ PROBLEM_TYPES: Final[Mapping[type[FlowbuilderError], ProblemType]] = {
     PreconditionFailedError: ProblemType(412, "Precondition failed"),
     InvalidInputError: ProblemType(422, "Invalid input"),
     RateLimitedError: ProblemType(429, "Too many requests"),
+    OverloadedError: ProblemType(503, "Service unavailable"),
     DependencyUnavailableError: ProblemType(503, "Service unavailable"),
 }
 """Every kind not here (nor below one that is) is a server error: a bare 500."""
@@ -150,7 +152,7 @@ def handle_flowbuilder_error(
             headers={"WWW-Authenticate": "Bearer"},
         )
     headers = {}
-    if isinstance(exc, RateLimitedError):
+    if isinstance(exc, RateLimitedError | OverloadedError):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, DependencyUnavailableError):
         _log.warning("dependency unavailable: %s", exc.detail)

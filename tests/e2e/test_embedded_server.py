@@ -191,3 +191,44 @@ def test_embedded_mode_runs_an_execution_in_process_within_a_second(tmp_path: Pa
         ("no", "skipped"),
     ]
     assert execution["steps"][2]["output"] == 42
+
+
+def test_embedded_execute_past_the_queue_bound_is_503_overloaded_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    alice = dev_token(tmp_path, "alice")
+    definition = {
+        "nodes": [
+            {"id": "start", "type": "trigger.manual"},
+            {"id": "wait", "type": "util.delay", "parameters": {"seconds": 2}},
+        ],
+        "edges": [{"source": "start", "target": "wait"}],
+    }
+
+    with server(
+        ["serve", "--embedded", "--port", str(port)],
+        clean_env(MAX_QUEUED_EXECUTIONS="2"),
+        port,
+        cwd=tmp_path,
+    ) as base:
+        workflow = httpx.post(
+            f"{base}/api/workflows", json={"name": "slow", "definition": definition}, headers=alice
+        )
+        execute = f"{base}{workflow.headers['location']}/execute"
+        admitted = [httpx.post(execute, json={}, headers=alice) for _ in range(2)]
+        refused = httpx.post(execute, json={}, headers=alice)
+        listed = httpx.get(f"{base}/api/executions", headers=alice).json()["items"]
+        deadline = time.monotonic() + 15
+        later = refused
+        while later.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            later = httpx.post(execute, json={}, headers=alice)
+
+    assert [r.status_code for r in admitted] == [202, 202]
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "urn:flowbuilder:problem:overloaded"
+    assert len(listed) == 2, "the refused request stored nothing"
+    assert later.status_code == 202, "a place frees as soon as a run ends"

@@ -17,7 +17,9 @@ from flowbuilder_core import (
     ExecutionStatus,
     FlowBuilder,
     Json,
+    ListExecutionsQuery,
     NodeCall,
+    OverloadedError,
     Principal,
     ResolvedSecret,
     StepStatus,
@@ -203,3 +205,34 @@ def test_validation_checks_credentials_against_the_types_it_is_given() -> None:
     assert unknown.valid
     assert [p.field for p in unknown.problems] == ["/nodes/1/credential_id"]
     assert known.runnable
+
+
+class FullQueue:
+    """A queue admission that refuses: the queue behind the outbox holds its bound."""
+
+    def retry_after(self) -> int | None:
+        return 3
+
+
+async def test_a_full_queue_refuses_execute_storing_nothing_and_taking_no_token() -> None:
+    storage = MemoryStorage(rate_per_second=1, burst=2)
+    workflow = await create(make_flow(storage), make_definition())
+
+    async with storage() as adapters:
+        use = build_use_cases(dataclasses.replace(adapters, admission=FullQueue()), SystemClock())
+        with pytest.raises(OverloadedError) as refused:
+            await use.execute_workflow(ALICE, ExecuteCommand(workflow.id))
+        for _ in range(2):  # each refusal took no rate-limit token: both of these are taken
+            with pytest.raises(OverloadedError):
+                await use.execute_workflow(ALICE, ExecuteCommand(workflow.id))
+        listed = await use.list_executions(ALICE, ListExecutionsQuery())
+
+    assert (refused.value.code, refused.value.retry_after) == ("overloaded", 3)
+    assert list(listed.items) == []
+    assert storage.take_requests() == []
+    async with storage() as adapters:
+        use = build_use_cases(adapters, SystemClock())
+        for _ in range(2):
+            await use.execute_workflow(ALICE, ExecuteCommand(workflow.id))
+        await adapters.uow.commit()
+    assert len(storage.take_requests()) == 2

@@ -24,6 +24,7 @@ from flowbuilder_core import (
     DeadLetters,
     ExecutionRepository,
     Outbox,
+    QueueAdmission,
     RateLimiter,
     RunTransactions,
     SecretStore,
@@ -106,6 +107,10 @@ class StorageProvider(Provider):
     @provide(scope=Scope.REQUEST)
     def write_rate_limiter(self, adapters: Adapters) -> WriteRateLimiter:
         return adapters.write_rate_limiter
+
+    @provide(scope=Scope.REQUEST)
+    def admission(self, adapters: Adapters) -> QueueAdmission:
+        return adapters.admission
 
     @provide(scope=Scope.APP)
     def dead_letters(self) -> DeadLetters:

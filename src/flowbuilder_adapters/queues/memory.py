@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from flowbuilder_core.executions.model import ExecutionId, ExecutionRequested
-from flowbuilder_core.executions.ports import DeadLetters, Delivery, ExecutionQueue
+from flowbuilder_core.executions.ports import DeadLetters, Delivery, ExecutionQueue, QueueAdmission
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,3 +194,18 @@ class NoDeadLetters(DeadLetters):
 
     async def ack(self, delivery: Delivery) -> None:
         return None
+
+
+class BoundedQueueAdmission(QueueAdmission):
+    """Admits new executions while the in-process queue holds fewer than `limit` messages
+    (MAX_QUEUED_EXECUTIONS): its backlog is this process's memory. The outbox rows of requests
+    committing at that moment still reach it, so it may pass `limit` by those few; a refusal
+    asks for a second's wait, about what a worker takes to free a place."""
+
+    def __init__(self, queue: InMemoryExecutionQueue, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1.")
+        self._queue, self._limit = queue, limit
+
+    def retry_after(self) -> int | None:
+        return None if len(self._queue) < self._limit else 1

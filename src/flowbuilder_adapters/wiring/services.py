@@ -13,7 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowbuilder_adapters.clerk import ClerkTokenVerifier
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.metrics import MeteredQueue, observe_jwks_fetch
-from flowbuilder_adapters.queues.memory import InMemoryDeadLetters, InMemoryExecutionQueue
+from flowbuilder_adapters.queues.memory import (
+    BoundedQueueAdmission,
+    InMemoryDeadLetters,
+    InMemoryExecutionQueue,
+)
 from flowbuilder_adapters.queues.sqs import SqsDeadLetters, SqsExecutionQueue, sqs_client
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.aesgcm import AesGcmSecretStore
@@ -30,7 +34,14 @@ from flowbuilder_adapters.sql.outbox import SqlOutbox
 from flowbuilder_adapters.sql.rate_limits import SqlRateLimiter
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_core.credentials.ports import SecretStore
-from flowbuilder_core.executions.ports import DeadLetters, ExecutionQueue, Outbox, RateLimiter
+from flowbuilder_core.executions.ports import (
+    AdmitAll,
+    DeadLetters,
+    ExecutionQueue,
+    Outbox,
+    QueueAdmission,
+    RateLimiter,
+)
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
@@ -105,6 +116,7 @@ class Queues:
 
     work: ExecutionQueue
     dead: DeadLetters
+    admission: QueueAdmission
 
 
 class QueueProvider(Provider):
@@ -112,23 +124,35 @@ class QueueProvider(Provider):
     commands), an in-process queue."""
 
     def __init__(
-        self, queue_url: str | None, region: str = "us-east-1", endpoint_url: str | None = None
+        self,
+        queue_url: str | None,
+        region: str = "us-east-1",
+        endpoint_url: str | None = None,
+        *,
+        max_queued: int = 10_000,
     ) -> None:
         super().__init__()
         self._queue_url, self._region, self._endpoint_url = queue_url, region, endpoint_url
+        self._max_queued = max_queued
 
     @provide(scope=Scope.APP)
     async def queues(self) -> AsyncIterator[Queues]:
         if self._queue_url is None:
             queue = InMemoryExecutionQueue()
-            yield Queues(queue, InMemoryDeadLetters(queue))
+            admission = BoundedQueueAdmission(queue, self._max_queued)
+            yield Queues(queue, InMemoryDeadLetters(queue), admission)
             return
         session = aioboto3.Session()
         async with sqs_client(session, self._region, self._endpoint_url) as client:
             yield Queues(
                 SqsExecutionQueue(client, self._queue_url),
                 SqsDeadLetters(client, self._queue_url),
+                AdmitAll(),
             )
+
+    @provide(scope=Scope.APP)
+    def admission(self, queues: Queues) -> QueueAdmission:
+        return queues.admission
 
     @provide(scope=Scope.APP)
     def queue(self, queues: Queues) -> ExecutionQueue:
@@ -141,7 +165,12 @@ class QueueProvider(Provider):
 
 def queue_provider(settings: Settings) -> QueueProvider:
     queue_url = None if settings.embedded else settings.workflow_queue_url
-    return QueueProvider(queue_url, settings.aws_region, settings.sqs_endpoint_url)
+    return QueueProvider(
+        queue_url,
+        settings.aws_region,
+        settings.sqs_endpoint_url,
+        max_queued=settings.max_queued_executions,
+    )
 
 
 class OutboxProvider(Provider):

@@ -44,9 +44,11 @@ from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
 from flowbuilder_adapters.wiring.scopes import ScopedRunTransactions
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
 from flowbuilder_core.executions.ports import (
+    AdmitAll,
     DeadLetters,
     ExecutionRepository,
     Outbox,
+    QueueAdmission,
     RateLimiter,
     RunTransactions,
 )
@@ -162,6 +164,7 @@ class MemoryProvider(Provider):
         MemoryExecutionRepository, scope=Scope.REQUEST, provides=ExecutionRepository
     )
     outbox = provide(MemoryOutbox, scope=Scope.REQUEST, provides=Outbox)
+    admission = provide(AdmitAll, scope=Scope.APP, provides=QueueAdmission)
 
     @provide(scope=Scope.APP)
     def rate_limiter(self, store: MemoryStore) -> RateLimiter:

@@ -125,6 +125,22 @@ class RunObserver(Protocol):
         """A node of type `node_type` ran and ended (`step` succeeded or failed)."""
 
 
+class QueueAdmission(Protocol):
+    """Whether the queue takes new work now. SQS always does (each user's rate and running
+    limits bound what they add); an in-process queue, whose backlog lives in the process's
+    memory, refuses past its bound so that a burst becomes refusals instead of memory."""
+
+    def retry_after(self) -> int | None:
+        """None when new work is taken; else the whole seconds to wait before asking again."""
+
+
+class AdmitAll(QueueAdmission):
+    """The admission of a queue without a bound of its own."""
+
+    def retry_after(self) -> int | None:
+        return None
+
+
 class Outbox(Protocol):
     """Messages written in the same transaction as the execution they announce, delivered to
     the queue after commit (at least once) by a relay."""

@@ -28,11 +28,12 @@ from flowbuilder_core.executions.ports import (
     ExecutionFilter,
     ExecutionRepository,
     Outbox,
+    QueueAdmission,
     RateLimiter,
 )
 from flowbuilder_core.executions.run import resume_parked
 from flowbuilder_core.shared.clock import Clock
-from flowbuilder_core.shared.errors import FieldError, InvalidInputError
+from flowbuilder_core.shared.errors import FieldError, InvalidInputError, OverloadedError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId, new_uuid
 from flowbuilder_core.shared.ownership import owned_by
@@ -115,15 +116,21 @@ class _Requesting:
         rate: RateLimiter,
         uow: UnitOfWork,
         clock: Clock,
+        admission: QueueAdmission,
     ) -> None:
         self._workflows, self._credentials = workflows, credentials
         self._executions, self._outbox, self._rate = executions, outbox, rate
-        self._uow, self._clock = uow, clock
+        self._uow, self._clock, self._admission = uow, clock, admission
 
     async def _check_runnable(self, actor: Principal, definition: Definition) -> None:
         await refuse_unless_runnable(self._credentials, actor, definition)
 
     async def _request(self, execution: Execution) -> Execution:
+        wait = self._admission.retry_after()
+        if wait is not None:
+            raise OverloadedError(
+                "Too many executions are waiting to run; try again shortly.", retry_after=wait
+            )
         await self._executions.add(execution)
         await self._outbox.add(ExecutionRequested.of(execution))
         # Last before the commit: the bucket's row lock is then held as briefly as possible.
@@ -139,6 +146,7 @@ class ExecuteWorkflow(_Requesting):
     - `input` is a JSON object of at most 64 KiB, without NUL characters (keys included) and
       nested at most 64 levels; InvalidInputError names every such value by pointer.
     - It takes a token from the caller's bucket (shared with retry): RateLimitedError when empty.
+    - OverloadedError when the queue takes no new work (see `QueueAdmission`); nothing is stored.
     - The execution pins the current version and is queued; it commits with its queue message
       (the outbox), which a relay delivers after commit, at least once.
     """

@@ -109,6 +109,17 @@ class RateLimitedError(FlowbuilderError):
         self.retry_after = retry_after
 
 
+class OverloadedError(FlowbuilderError):
+    """The service holds as much queued work as it is configured to; `retry_after` is in whole
+    seconds. Nothing was stored: the same request may be sent again."""
+
+    code = "overloaded"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class DependencyUnavailableError(FlowbuilderError):
     """A service the request needs (database, key set, queue) cannot be reached right now."""
 
