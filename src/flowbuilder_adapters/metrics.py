@@ -209,6 +209,14 @@ class MeteredQueue(ExecutionQueue):
         with QUEUE_ERRORS.labels("ack").count_exceptions():
             await self._queue.ack(delivery)
 
+    async def extend_many(self, deliveries: Sequence[Delivery], seconds: int) -> None:
+        with QUEUE_ERRORS.labels("extend").count_exceptions():
+            await self._queue.extend_many(deliveries, seconds)
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        with QUEUE_ERRORS.labels("ack").count_exceptions():
+            await self._queue.ack_many(deliveries)
+
 
 class MetricsListener:
     """The worker's own metrics endpoint: `/metrics` (any path, in fact) on `host:port`, served

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from flowbuilder_core.executions.model import (
     ExecutionStatus,
     StepStatus,
 )
+from flowbuilder_core.executions.ports import Delivery
 from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     CancelExecution,
@@ -279,3 +280,97 @@ async def test_a_run_whose_heartbeat_stopped_is_finished_as_worker_lost(h: Harne
         ExecutionStatus.FAILED,
         "worker_lost",
     )
+
+
+class CountingQueue(InMemoryExecutionQueue):
+    """The in-process queue, recording its calls; the first `ack_many` waits for `release`."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.received: list[int] = []
+        self.acked: list[int] = []
+        self.extended: list[int] = []
+        self.release = asyncio.Event()
+
+    async def receive(self, max_messages: int, wait_seconds: float) -> Sequence[Delivery]:
+        deliveries = await super().receive(max_messages, wait_seconds)
+        if deliveries:
+            self.received.append(len(deliveries))
+        return deliveries
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        self.acked.append(len(deliveries))
+        if len(self.acked) == 1:
+            await self.release.wait()
+        await super().ack_many(deliveries)
+
+    async def extend_many(self, deliveries: Sequence[Delivery], seconds: int) -> None:
+        self.extended.append(len(deliveries))
+        await super().extend_many(deliveries, seconds)
+
+
+async def test_free_slots_take_prefetched_messages_and_acks_waiting_on_one_go_together(
+    h: Harness,
+) -> None:
+    h.queue = CountingQueue(visibility_timeout=5)
+    ids = [await h.request(chain()) for _ in range(4)]
+
+    def all_finished() -> bool:
+        return all(h.status(i).finished for i in ids)
+
+    stop = asyncio.Event()
+    run = await h.container.get(RunExecution)
+    worker = Worker(h.queue, run, concurrency=1, prefetch=3, poll_seconds=0.05)
+    task = asyncio.create_task(worker.run(stop))
+    await eventually(all_finished)
+    await eventually(lambda: len(h.queue.acked) == 1)
+    h.queue.release.set()
+    await eventually(lambda: len(h.queue) == 0)
+    stop.set()
+    await task
+
+    assert h.queue.received == [4], "one receive brought the slot and its prefetch"
+    assert h.queue.acked == [1, 3], "the acks that came while the first was in flight: one call"
+
+
+async def test_held_messages_are_extended_together_and_a_long_run_is_not_delivered_again(
+    h: Harness,
+) -> None:
+    h.queue = CountingQueue(visibility_timeout=0.3)
+    slow = await h.request(chain({"id": "w", "type": "util.delay", "parameters": {"seconds": 1}}))
+    quick = await h.request(chain({"id": "w", "type": "util.delay", "parameters": {"seconds": 1}}))
+    h.queue.release.set()
+
+    await run_worker(
+        h,
+        lambda: h.status(slow).finished and h.status(quick).finished and len(h.queue) == 0,
+        poll_seconds=0.05,
+        extend_seconds=0.1,
+        visibility_seconds=1,
+    )
+
+    assert h.queue.received == [2]
+    assert 2 in h.queue.extended, "both held messages in one call"
+    assert all(n <= 2 for n in h.queue.extended)
+
+
+async def test_a_stopping_worker_gives_its_prefetched_messages_back_at_once(h: Harness) -> None:
+    h.queue = CountingQueue(visibility_timeout=30)
+    h.queue.release.set()
+    running = await h.request(
+        chain({"id": "w", "type": "util.delay", "parameters": {"seconds": 0.3}})
+    )
+    waiting = [await h.request(chain()) for _ in range(2)]
+
+    await run_worker(
+        h,
+        lambda: h.status(running) is ExecutionStatus.RUNNING,
+        concurrency=1,
+        prefetch=2,
+        poll_seconds=0.05,
+    )
+    visible_again = await h.queue.receive(10, 0)  # their visibility timeout has 30 s to go
+
+    assert h.status(running) is ExecutionStatus.SUCCEEDED
+    assert sorted(d.message.execution_id for d in visible_again if d.message) == sorted(waiting)
+    assert all(h.status(i) is ExecutionStatus.QUEUED for i in waiting)

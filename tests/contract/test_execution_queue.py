@@ -347,6 +347,63 @@ async def test_extend_keeps_the_message_invisible(harness: Harness) -> None:
     assert (await receive_one(harness.queue, 1)).receive_count == 2
 
 
+async def receive_all(queue: ExecutionQueue, count: int) -> list[Delivery]:
+    received: list[Delivery] = []
+    for _ in range(10):
+        received += await queue.receive(10, 1)
+        if len(received) >= count:
+            break
+    return received
+
+
+async def test_ack_many_deletes_every_message_given_more_than_ten_at_once(
+    harness: Harness,
+) -> None:
+    await harness.queue.send_many([make_message() for _ in range(12)])
+    received = await receive_all(harness.queue, 12)
+
+    await harness.queue.ack_many(received)
+
+    assert len(received) == 12
+    assert await harness.queue.receive(10, harness.visibility_timeout + 1) == []
+
+
+async def test_extend_many_keeps_every_message_given_hidden_then_gives_them_back(
+    harness: Harness,
+) -> None:
+    await harness.queue.send_many([make_message() for _ in range(12)])
+    received = await receive_all(harness.queue, 12)
+
+    await harness.queue.extend_many(received, 30)
+    await asyncio.sleep(harness.visibility_timeout + 0.5)
+    kept_hidden = await harness.queue.receive(10, 0)
+    await harness.queue.extend_many(received, 0)
+    back = await receive_all(harness.queue, 12)
+
+    assert kept_hidden == []
+    assert sorted(str(d.message.execution_id) for d in back if d.message) == sorted(
+        str(d.message.execution_id) for d in received if d.message
+    )
+
+
+async def test_a_stale_handle_in_extend_many_changes_nothing_and_stops_none_of_the_others(
+    queue: ExecutionQueue,
+) -> None:
+    await queue.send_many([make_message() for _ in range(3)])
+    first, *others = await receive_all(queue, 3)
+    await queue.extend(first, 0)
+    again = await receive_one(queue, 1)  # the message's latest handle; `first`'s is stale
+
+    await queue.extend_many([first, *others], 0)
+    back = await receive_all(queue, 2)
+
+    assert again.message == first.message
+    assert sorted(str(d.message.execution_id) for d in back if d.message) == sorted(
+        str(d.message.execution_id) for d in others if d.message
+    )
+    assert await queue.receive(10, 0) == [], "the stale handle did not give the message back"
+
+
 # ---------------------------------------------------------------------------------------------
 # Poison messages and the dead-letter queue
 # ---------------------------------------------------------------------------------------------

@@ -149,6 +149,9 @@ class RecordingQueue(ExecutionQueue):
         assert delivery.message is not None
         self.acked[delivery.message.execution_id] += 1
 
+    async def extend_many(self, deliveries: Sequence[Delivery], seconds: int) -> None:
+        await self._inner.extend_many(deliveries, seconds)  # SQS's batch call, not one by one
+
 
 class CountingEngine(Engine):
     """The container's engine, with its runs counted by the execution input's `n`."""

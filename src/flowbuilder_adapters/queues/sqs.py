@@ -151,6 +151,28 @@ class SqsExecutionQueue(ExecutionQueue):
                 QueueUrl=self._queue_url, ReceiptHandle=_receipt(delivery)
             )
 
+    async def extend_many(self, deliveries: Sequence[Delivery], seconds: int) -> None:
+        timeout = min(max(seconds, 0), MAX_VISIBILITY_SECONDS)
+        for batch in _batches(deliveries):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": _receipt(d), "VisibilityTimeout": timeout}
+                for i, d in enumerate(batch)
+            ]
+            async with _translated():
+                response = await self._client.change_message_visibility_batch(
+                    QueueUrl=self._queue_url, Entries=entries
+                )
+            _log_refused("extend", response)
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        for batch in _batches(deliveries):
+            entries = [{"Id": str(i), "ReceiptHandle": _receipt(d)} for i, d in enumerate(batch)]
+            async with _translated():
+                response = await self._client.delete_message_batch(
+                    QueueUrl=self._queue_url, Entries=entries
+                )
+            _log_refused("delete", response)
+
 
 class SqsDeadLetters(DeadLetters):
     """The dead-letter queue that the redrive policy of the queue at `queue_url` names, found
@@ -244,6 +266,17 @@ async def _create_or_update(client: Any, name: str, attributes: Mapping[str, str
     changeable = {key: value for key, value in attributes.items() if key != "FifoQueue"}
     await client.set_queue_attributes(QueueUrl=url, Attributes=changeable)
     return url
+
+
+def _batches(deliveries: Sequence[Delivery]) -> list[Sequence[Delivery]]:
+    return [deliveries[i : i + MAX_BATCH] for i in range(0, len(deliveries), MAX_BATCH)]
+
+
+def _log_refused(action: str, response: Mapping[str, Any]) -> None:
+    """A batch call's entries refused one by one (a stale receipt handle, mostly): their
+    messages come back after their visibility timeout, which at-least-once delivery allows."""
+    for failed in response.get("Failed") or ():
+        _log.warning("SQS refused to %s a message: %s", action, failed.get("Code", "unknown"))
 
 
 def _delivery(raw: Mapping[str, Any]) -> Delivery:

@@ -197,6 +197,20 @@ class ExecutionQueue(Protocol):
     async def ack(self, delivery: Delivery) -> None:
         """Delete the message: only once its run is recorded."""
 
+    async def extend_many(self, deliveries: Sequence[Delivery], seconds: int) -> None:
+        """`extend` for several messages in as few calls as the queue allows (SQS: ten a
+        call). One that cannot be extended (a stale handle) does not stop the others; raises
+        DependencyUnavailableError when the queue cannot be reached at all. A subclass that
+        has no batch call inherits this one message at a time."""
+        for delivery in deliveries:
+            await self.extend(delivery, seconds)
+
+    async def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """`ack` for several messages in as few calls as the queue allows; as `extend_many`,
+        one that cannot be deleted (it comes back) does not stop the others."""
+        for delivery in deliveries:
+            await self.ack(delivery)
+
 
 class DeadLetters(Protocol):
     """The messages the queue gave up on after its maximum receive count (its dead-letter
