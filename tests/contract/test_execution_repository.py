@@ -125,6 +125,7 @@ async def test_steps_keep_their_order_and_a_second_record_replaces_the_first(
             T0,
             {"status": 500},
             ExecutionError("http_status", "500", "fetch"),
+            attempts=3,
         ),
         StepResult("after", StepStatus.SKIPPED),
     ):
@@ -137,6 +138,7 @@ async def test_steps_keep_their_order_and_a_second_record_replaces_the_first(
         ("after", StepStatus.SKIPPED, None),
     ]
     assert found.steps[1].error == ExecutionError("http_status", "500", "fetch")
+    assert [s.attempts for s in found.steps] == [1, 3, 1]
 
 
 async def test_a_heartbeat_answers_the_status_and_stale_runs_are_found(

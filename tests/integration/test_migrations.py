@@ -48,7 +48,7 @@ TABLES = {
     "outbox",
     "rate_limit_buckets",
 }
-HEAD = "0009"
+HEAD = "0012"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

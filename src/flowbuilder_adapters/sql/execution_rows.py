@@ -61,4 +61,5 @@ def step_from_row(row: Row[Any]) -> StepResult:
         output=row.output,
         error=error_from_json(row.error),
         truncated=row.truncated,
+        attempts=row.attempts,
     )

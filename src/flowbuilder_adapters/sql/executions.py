@@ -134,6 +134,7 @@ class SqlExecutionRepository(ExecutionRepository):
             "b_output": step.output,
             "b_error": error_to_json(step.error),
             "b_truncated": step.truncated,
+            "b_attempts": step.attempts,
         }
         async with translate_errors():
             written = await self._connection.execute(

@@ -257,6 +257,8 @@ execution_steps = Table(
     Column("output", JsonDocument, nullable=True),
     Column("error", JsonDocument, nullable=True),
     Column("truncated", Boolean(), nullable=False),
+    # How often the node was tried (its retry policy); 1 for every step before 0012.
+    Column("attempts", Integer(), nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("execution_id", "node_id"),
 )
 

@@ -21,6 +21,7 @@ class NodeCategory(StrEnum):
     LOGIC = "logic"
     DATA = "data"
     UTILITY = "utility"
+    FLOW = "flow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,12 @@ def _object(properties: dict[str, Any], required: list[str]) -> JsonSchema:
 
 
 _EXPRESSION = {"type": "string", "minLength": 1, "maxLength": 10_000}
+MAX_SWITCH_CASES = 50
+_CASE_NAME = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_-]{1,64}$",
+    "x-pattern-message": "must be 1 to 64 characters of A-Z a-z 0-9 _ -",
+}
 
 NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
     {
@@ -100,6 +107,41 @@ NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
                 category=NodeCategory.LOGIC,
                 title="If",
                 parameters_schema=_object({"condition": _EXPRESSION}, ["condition"]),
+            ),
+            NodeType(
+                type="logic.switch",
+                category=NodeCategory.LOGIC,
+                title="Switch",
+                parameters_schema=_object(
+                    {
+                        "cases": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_SWITCH_CASES,
+                            "items": _object(
+                                {"name": _CASE_NAME, "condition": _EXPRESSION},
+                                ["name", "condition"],
+                            ),
+                        },
+                        "mode": {"type": "string", "enum": ["first", "all"], "default": "first"},
+                    },
+                    ["cases"],
+                ),
+            ),
+            NodeType(
+                type="flow.merge",
+                category=NodeCategory.FLOW,
+                title="Merge",
+                parameters_schema=_object(
+                    {"mode": {"type": "string", "enum": ["object", "append"], "default": "object"}},
+                    [],
+                ),
+            ),
+            NodeType(
+                type="flow.output",
+                category=NodeCategory.FLOW,
+                title="Output",
+                parameters_schema=_object({"value": {}}, ["value"]),
             ),
             NodeType(
                 type="data.transform",

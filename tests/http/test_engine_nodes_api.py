@@ -1,0 +1,103 @@
+"""The engine's node types and error policies as the HTTP API shows them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from flowbuilder_adapters.memory import MemoryStore
+from flowbuilder_core.executions.model import (
+    ExecutionError,
+    ExecutionId,
+    StepResult,
+    StepStatus,
+)
+
+Client = AsyncTestClient[Litestar]
+Auth = Callable[..., dict[str, str]]
+
+FLAKY = {
+    "id": "fetch",
+    "type": "http.request",
+    "parameters": {"method": "GET", "url": "https://example.com"},
+    "retry": {"max_attempts": 5, "backoff_s": 0.5, "max_backoff_s": 10.0},
+    "on_error": "branch",
+}
+DEFINITION = {
+    "nodes": [
+        {"id": "start", "type": "trigger.manual", "parameters": {}},
+        FLAKY,
+        {"id": "alert", "type": "flow.output", "parameters": {"value": "{{ nodes.fetch }}"}},
+    ],
+    "edges": [
+        {"source": "start", "target": "fetch"},
+        {"source": "fetch", "target": "alert", "source_output": "error"},
+    ],
+}
+
+
+async def test_a_node_s_error_policy_round_trips_through_the_api(
+    client: Client, auth: Auth
+) -> None:
+    created = await client.post(
+        "/api/workflows", json={"name": "w", "definition": DEFINITION}, headers=auth()
+    )
+
+    assert created.status_code == 201, created.text
+    read = await client.get(created.headers["location"], headers=auth())
+    assert read.json()["definition"] == DEFINITION
+
+
+async def test_a_bad_error_policy_is_422_naming_it_by_pointer(client: Client, auth: Auth) -> None:
+    bad = {**DEFINITION, "nodes": [DEFINITION["nodes"][0], {**FLAKY, "retry": {"max_attempts": 0}}]}
+
+    response = await client.post(
+        "/api/workflows", json={"name": "w", "definition": bad}, headers=auth()
+    )
+
+    assert response.status_code == 422
+    fields = {error["field"]: error["message"] for error in response.json()["errors"]}
+    assert fields["/definition/nodes/1/retry/max_attempts"] == "must be an integer from 1 to 10"
+
+
+async def test_node_types_list_the_switch_merge_and_output_with_their_schemas(
+    client: Client, auth: Auth
+) -> None:
+    response = await client.get("/api/node-types", headers=auth())
+
+    types = {item["type"]: item for item in response.json()["items"]}
+    switch = types["logic.switch"]["parameters_schema"]
+    assert switch["properties"]["cases"]["maxItems"] == 50
+    assert switch["required"] == ["cases"]
+    assert types["flow.merge"]["category"] == "flow"
+    assert types["flow.merge"]["parameters_schema"]["properties"]["mode"]["enum"] == [
+        "object",
+        "append",
+    ]
+    assert types["flow.output"]["parameters_schema"]["required"] == ["value"]
+
+
+async def test_a_step_tried_more_than_once_shows_its_attempts(
+    client: Client, auth: Auth, store: MemoryStore
+) -> None:
+    created = await client.post(
+        "/api/workflows", json={"name": "w", "definition": DEFINITION}, headers=auth()
+    )
+    executed = await client.post(f"{created.headers['location']}/execute", headers=auth())
+    execution = store.executions[ExecutionId(uuid.UUID(executed.json()["id"]))]
+    now = datetime.now(UTC)
+    execution.start(at=now)
+    error = ExecutionError("timeout", "The call did not complete.", "fetch")
+    execution.record(StepResult("start", StepStatus.SUCCEEDED, now, now, {}))
+    execution.record(StepResult("fetch", StepStatus.FAILED, now, now, None, error, attempts=5))
+
+    response = await client.get(f"/api/executions/{execution.id}", headers=auth())
+
+    steps: list[dict[str, Any]] = response.json()["steps"]
+    assert "attempts" not in steps[0]
+    assert (steps[1]["status"], steps[1]["attempts"]) == ("failed", 5)
