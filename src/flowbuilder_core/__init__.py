@@ -64,6 +64,7 @@ from flowbuilder_core.executions.model import (
     StepStatus,
 )
 from flowbuilder_core.executions.ports import (
+    ChildRuns,
     CredentialResolver,
     DeadLetters,
     Delivery,
@@ -184,6 +185,7 @@ __all__ = [
     "Adapters",
     "Blocks",
     "CancelExecution",
+    "ChildRuns",
     "Clock",
     "ConcurrentUpdateError",
     "ConflictError",

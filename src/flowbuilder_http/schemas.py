@@ -330,6 +330,7 @@ class ExecutionOut(Struct, omit_defaults=True):
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
+    parent_execution_id: str | None
     input: dict[str, Any] | UnsetType = UNSET
     steps: list[StepOut] | UnsetType = UNSET
 
@@ -346,6 +347,11 @@ class ExecutionOut(Struct, omit_defaults=True):
             created_at=timestamp(execution.created_at),
             started_at=_maybe(execution.started_at),
             finished_at=_maybe(execution.finished_at),
+            parent_execution_id=(
+                None
+                if execution.parent_execution_id is None
+                else str(execution.parent_execution_id)
+            ),
             input=dict(execution.input) if detailed else UNSET,
             steps=[StepOut.of(s) for s in execution.steps] if detailed else UNSET,
         )

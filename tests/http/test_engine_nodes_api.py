@@ -101,3 +101,30 @@ async def test_a_step_tried_more_than_once_shows_its_attempts(
     steps: list[dict[str, Any]] = response.json()["steps"]
     assert "attempts" not in steps[0]
     assert (steps[1]["status"], steps[1]["attempts"]) == ("failed", 5)
+
+
+async def test_executions_show_their_parent_and_list_by_it(
+    client: Client, auth: Auth, store: MemoryStore
+) -> None:
+    created = await client.post(
+        "/api/workflows", json={"name": "w", "definition": DEFINITION}, headers=auth()
+    )
+    url = f"{created.headers['location']}/execute"
+    parent, child, other = [(await client.post(url, headers=auth())).json()["id"] for _ in "abc"]
+    parent_id = ExecutionId(uuid.UUID(parent))
+    store.executions[ExecutionId(uuid.UUID(child))].parent_execution_id = parent_id
+
+    children = await client.get(f"/api/executions?parent_id={parent}", headers=auth())
+    of_workflow = await client.get(
+        f"{created.headers['location']}/executions?parent_id={parent}", headers=auth()
+    )
+    one = await client.get(f"/api/executions/{child}", headers=auth())
+    top = await client.get(f"/api/executions/{other}", headers=auth())
+    bad = await client.get("/api/executions?parent_id=nope", headers=auth())
+
+    assert [e["id"] for e in children.json()["items"]] == [child]
+    assert children.json()["items"][0]["parent_execution_id"] == parent
+    assert [e["id"] for e in of_workflow.json()["items"]] == [child]
+    assert one.json()["parent_execution_id"] == parent
+    assert top.json()["parent_execution_id"] is None
+    assert bad.status_code == 422

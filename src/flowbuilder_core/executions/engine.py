@@ -27,7 +27,8 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
 - Error policies (`retries.py`): a node with `retry` that fails in a way another attempt
   could change is run again after a jittered exponential wait (in this task: no transaction
   is held, and the run's deadline counts it), up to `max_attempts`; `should_stop()` is asked
-  before each new attempt. Its final step has `attempts`. A node with `on_error` continue or
+  before each new attempt, and after a failure (a run stopped meanwhile ends `cancelled`).
+  Its final step has `attempts`. A node with `on_error` continue or
   branch that fails is recorded `failed`, and the run goes on with `{"error": {"code",
   "message"}}` as its output; under branch only its `"error"` edges are followed then, and
   only its other edges when it succeeds.
@@ -50,21 +51,17 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   stores in JSON, is recorded as U+FFFD (in keys too, and in error messages). Later nodes
   still see the full output: only the record is truncated or escaped.
 
-Bounds (`bounds.EngineLimits`, docs/API.md §4): a node whose output, or whose templates' and
-expression's values together, are over `max_node_output_bytes` of JSON, or whose output would
-take the run's context (the input and every output so far) over `max_run_context_bytes`, fails
-with `output_too_large`; one whose expressions take longer than `expression_timeout_s` fails
-with `expression_timeout`. Sizes are measured by `json_size`, which stops at the first byte
-over the limit, before anything is serialized.
-
-How the event loop is kept free: see the docstring of `outputs.py`.
+Bounds: see `bounds.py` (a node over them fails with `output_too_large` or
+`expression_timeout`). How the event loop is kept free: see `outputs.py`.
 
 Which node types are built in: the engine itself runs the types whose work needs the
 execution context, which a `NodeCall` deliberately does not carry: `trigger.manual` (its
 output is the execution input), `logic.if`, `logic.switch`, `data.transform`, `flow.merge`
 and `flow.output` (whose output is the run's result, `RunOutcome.result`; without one the
-result is the output of the last node that ran). Their expression parameter (`condition`,
-`cases`, `expression`) is JMESPath over the context already, so it is not templated; a value
+result is the output of the last node that ran), and `flow.subworkflow` and `flow.for_each`,
+which run other workflows through `children` (`ChildRuns`, given by RunExecution; see
+`children.py` and `built_ins.py`). Their expression parameter (`condition`, `cases`, `items`,
+`expression`) is JMESPath over the context already, so it is not templated; a value
 written as one whole template, `{{ expr }}`, is read as `expr`. Every other type
 (`data.set`, `util.delay`, `http.request`, ...) is a NodeRunner from the `runners` mapping,
 which sees only its resolved parameters and credential. Registering a runner for a built-in
@@ -83,11 +80,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from flowbuilder_core.executions.bounds import Budget, EngineLimits, timed_out, too_large
-from flowbuilder_core.executions.built_ins import merge
+from flowbuilder_core.executions.built_ins import ForEach, for_each, merge, subworkflow
 from flowbuilder_core.executions.errors import ExpressionError, NodeFailedError
 from flowbuilder_core.executions.graph import (
     InvalidDefinitionError,
@@ -111,17 +107,21 @@ from flowbuilder_core.executions.outputs import (
     utf8_size,
 )
 from flowbuilder_core.executions.ports import (
+    ChildRuns,
     CredentialResolver,
     ExpressionEvaluator,
     NodeCall,
     NodeRunner,
 )
 from flowbuilder_core.executions.retries import backoff_s, error_output, retried
+from flowbuilder_core.executions.run_state import NodeResult, RunState
 from flowbuilder_core.executions.templates import (
     EXPRESSION_PARAMETER,
+    FOR_EACH,
     IF,
     MERGE,
     OUTPUT,
+    SUBWORKFLOW,
     SWITCH,
     TRANSFORM,
     TRIGGER,
@@ -136,31 +136,13 @@ __all__ = ["BUILT_IN_TYPES", "Engine", "InvalidDefinitionError", "execution_orde
 
 _log = logging.getLogger(__name__)
 
-BUILT_IN_TYPES: Final = frozenset({TRIGGER, IF, SWITCH, TRANSFORM, MERGE, OUTPUT})
+BUILT_IN_TYPES: Final = frozenset(
+    {TRIGGER, IF, SWITCH, TRANSFORM, MERGE, OUTPUT, SUBWORKFLOW, FOR_EACH}
+)
 """Node types the engine runs itself, because they need the execution context."""
 
 _T = TypeVar("_T")
 OnStep = Callable[[StepResult], Awaitable[None]]
-
-
-@dataclass
-class _Run:
-    """One run's state as the engine goes: what later nodes see, and what is live."""
-
-    context: dict[str, Json]
-    outputs: dict[str, Json]
-    used: int
-    routes: Routes
-    incoming: dict[str, list[Edge]]
-    result: Json = None
-    output_ran: bool = False
-
-    def keep(self, node: Node, output: Json, size: int) -> None:
-        self.outputs[node.id] = output
-        self.used += size
-        if node.type == OUTPUT or not self.output_ran:
-            self.result = output
-            self.output_ran = node.type == OUTPUT
 
 
 class Engine:
@@ -197,6 +179,7 @@ class Engine:
         credentials: CredentialResolver,
         on_step: OnStep,
         should_stop: Callable[[], Awaitable[bool]],
+        children: ChildRuns | None = None,
     ) -> RunOutcome:
         try:
             order = execution_order(definition)
@@ -215,8 +198,13 @@ class Engine:
         for edge in definition.edges:
             incoming[edge.target].append(edge)
         outputs: dict[str, Json] = {}
-        run = _Run(
-            {"input": start.output, "nodes": outputs}, outputs, start.size, Routes(), incoming
+        run = RunState(
+            {"input": start.output, "nodes": outputs},
+            outputs,
+            start.size,
+            Routes(),
+            incoming,
+            children,
         )
         for position, node in enumerate(order):
             if run.routes.dead(incoming[node.id]):
@@ -231,6 +219,9 @@ class Engine:
             result, attempts, stopped = await self._attempts(
                 node, owner, run, credentials, should_stop
             )
+            # A node may fail because the run was stopped meanwhile (its child execution was
+            # cancelled with it): the run then ends cancelled, not failed.
+            stopped = stopped or (result.error is not None and await should_stop())
             await on_step(
                 StepResult(
                     node.id,
@@ -273,10 +264,10 @@ class Engine:
         self,
         node: Node,
         owner: UserId,
-        run: _Run,
+        run: RunState,
         credentials: CredentialResolver,
         should_stop: Callable[[], Awaitable[bool]],
-    ) -> tuple[_NodeResult, int, bool]:
+    ) -> tuple[NodeResult, int, bool]:
         """The node run under its retry policy: its last result, how many attempts it took,
         and whether the run was stopped while it waited to try again."""
         attempts = 1
@@ -295,10 +286,10 @@ class Engine:
         self,
         node: Node,
         owner: UserId,
-        run: _Run,
+        run: RunState,
         credentials: CredentialResolver,
         room: Room,
-    ) -> _NodeResult:
+    ) -> NodeResult:
         try:
             output = await self._execute(node, owner, run, credentials, room)
             settled = await settle_beside_the_loop(output, room)
@@ -312,22 +303,22 @@ class Engine:
             except (TypeError, ValueError, RecursionError):  # not JSON, or nested too deeply
                 kept = None
             if kept is None:
-                return _NodeResult(error=error)
-            return _NodeResult(stored=kept.stored, truncated=kept.truncated, error=error)
+                return NodeResult(error=error)
+            return NodeResult(stored=kept.stored, truncated=kept.truncated, error=error)
         except ExpressionError as exc:
             message = printable(str(exc))
-            return _NodeResult(error=ExecutionError("expression_error", message, node.id))
+            return NodeResult(error=ExecutionError("expression_error", message, node.id))
         except Exception:
             _log.exception("node %s of type %s failed unexpectedly", node.id, node.type)
             message = "The node failed unexpectedly."
-            return _NodeResult(error=ExecutionError("internal_error", message, node.id))
-        return _NodeResult(settled.output, settled.size, settled.stored, settled.truncated)
+            return NodeResult(error=ExecutionError("internal_error", message, node.id))
+        return NodeResult(settled.output, settled.size, settled.stored, settled.truncated)
 
     async def _execute(
         self,
         node: Node,
         owner: UserId,
-        run: _Run,
+        run: RunState,
         credentials: CredentialResolver,
         room: Room,
     ) -> Json:
@@ -350,12 +341,19 @@ class Engine:
             parameters, value = expressions.prepare(node)
         if node.type == TRIGGER:
             return run.context["input"]
+        if node.type == FOR_EACH:
+            keep = node.on_error is OnError.CONTINUE
+            limit, message = self._limits.max_for_each_items, room.output_message
+            each = ForEach(value, parameters, limit, room.bytes, message, keep)
+            return await for_each(each, run.children)
         if node.type in EXPRESSION_PARAMETER:
             return value
         if node.type == OUTPUT:
             return parameters["value"]
         if node.type == MERGE:
             return merge(parameters, run.routes.live_sources(run.incoming[node.id]), run.outputs)
+        if node.type == SUBWORKFLOW:
+            return await subworkflow(parameters, run.children)
         assert runner is not None
         credential = None
         if node.credential_id is not None:
@@ -380,12 +378,3 @@ class Engine:
             raise timed_out(seconds) from None
         finally:
             budget.stop()
-
-
-@dataclass(frozen=True, slots=True)
-class _NodeResult:
-    output: Json = None
-    size: int = 0
-    stored: Json = None
-    truncated: bool = False
-    error: ExecutionError | None = None

@@ -122,6 +122,8 @@ class Execution:
     error: ExecutionError | None = None
     attempt: int = 1
     retry_of: ExecutionId | None = None
+    parent_execution_id: ExecutionId | None = None
+    """The execution whose `flow.subworkflow` or `flow.for_each` node ran this one."""
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -16,6 +16,7 @@ NOT_RETRIED: Final = frozenset(
         "output_too_large",
         "unknown_node_type",
         "subworkflow_depth",
+        "too_many_items",
     }
 )
 """Failures that another attempt would repeat exactly (the node's own definition or data is

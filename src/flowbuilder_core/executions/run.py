@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flowbuilder_core.executions.children import InlineChildRuns, Stop
 from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.model import (
     Execution,
@@ -141,7 +142,16 @@ class RunExecution:
         self._observer.run_finished(execution, outcome)
         return outcome
 
-    async def _run(self, execution: Execution, definition: Definition, seen: _Seen) -> RunOutcome:
+    async def _run(
+        self,
+        execution: Execution,
+        definition: Definition,
+        seen: _Seen,
+        depth: int = 0,
+        above: Stop | None = None,
+    ) -> RunOutcome:
+        """Run the graph of a claimed (or child) execution at `depth`, stopping when it is
+        cancelled or no longer ours, or when the run `above` it (its parent's) stops."""
         node_types = {node.id: node.type for node in definition.nodes}
 
         async def on_step(step: StepResult) -> None:
@@ -153,8 +163,18 @@ class RunExecution:
         async def should_stop() -> bool:
             if self._clock.now() - seen.at > self._status_fresh:
                 await self._record(execution.id, None, seen)
-            return seen.status is not ExecutionStatus.RUNNING
+            if seen.status is not ExecutionStatus.RUNNING:
+                return True
+            return above is not None and await above()
 
+        children = InlineChildRuns(
+            transactions=self._transactions,
+            clock=self._clock,
+            parent=execution,
+            depth=depth,
+            parent_stopped=should_stop,
+            drive=self._drive_child,
+        )
         return await self._engine.run(
             owner=execution.owner_id,
             definition=definition,
@@ -162,7 +182,35 @@ class RunExecution:
             credentials=self._credentials,
             on_step=on_step,
             should_stop=should_stop,
+            children=children,
         )
+
+    async def _drive_child(
+        self, child: Execution, definition: Definition, depth: int, above: Stop
+    ) -> RunOutcome:
+        """Run a child execution (already started under its lease) to its end, with its own
+        heartbeat, and record how it ended. Cancelled (its parent's run stopping or timing
+        out), it is finished `cancelled` on the way out."""
+        assert child.lease is not None
+        seen = _Seen(child.lease, ExecutionStatus.RUNNING, self._clock.now())
+        heartbeat = asyncio.create_task(self._beat(child.id, seen))
+        try:
+            outcome = await self._run(child, definition, seen, depth, above)
+        except asyncio.CancelledError:
+            stopped = RunOutcome(ExecutionStatus.CANCELLED)
+            await asyncio.shield(self._finish(child.id, seen.lease, stopped))
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if seen.status not in _OURS:
+            lost = ExecutionError(
+                "worker_lost", "The sub-workflow's execution was ended elsewhere."
+            )
+            return RunOutcome(ExecutionStatus.FAILED, lost)
+        await self._finish(child.id, seen.lease, outcome)
+        return outcome
 
     async def _time_out(self, execution_id: ExecutionId, seen: _Seen) -> RunOutcome:
         """The run passed its deadline: the node it was running fails with `run_timeout`."""
