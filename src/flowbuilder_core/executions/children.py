@@ -38,7 +38,8 @@ Drive = Callable[[Execution, Definition, int, Stop], Awaitable[RunOutcome]]
 
 class InlineChildRuns(ChildRuns):
     """The children of one run at `depth` (0 for a run from the queue). Each child starts in
-    a unit of work of its own (created running, under a new lease), is run by `drive` at
+    a unit of work of its own (created running, under a new lease; the workflow version a call
+    names is read once per run, so every item of a for-each runs the same one), is run by `drive` at
     `depth` + 1, and stops when its parent would (`parent_stopped`): so cancelling the parent
     cancels its children before their next node."""
 
@@ -55,6 +56,8 @@ class InlineChildRuns(ChildRuns):
         self._transactions, self._clock = transactions, clock
         self._parent, self._depth = parent, depth
         self._parent_stopped, self._drive = parent_stopped, drive
+        self._called: dict[tuple[WorkflowId, int | None], tuple[int, Definition]] = {}
+        """What each call resolved to, so that a for-each reads its workflow once."""
 
     async def run(
         self, workflow_id: WorkflowId, version: int | None, input: Mapping[str, Json]
@@ -83,16 +86,20 @@ class InlineChildRuns(ChildRuns):
     ) -> tuple[Execution, Definition]:
         owner = self._parent.owner_id
         async with self._transactions() as tx:
-            workflow = await tx.workflows.get(workflow_id)
-            if workflow is None or workflow.owner_id != owner:
-                raise NodeFailedError(
-                    "subworkflow_not_found", "The sub-workflow is not a workflow of this owner."
-                )
-            chosen = workflow.version if version is None else version
-            found = await tx.workflows.version(workflow_id, chosen)
-            if found is None:
-                message = f"The sub-workflow has no version {chosen}."
-                raise NodeFailedError("subworkflow_not_found", message)
+            called = self._called.get((workflow_id, version))
+            if called is None:
+                workflow = await tx.workflows.get(workflow_id)
+                if workflow is None or workflow.owner_id != owner:
+                    raise NodeFailedError(
+                        "subworkflow_not_found", "The sub-workflow is not a workflow of this owner."
+                    )
+                chosen = workflow.version if version is None else version
+                found = await tx.workflows.version(workflow_id, chosen)
+                if found is None:
+                    message = f"The sub-workflow has no version {chosen}."
+                    raise NodeFailedError("subworkflow_not_found", message)
+                called = self._called[(workflow_id, version)] = (chosen, found.definition)
+            chosen, definition = called
             now = self._clock.now()
             child = Execution(
                 id=ExecutionId(new_uuid()),
@@ -107,4 +114,4 @@ class InlineChildRuns(ChildRuns):
             child.start(at=now, lease=new_uuid())
             await tx.executions.add(child)
             await tx.uow.commit()
-        return child, found.definition
+        return child, definition

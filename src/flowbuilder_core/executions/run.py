@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ class RunExecution:
             outcome = await self._run(child, definition, seen, depth, above)
         except asyncio.CancelledError:
             stopped = RunOutcome(ExecutionStatus.CANCELLED)
-            await asyncio.shield(self._finish(child.id, seen.lease, stopped))
+            await asyncio.shield(self._finish_child(child, seen.lease, stopped))
             raise
         finally:
             heartbeat.cancel()
@@ -209,8 +210,18 @@ class RunExecution:
                 "worker_lost", "The sub-workflow's execution was ended elsewhere."
             )
             return RunOutcome(ExecutionStatus.FAILED, lost)
-        await self._finish(child.id, seen.lease, outcome)
+        await self._finish_child(child, seen.lease, outcome)
         return outcome
+
+    async def _finish_child(self, child: Execution, lease: uuid.UUID, outcome: RunOutcome) -> None:
+        """Record how a child ended, if it is still running under its lease (a cancel wins):
+        one conditional write from the child as it started, nothing read. A child hands no
+        slot on: it took none (its parent's finish, or the periodic resume, does)."""
+        ended = dataclasses.replace(child, steps=[])
+        _apply(ended, outcome, self._clock.now())
+        async with self._transactions() as tx:
+            if await tx.executions.save(ended, expected=ExecutionStatus.RUNNING, lease=lease):
+                await tx.uow.commit()
 
     async def _time_out(self, execution_id: ExecutionId, seen: _Seen) -> RunOutcome:
         """The run passed its deadline: the node it was running fails with `run_timeout`."""
@@ -299,14 +310,7 @@ class RunExecution:
             if execution is None:
                 return
             if execution.status is ExecutionStatus.RUNNING:
-                now = self._clock.now()
-                if outcome.status is ExecutionStatus.SUCCEEDED:
-                    execution.succeed(at=now)
-                elif outcome.status is ExecutionStatus.CANCELLED:
-                    execution.cancel(at=now)
-                else:
-                    failure = outcome.error or ExecutionError("failed", "The run failed.")
-                    execution.fail(failure, at=now)
+                _apply(execution, outcome, self._clock.now())
                 await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
             waiting = await tx.executions.has_parked(execution.owner_id)
             await tx.uow.commit()
@@ -315,6 +319,16 @@ class RunExecution:
         async with self._transactions() as tx:
             if await resume_parked(tx.executions, tx.outbox, execution.owner_id, self._limits):
                 await tx.uow.commit()
+
+
+def _apply(execution: Execution, outcome: RunOutcome, now: datetime) -> None:
+    """Move a running execution to how its run ended."""
+    if outcome.status is ExecutionStatus.SUCCEEDED:
+        execution.succeed(at=now)
+    elif outcome.status is ExecutionStatus.CANCELLED:
+        execution.cancel(at=now)
+    else:
+        execution.fail(outcome.error or ExecutionError("failed", "The run failed."), at=now)
 
 
 async def resume_parked(
