@@ -278,6 +278,8 @@ async def run(database_url: str, only: str | None = None, items: int | None = No
         each = await for_each.measure(database_url, items or for_each.ITEMS)
         return "\n".join(["## Engine (for-each only)", "", *for_each.section(each)])
     lat = await latency(database_url)
+    if only == "latency":
+        return "\n".join(["## Engine (latency only)", "", *latency_section(lat)])
     one = await throughput(database_url, 1)
     two = await throughput(database_url, 2)
 
@@ -294,9 +296,6 @@ async def run(database_url: str, only: str | None = None, items: int | None = No
         [1, 2],
     )
 
-    def verdict(value: float) -> str:
-        return "holds" if value < LATENCY_TARGET_MS else "MISSED"
-
     loop = type(asyncio.get_running_loop()).__module__
     lines = [
         "## Engine",
@@ -305,14 +304,7 @@ async def run(database_url: str, only: str | None = None, items: int | None = No
         f"{os.cpu_count()} CPUs, Python {platform.python_version()} ({loop} loop), "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        f"### {LATENCY_NODES}-node linear flow, execute to `succeeded` "
-        f"({LATENCY_RUNS} runs, one at a time, after {LATENCY_WARMUP} warm-up runs)",
-        "",
-        f"| p50 ms | p99 ms | min ms | max ms | target < {LATENCY_TARGET_MS:.0f} ms |",
-        "|---:|---:|---:|---:|---|",
-        f"| {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['min']:.1f} | {lat['max']:.1f} "
-        f"| p50 {verdict(lat['p50'])}, p99 {verdict(lat['p99'])} |",
-        "",
+        *latency_section(lat),
         f"### 3-node flow throughput ({THROUGHPUT_RUNS} runs queued first, then drained)",
         "",
         "| workers | executions/s | runs | seconds |",
@@ -350,9 +342,25 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.engine")
     parser.add_argument("database_url", nargs="?", help="a Postgres URL; none: a local cluster")
     parser.add_argument("--markdown-out", type=Path, help="write the section here too")
-    parser.add_argument("--only", choices=["for-each"], help="run one scenario alone")
+    parser.add_argument("--only", choices=["latency", "for-each"], help="one scenario alone")
     parser.add_argument("--for-each-items", type=int, help="items of the for-each scenario")
     return parser.parse_args()
+
+
+def latency_section(lat: dict[str, float]) -> list[str]:
+    def verdict(value: float) -> str:
+        return "holds" if value < LATENCY_TARGET_MS else "MISSED"
+
+    return [
+        f"### {LATENCY_NODES}-node linear flow, execute to `succeeded` "
+        f"({LATENCY_RUNS} runs, one at a time, after {LATENCY_WARMUP} warm-up runs)",
+        "",
+        f"| p50 ms | p99 ms | min ms | max ms | target < {LATENCY_TARGET_MS:.0f} ms |",
+        "|---:|---:|---:|---:|---|",
+        f"| {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['min']:.1f} | {lat['max']:.1f} "
+        f"| p50 {verdict(lat['p50'])}, p99 {verdict(lat['p99'])} |",
+        "",
+    ]
 
 
 async def main(arguments: argparse.Namespace) -> str:
