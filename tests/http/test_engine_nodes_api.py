@@ -128,3 +128,58 @@ async def test_executions_show_their_parent_and_list_by_it(
     assert one.json()["parent_execution_id"] == parent
     assert top.json()["parent_execution_id"] is None
     assert bad.status_code == 422
+
+
+def calling(workflow_id: str) -> dict[str, Any]:
+    return {
+        "nodes": [
+            {"id": "start", "type": "trigger.manual", "parameters": {}},
+            {"id": "call", "type": "flow.subworkflow", "parameters": {"workflow_id": workflow_id}},
+        ],
+        "edges": [{"source": "start", "target": "call"}],
+    }
+
+
+async def test_a_save_that_makes_sub_workflows_call_back_is_422_at_the_node(
+    client: Client, auth: Auth
+) -> None:
+    first = await client.post("/api/workflows", json={"name": "a"}, headers=auth())
+    first_id = first.json()["id"]
+    second = await client.post(
+        "/api/workflows", json={"name": "b", "definition": calling(first_id)}, headers=auth()
+    )
+
+    response = await client.put(
+        f"/api/workflows/{first_id}",
+        json={"name": "a", "definition": calling(second.json()["id"])},
+        headers=auth(),
+    )
+
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "field": "/definition/nodes/1/parameters/workflow_id",
+            "message": "calls this workflow back (a cycle)",
+        }
+    ]
+
+
+async def test_validate_reports_a_call_to_a_workflow_that_is_not_yours(
+    client: Client, auth: Auth
+) -> None:
+    theirs = await client.post("/api/workflows", json={"name": "b"}, headers=auth("user_bob"))
+
+    response = await client.post(
+        "/api/workflows/validate",
+        json={"definition": calling(theirs.json()["id"])},
+        headers=auth(),
+    )
+
+    assert response.json()["runnable"] is False
+    assert response.json()["errors"] == [
+        {
+            "field": "/definition/nodes/1/parameters/workflow_id",
+            "message": "is not a workflow of yours",
+            "blocks": "execute",
+        }
+    ]
