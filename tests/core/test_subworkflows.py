@@ -24,6 +24,7 @@ from flowbuilder_core.executions.model import (
     ExecutionId,
     ExecutionStatus,
     Json,
+    RunLimits,
     StepStatus,
 )
 from flowbuilder_core.executions.ports import NodeCall, ResolvedSecret
@@ -99,7 +100,9 @@ class World:
     clock: SteppingClock
     gate: Gate
 
-    def run_execution(self, limits: EngineLimits | None = None) -> RunExecution:
+    def run_execution(
+        self, limits: EngineLimits | None = None, run_limits: RunLimits | None = None
+    ) -> RunExecution:
         runners = {**basic_runners(), "util.delay": self.gate}
         engine = Engine(runners, JmesPathEvaluator(), self.clock, limits=limits)
         transactions = MemoryRunTransactions(self.store)
@@ -372,3 +375,18 @@ async def test_for_each_results_are_bounded_by_the_node_output_limit(world: Worl
     assert outcome.error is not None
     assert outcome.error.code == "output_too_large"
     assert len(world.children(execution_id)) == 3  # the third result is the one too many
+
+
+async def test_children_run_inline_even_when_their_owner_has_no_free_running_slot(
+    world: World,
+) -> None:
+    child = await world.workflow(definition(set_node("a", 1)))
+    parent = await world.workflow(definition(each(child, items="input.items", concurrency=3)))
+    execution_id = await world.execute(parent, {"items": [1, 2, 3]})
+
+    # The parent holds its owner's only slot; its children, never claimed, need none.
+    outcome = await world.run_execution(run_limits=RunLimits(max_running=1))(execution_id)
+
+    assert outcome is not None
+    assert outcome.status is ExecutionStatus.SUCCEEDED
+    assert [c.status for c in world.children(execution_id)] == [ExecutionStatus.SUCCEEDED] * 3
