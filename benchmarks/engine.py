@@ -5,6 +5,8 @@ worker finishes per second.
   `data.transform`, each reading its predecessor's output), executed 50 times one after the
   other (after warm-up runs); each from the ExecuteWorkflow call to the moment the worker has
   committed `succeeded` (it acknowledges the queue message right after). Target: p50 < 150 ms.
+- For-each: `flow.for_each` over 1,000 items, concurrency 10, of a one-node sub-workflow
+  (`benchmarks/for_each.py`); target < 5 s, reported with its cost per item.
 - Throughput: a 3-node flow (trigger, data.set, data.transform). N executions are requested
   and relayed to the queue first; then a worker is started and the clock runs until the last
   one is acknowledged. Executions per second, with worker concurrency 1 and 2; and with one
@@ -15,12 +17,14 @@ SqlProvider, DatabaseSecretsProvider, QueueProvider(None) (the in-memory queue),
 RunsProvider, ScopesProvider; an OutboxRelay and a Worker running in this process, on Postgres.
 
     python -m benchmarks.engine [DATABASE_URL]     # no URL: a throwaway local cluster
+    python -m benchmarks.engine --only for-each --for-each-items 100   # that scenario alone
 
 The database must be migrated or empty (it is migrated here). `run(url)` returns Markdown.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
@@ -264,10 +268,18 @@ async def _all_done(container: AsyncContainer, ids: Sequence[uuid.UUID]) -> None
             await asyncio.sleep(0.01)
 
 
-async def run(database_url: str) -> str:
-    """Migrate, measure, and return the results as a Markdown section."""
+async def run(database_url: str, only: str | None = None, items: int | None = None) -> str:
+    """Migrate, measure, and return the results as a Markdown section (`only="for-each"`:
+    that scenario alone, over `items` items)."""
+    from benchmarks import for_each  # it imports this module
+
     await upgrade(database_url)
+    if only == "for-each":
+        each = await for_each.measure(database_url, items or for_each.ITEMS)
+        return "\n".join(["## Engine (for-each only)", "", *for_each.section(each)])
     lat = await latency(database_url)
+    if only == "latency":
+        return "\n".join(["## Engine (latency only)", "", *latency_section(lat)])
     one = await throughput(database_url, 1)
     two = await throughput(database_url, 2)
 
@@ -275,6 +287,7 @@ async def run(database_url: str) -> str:
         workflow = await create(container, "3 nodes, worker processes", linear_flow(3))
         return lambda n: execute(container, workflow, n)
 
+    each = await for_each.measure(database_url)
     by_processes = await worker_processes.measure(
         database_url,
         lambda queue: container_for(database_url, queue),
@@ -282,9 +295,6 @@ async def run(database_url: str) -> str:
         THROUGHPUT_RUNS,
         [1, 2],
     )
-
-    def verdict(value: float) -> str:
-        return "holds" if value < LATENCY_TARGET_MS else "MISSED"
 
     loop = type(asyncio.get_running_loop()).__module__
     lines = [
@@ -294,14 +304,7 @@ async def run(database_url: str) -> str:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()} ({loop} loop), "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        f"### {LATENCY_NODES}-node linear flow, execute to `succeeded` "
-        f"({LATENCY_RUNS} runs, one at a time, after {LATENCY_WARMUP} warm-up runs)",
-        "",
-        f"| p50 ms | p99 ms | min ms | max ms | target < {LATENCY_TARGET_MS:.0f} ms |",
-        "|---:|---:|---:|---:|---|",
-        f"| {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['min']:.1f} | {lat['max']:.1f} "
-        f"| p50 {verdict(lat['p50'])}, p99 {verdict(lat['p99'])} |",
-        "",
+        *latency_section(lat),
         f"### 3-node flow throughput ({THROUGHPUT_RUNS} runs queued first, then drained)",
         "",
         "| workers | executions/s | runs | seconds |",
@@ -311,6 +314,7 @@ async def run(database_url: str) -> str:
         f"| 1 process, concurrency 2 | {two['per_second']:.1f} | {two['runs']:.0f} "
         f"| {two['seconds']:.2f} |",
         "",
+        *for_each.section(each),
         f"### 3-node flow throughput, `flowbuilder worker` processes on Postgres and SQS "
         f"({THROUGHPUT_RUNS} runs queued first, then drained)",
         "",
@@ -334,17 +338,47 @@ async def run(database_url: str) -> str:
     return "\n".join(lines)
 
 
-async def main() -> str:
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine")
+    parser.add_argument("database_url", nargs="?", help="a Postgres URL; none: a local cluster")
+    parser.add_argument("--markdown-out", type=Path, help="write the section here too")
+    parser.add_argument("--only", choices=["latency", "for-each"], help="one scenario alone")
+    parser.add_argument("--for-each-items", type=int, help="items of the for-each scenario")
+    return parser.parse_args()
+
+
+def latency_section(lat: dict[str, float]) -> list[str]:
+    def verdict(value: float) -> str:
+        return "holds" if value < LATENCY_TARGET_MS else "MISSED"
+
+    return [
+        f"### {LATENCY_NODES}-node linear flow, execute to `succeeded` "
+        f"({LATENCY_RUNS} runs, one at a time, after {LATENCY_WARMUP} warm-up runs)",
+        "",
+        f"| p50 ms | p99 ms | min ms | max ms | target < {LATENCY_TARGET_MS:.0f} ms |",
+        "|---:|---:|---:|---:|---|",
+        f"| {lat['p50']:.1f} | {lat['p99']:.1f} | {lat['min']:.1f} | {lat['max']:.1f} "
+        f"| p50 {verdict(lat['p50'])}, p99 {verdict(lat['p99'])} |",
+        "",
+    ]
+
+
+async def main(arguments: argparse.Namespace) -> str:
     """Entry point for the `make bench` runner: a throwaway cluster unless a URL is given."""
-    url = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1].startswith("postgres") else None
-    if url is not None:
-        return await run(url)
+    url = arguments.database_url
+    only, items = arguments.only, arguments.for_each_items
+    if url is not None and url.startswith("postgres"):
+        return await run(url, only, items)
     sys.path.insert(0, str(TESTS_DIR))
     from support.postgres import create_database, local_cluster
 
     with local_cluster() as server:
-        return await run(await create_database(server))
+        return await run(await create_database(server), only, items)
 
 
 if __name__ == "__main__":
-    print(asyncio.run(main()))
+    arguments = _arguments()
+    markdown = asyncio.run(main(arguments))
+    if arguments.markdown_out is not None:
+        arguments.markdown_out.write_text(markdown)
+    print(markdown)

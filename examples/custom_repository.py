@@ -35,10 +35,12 @@ from flowbuilder_core import (
     FlowBuilder,
     ListVersionsQuery,
     Node,
+    OnError,
     PageRequest,
     Position,
     Principal,
     ReplaceWorkflowCommand,
+    RetryPolicy,
     UserId,
     Workflow,
     WorkflowFilter,
@@ -291,6 +293,8 @@ def _load_definition(raw: dict[str, Any]) -> Definition:
             node["parameters"],
             uuid.UUID(node["credential_id"]) if "credential_id" in node else None,
             Position(node["position"]["x"], node["position"]["y"]) if "position" in node else None,
+            RetryPolicy(**node["retry"]) if "retry" in node else None,
+            OnError(node.get("on_error", "fail")),
         )
         for node in raw["nodes"]
     )

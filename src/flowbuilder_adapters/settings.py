@@ -187,6 +187,7 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
             expression_timeout_s=reader.positive_number(
                 "EXPRESSION_TIMEOUT_S", limits.expression_timeout_s
             ),
+            max_for_each_items=reader.positive_int("MAX_FOR_EACH_ITEMS", limits.max_for_each_items),
         ),
         data_dir=data_dir,
     )

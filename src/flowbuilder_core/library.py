@@ -175,7 +175,7 @@ def build_use_cases(
             a.workflows, a.credential_directory, writes, a.uow, clock
         ),
         deactivate_workflow=DeactivateWorkflow(a.workflows, writes, a.uow, clock),
-        validate_definition=ValidateDefinition(a.credential_directory),
+        validate_definition=ValidateDefinition(a.credential_directory, a.workflows),
         list_workflow_versions=ListWorkflowVersions(a.workflows),
         get_workflow_version=GetWorkflowVersion(a.workflows),
         create_credential=CreateCredential(a.credentials, a.secrets, writes, quotas, a.uow, clock),

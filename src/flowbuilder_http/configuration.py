@@ -50,6 +50,7 @@ DEFAULTS: Mapping[str, str | None] = {
     "MAX_NODE_OUTPUT_BYTES": "1048576",
     "MAX_RUN_CONTEXT_BYTES": "8388608",
     "EXPRESSION_TIMEOUT_S": "2",
+    "MAX_FOR_EACH_ITEMS": "1000",
     "IDEMPOTENCY_HMAC_KEY": None,
     "LOG_FORMAT": None,  # json for serve and worker, text otherwise (see _default_of)
     "METRICS_ENABLED": "true",

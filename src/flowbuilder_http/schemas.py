@@ -13,6 +13,7 @@ from flowbuilder_core.executions.model import Execution, ExecutionError, StepRes
 from flowbuilder_core.nodes.catalogue import NodeType
 from flowbuilder_core.workflows.model import (
     Definition,
+    OnError,
     Workflow,
     WorkflowSummary,
     WorkflowVersion,
@@ -68,11 +69,19 @@ class PositionOut(Struct):
     y: float
 
 
+class RetryOut(Struct):
+    max_attempts: int
+    backoff_s: float
+    max_backoff_s: float
+
+
 class NodeOut(Struct, omit_defaults=True):
     id: str
     type: str
     parameters: dict[str, Any]
     credential_id: str | UnsetType = UNSET
+    retry: RetryOut | UnsetType = UNSET
+    on_error: str | UnsetType = UNSET
     position: PositionOut | UnsetType = UNSET
 
 
@@ -95,6 +104,10 @@ class DefinitionOut(Struct):
                     type=n.type,
                     parameters=dict(n.parameters),
                     credential_id=UNSET if n.credential_id is None else str(n.credential_id),
+                    retry=UNSET
+                    if n.retry is None
+                    else RetryOut(n.retry.max_attempts, n.retry.backoff_s, n.retry.max_backoff_s),
+                    on_error=UNSET if n.on_error is OnError.FAIL else n.on_error.value,
                     position=UNSET
                     if n.position is None
                     else PositionOut(n.position.x, n.position.y),
@@ -290,6 +303,7 @@ class StepOut(Struct, omit_defaults=True):
     output: Any
     error: ExecutionErrorOut | None
     truncated: bool = False
+    attempts: int = 1
 
     @classmethod
     def of(cls, step: StepResult) -> StepOut:
@@ -301,6 +315,7 @@ class StepOut(Struct, omit_defaults=True):
             output=step.output,
             error=ExecutionErrorOut.of(step.error),
             truncated=step.truncated,
+            attempts=step.attempts,
         )
 
 
@@ -315,6 +330,7 @@ class ExecutionOut(Struct, omit_defaults=True):
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
+    parent_execution_id: str | None
     input: dict[str, Any] | UnsetType = UNSET
     steps: list[StepOut] | UnsetType = UNSET
 
@@ -331,6 +347,11 @@ class ExecutionOut(Struct, omit_defaults=True):
             created_at=timestamp(execution.created_at),
             started_at=_maybe(execution.started_at),
             finished_at=_maybe(execution.finished_at),
+            parent_execution_id=(
+                None
+                if execution.parent_execution_id is None
+                else str(execution.parent_execution_id)
+            ),
             input=dict(execution.input) if detailed else UNSET,
             steps=[StepOut.of(s) for s in execution.steps] if detailed else UNSET,
         )

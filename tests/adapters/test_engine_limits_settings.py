@@ -31,11 +31,12 @@ def test_the_engine_limits_are_read_from_the_environment() -> None:
         "MAX_NODE_OUTPUT_BYTES": "2048",
         "MAX_RUN_CONTEXT_BYTES": "65536",
         "EXPRESSION_TIMEOUT_S": "0.5",
+        "MAX_FOR_EACH_ITEMS": "20",
     }
 
     settings = load_settings(env, Mode.EMBEDDED)
 
-    assert settings.engine_limits == EngineLimits(2048, 65536, 0.5)
+    assert settings.engine_limits == EngineLimits(2048, 65536, 0.5, 20)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +49,7 @@ def test_the_engine_limits_are_read_from_the_environment() -> None:
         ("EXPRESSION_TIMEOUT_S", "soon", "must be a positive number"),
         ("EXPRESSION_TIMEOUT_S", "nan", "must be a positive number"),
         ("EXPRESSION_TIMEOUT_S", "inf", "must be a positive number"),
+        ("MAX_FOR_EACH_ITEMS", "0", "must be a positive integer"),
     ],
 )
 def test_an_invalid_engine_limit_is_a_settings_error_naming_it(

@@ -125,6 +125,7 @@ async def test_steps_keep_their_order_and_a_second_record_replaces_the_first(
             T0,
             {"status": 500},
             ExecutionError("http_status", "500", "fetch"),
+            attempts=3,
         ),
         StepResult("after", StepStatus.SKIPPED),
     ):
@@ -137,6 +138,7 @@ async def test_steps_keep_their_order_and_a_second_record_replaces_the_first(
         ("after", StepStatus.SKIPPED, None),
     ]
     assert found.steps[1].error == ExecutionError("http_status", "500", "fetch")
+    assert [s.attempts for s in found.steps] == [1, 3, 1]
 
 
 async def test_a_heartbeat_answers_the_status_and_stale_runs_are_found(
@@ -369,3 +371,33 @@ async def test_a_parked_execution_that_is_cancelled_is_parked_no_more(
     await in_scope(container, lambda r: r.save(second, expected=ExecutionStatus.QUEUED))
 
     assert await in_scope(container, lambda r: r.parked_owners(10)) == []
+
+
+async def test_children_read_back_their_parent_and_list_by_it(container: AsyncContainer) -> None:
+    workflow_id = await make_workflow(container)
+    parent = make_execution(workflow_id, 0)
+    first = make_execution(workflow_id, 1, parent_execution_id=parent.id)
+    second = make_execution(
+        workflow_id, 2, parent_execution_id=parent.id, status=ExecutionStatus.FAILED
+    )
+    other = make_execution(workflow_id, 3, parent_execution_id=ExecutionId(uuid.uuid4()))
+    await add(container, parent, first, second, other)
+
+    def listing(**where: Any) -> Any:
+        return lambda r: r.page(OWNER, ExecutionFilter(**where), PageRequest(10, None))
+
+    children = await in_scope(container, listing(parent_id=parent.id))
+    failed = await in_scope(
+        container,
+        listing(
+            parent_id=parent.id,
+            statuses=frozenset({ExecutionStatus.FAILED, ExecutionStatus.SUCCEEDED}),
+        ),
+    )
+    found = await in_scope(container, lambda r: r.get(first.id))
+
+    assert [e.id for e in children] == [second.id, first.id]
+    assert {e.parent_execution_id for e in children} == {parent.id}
+    assert [e.id for e in failed] == [second.id]
+    assert found.parent_execution_id == parent.id
+    assert (await in_scope(container, lambda r: r.get(parent.id))).parent_execution_id is None

@@ -87,6 +87,12 @@ class World:
         nodes: list[dict[str, Any]] = [{"id": "start", "type": "trigger.manual"}]
         nodes += [{"id": i, "type": "data.set", "parameters": {"value": i}} for i in node_ids]
         edges = [{"source": a["id"], "target": b["id"]} for a, b in itertools.pairwise(nodes)]
+        return await self.request_definition(nodes, edges)
+
+    async def request_definition(
+        self, nodes: list[dict[str, Any]], edges: list[dict[str, Any]]
+    ) -> ExecutionId:
+        """A queued execution of a workflow of these nodes and edges."""
         async with self.container() as scope:
             workflow = await (await scope.get(CreateWorkflow))(
                 ALICE, WorkflowInput("w", definition={"nodes": nodes, "edges": edges})
@@ -282,6 +288,23 @@ async def test_a_run_past_its_deadline_fails_with_run_timeout_at_the_node_it_was
     execution = world.execution(execution_id)
     assert (execution.status, execution.error) == (ExecutionStatus.FAILED, outcome.error)
     assert world.steps(execution_id) == {"start": StepStatus.SUCCEEDED, "slow": StepStatus.FAILED}
+
+
+async def test_waiting_to_retry_a_node_counts_against_the_run_deadline(world: World) -> None:
+    world.probe.fail_with = "http_status"
+    retry = {"max_attempts": 10, "backoff_s": 60, "max_backoff_s": 60}
+    nodes: list[dict[str, Any]] = [
+        {"id": "start", "type": "trigger.manual"},
+        {"id": "flaky", "type": "data.set", "parameters": {"value": 1}, "retry": retry},
+    ]
+    execution_id = await world.request_definition(nodes, [{"source": "start", "target": "flaky"}])
+
+    outcome = await world.run_execution(limits=RunLimits(timeout_s=0.2))(execution_id)
+
+    assert outcome is not None
+    assert outcome.error is not None
+    assert (outcome.error.code, outcome.error.node_id) == ("run_timeout", "flaky")
+    assert world.steps(execution_id) == {"start": StepStatus.SUCCEEDED, "flaky": StepStatus.FAILED}
 
 
 async def test_an_owner_past_their_running_limit_waits_queued_and_runs_when_a_slot_frees(

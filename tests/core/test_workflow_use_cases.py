@@ -238,7 +238,9 @@ async def test_validation_checks_runnability_against_the_callers_credentials() -
         "nodes": [make_node(), {**make_http_node(), "credential_id": str(credential.id)}],
         "edges": [{"source": "start", "target": "fetch"}],
     }
-    validate = ValidateDefinition(MemoryCredentialDirectory(store))
+    validate = ValidateDefinition(
+        MemoryCredentialDirectory(store), MemoryWorkflowRepository(store, MemoryUnitOfWork())
+    )
 
     mine = await validate(ALICE, definition)
     theirs = await validate(BOB, definition)
@@ -249,7 +251,9 @@ async def test_validation_checks_runnability_against_the_callers_credentials() -
 
 
 async def test_an_ill_formed_definition_is_neither_valid_nor_runnable() -> None:
-    report = await ValidateDefinition(MemoryCredentialDirectory(MemoryStore()))(
+    store = MemoryStore()
+    workflows = MemoryWorkflowRepository(store, MemoryUnitOfWork())
+    report = await ValidateDefinition(MemoryCredentialDirectory(store), workflows)(
         ALICE, {"nodes": [{"id": "x"}]}
     )
 

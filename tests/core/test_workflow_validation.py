@@ -129,7 +129,10 @@ def test_branch_outputs_are_only_allowed_on_edges_leaving_logic_if() -> None:
     )
 
     assert save_errors(definition) == {
-        "/definition/edges/0/source_output": "is only allowed on edges leaving logic.if"
+        "/definition/edges/0/source_output": (
+            "is only allowed on edges leaving logic.if, logic.switch, "
+            "or a node whose on_error is branch"
+        )
     }
 
 

@@ -40,7 +40,11 @@ SECRET_SAMPLES = {
 """What the secrets hold, for checking that a task definition's settings are complete."""
 PROVISIONING = {"create_queue", "set_queue_attributes"}
 """AWS calls of `ensure_queue`, for tests and LocalStack: production queues are provisioned."""
-BATCHES = {"SendMessageBatch": "SendMessage"}
+BATCHES = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
 """Batch calls are authorised by the action of one message."""
 
 

@@ -56,10 +56,9 @@ from flowbuilder_core.executions.model import (
     ExecutionStatus,
     Json,
     RunOutcome,
-    StepResult,
     StepStatus,
 )
-from flowbuilder_core.executions.ports import CredentialResolver, Delivery, ExecutionQueue
+from flowbuilder_core.executions.ports import Delivery, ExecutionQueue
 from flowbuilder_core.executions.run import RunExecution
 from flowbuilder_core.executions.use_cases import (
     ExecuteCommand,
@@ -71,7 +70,7 @@ from flowbuilder_core.executions.use_cases import (
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.ids import UserId
-from flowbuilder_core.workflows.model import Definition, Workflow
+from flowbuilder_core.workflows.model import Workflow
 from flowbuilder_core.workflows.use_cases import CreateWorkflow, WorkflowInput
 
 from support.aws_fixtures import AWS_REGION
@@ -160,25 +159,9 @@ class CountingEngine(Engine):
         self._inner = inner
         self.runs: Counter[Json] = Counter()
 
-    async def run(
-        self,
-        *,
-        owner: UserId,
-        definition: Definition,
-        input: Mapping[str, Json],
-        credentials: CredentialResolver,
-        on_step: Callable[[StepResult], Awaitable[None]],
-        should_stop: Callable[[], Awaitable[bool]],
-    ) -> RunOutcome:
+    async def run(self, *, input: Mapping[str, Json], **arguments: Any) -> RunOutcome:
         self.runs[input.get("n")] += 1
-        return await self._inner.run(
-            owner=owner,
-            definition=definition,
-            input=input,
-            credentials=credentials,
-            on_step=on_step,
-            should_stop=should_stop,
-        )
+        return await self._inner.run(input=input, **arguments)
 
 
 @dataclass

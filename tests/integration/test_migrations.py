@@ -54,7 +54,7 @@ TABLES = {
     "owner_holdings",
 }
 HEAD = "0013"
-BEFORE_HOLDINGS = "0009"
+BEFORE_HOLDINGS = "0012"
 """The revision 0013 (owner_holdings) follows."""
 
 

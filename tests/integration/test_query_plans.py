@@ -33,7 +33,7 @@ from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
-from flowbuilder_core.executions.model import ExecutionStatus
+from flowbuilder_core.executions.model import ExecutionId, ExecutionStatus
 from flowbuilder_core.executions.ports import ExecutionFilter
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import DEFAULT_LIMIT, PageRequest
@@ -53,6 +53,7 @@ VERSIONS_OF_ONE = 300
 # Workflow numbers are 1..WORKFLOWS and owned by `user_{n % OWNERS}`: user_0 owns 20, 40, ...
 BUSY_WORKFLOW = WorkflowId(uuid.UUID(int=OWNERS))
 VERSIONED_WORKFLOW = WorkflowId(uuid.UUID(int=2 * OWNERS))
+PARENT = ExecutionId(uuid.UUID("00000000-0000-0000-0003-000000000001"))
 
 # Executions: half are user_0's (the rest user_1..user_4's), over 50 workflows of each owner,
 # half of user_0's in one workflow (BUSY_WORKFLOW);
@@ -128,6 +129,13 @@ SEED = [
     FROM generate_series(1, {EXECUTIONS}) AS g,
         LATERAL (SELECT CASE WHEN g % 2 = 0 THEN 0 ELSE 1 + g % 4 END AS k) AS owner,
         LATERAL (SELECT CASE WHEN g % 4 = 0 THEN 1 ELSE 2 + g / 2 % 49 END AS w) AS workflow
+    """,
+    # Children: a tenth of user_0's executions, half of them of one parent (PARENT).
+    f"""
+    UPDATE executions
+    SET parent_execution_id = CASE WHEN random() < 0.5 THEN '{PARENT}'::uuid
+        ELSE gen_random_uuid() END
+    WHERE owner_id = 'user_0' AND abs(hashtext(id::text)) % 10 = 0
     """,
     "ANALYZE",
 ]
@@ -336,6 +344,13 @@ CASES = [
         executions_page(ExecutionFilter(statuses=frozenset({FAILED}), workflow_id=BUSY_WORKFLOW)),
         "executions",
         "ix_executions_owner_workflow_status",
+        "executions",
+    ),
+    Case(
+        "executions?parent_id",
+        executions_page(ExecutionFilter(parent_id=PARENT)),
+        "executions",
+        "ix_executions_owner_parent",
         "executions",
     ),
     Case(

@@ -45,6 +45,9 @@ def execution_from_row(row: Row[Any], steps: Sequence[Row[Any]] = ()) -> Executi
         error=error_from_json(row.error),
         attempt=row.attempt,
         retry_of=None if row.retry_of is None else ExecutionId(row.retry_of),
+        parent_execution_id=(
+            None if row.parent_execution_id is None else ExecutionId(row.parent_execution_id)
+        ),
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -61,4 +64,5 @@ def step_from_row(row: Row[Any]) -> StepResult:
         output=row.output,
         error=error_from_json(row.error),
         truncated=row.truncated,
+        attempts=row.attempts,
     )

@@ -35,7 +35,7 @@ def record_step_statement(dialect: str) -> Any:
         .where(steps.execution_id == bindparam("b_execution_id"))
         .scalar_subquery()
     )
-    columns = ["status", "started_at", "finished_at", "output", "error", "truncated"]
+    columns = ["status", "started_at", "finished_at", "output", "error", "truncated", "attempts"]
     row = select(
         bindparam("b_execution_id", type_=steps.execution_id.type),
         bindparam("b_node_id", type_=steps.node_id.type),

@@ -96,6 +96,8 @@ class SqlExecutionRepository(ExecutionRepository):
             "started_at": execution.started_at,
             "finished_at": execution.finished_at,
             "heartbeat_at": execution.heartbeat_at,
+            "lease": execution.lease,
+            "parent_execution_id": execution.parent_execution_id,
         }
         async with translate_errors():
             await self._connection.execute(_INSERT, row)
@@ -134,6 +136,7 @@ class SqlExecutionRepository(ExecutionRepository):
             "b_output": step.output,
             "b_error": error_to_json(step.error),
             "b_truncated": step.truncated,
+            "b_attempts": step.attempts,
         }
         async with translate_errors():
             written = await self._connection.execute(
@@ -291,6 +294,7 @@ class SqlExecutionRepository(ExecutionRepository):
             by_workflow=where.workflow_id is not None,
             created_after=where.created_after is not None,
             created_before=where.created_before is not None,
+            by_parent=where.parent_id is not None,
             statuses=len(statuses),
             after=request.after is not None,
         )
@@ -299,6 +303,7 @@ class SqlExecutionRepository(ExecutionRepository):
             "b_workflow_id": where.workflow_id,
             "b_created_after": where.created_after,
             "b_created_before": where.created_before,
+            "b_parent_id": where.parent_id,
             **{f"b_status_{i}": status for i, status in enumerate(statuses)},
             **page_parameters(request),
         }
@@ -309,11 +314,20 @@ class SqlExecutionRepository(ExecutionRepository):
 
 @functools.cache
 def _page(
-    *, by_workflow: bool, created_after: bool, created_before: bool, statuses: int, after: bool
+    *,
+    by_workflow: bool,
+    created_after: bool,
+    created_before: bool,
+    statuses: int,
+    after: bool,
+    by_parent: bool = False,
 ) -> Select[Any]:
     """A page of one owner's executions (`b_owner`), filtered by `b_workflow_id`,
-    `b_created_after`, `b_created_before` and `statuses` statuses (`b_status_0`, ...)."""
+    `b_created_after`, `b_created_before`, `b_parent_id` and `statuses` statuses
+    (`b_status_0`, ...)."""
     query = select(*_SUMMARY).where(_e.owner_id == bindparam("b_owner"))
+    if by_parent:
+        query = query.where(_e.parent_execution_id == bindparam("b_parent_id"))
     if by_workflow:
         query = query.where(_e.workflow_id == bindparam("b_workflow_id"))
     if created_after:

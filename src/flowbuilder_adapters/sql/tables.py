@@ -214,8 +214,20 @@ executions = Table(
     Column("lease", Uuid(), nullable=True),
     # Queued but waiting for a free slot of its owner (MAX_RUNNING_PER_USER), since when.
     Column("parked_at", UtcDateTime(), nullable=True),
+    # The execution whose flow.subworkflow or flow.for_each node ran this one (0012).
+    Column("parent_execution_id", Uuid(), nullable=True),
     PrimaryKeyConstraint("id"),
     Index("ix_executions_owner", "owner_id", "created_at", "id"),
+    # The children of one execution (`?parent_id=`), newest first.
+    Index(
+        "ix_executions_owner_parent",
+        "owner_id",
+        "parent_execution_id",
+        "created_at",
+        "id",
+        postgresql_where=text("parent_execution_id IS NOT NULL"),
+        sqlite_where=text("parent_execution_id IS NOT NULL"),
+    ),
     Index("ix_executions_owner_workflow", "owner_id", "workflow_id", "created_at", "id"),
     Index("ix_executions_owner_status", "owner_id", "status", "created_at", "id"),
     Index(
@@ -257,6 +269,8 @@ execution_steps = Table(
     Column("output", JsonDocument, nullable=True),
     Column("error", JsonDocument, nullable=True),
     Column("truncated", Boolean(), nullable=False),
+    # How often the node was tried (its retry policy); 1 for every step before 0012.
+    Column("attempts", Integer(), nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("execution_id", "node_id"),
 )
 

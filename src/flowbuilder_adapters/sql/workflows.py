@@ -35,7 +35,9 @@ from flowbuilder_core.workflows.model import (
     Definition,
     Edge,
     Node,
+    OnError,
     Position,
+    RetryPolicy,
     Workflow,
     WorkflowId,
     WorkflowSummary,
@@ -67,12 +69,15 @@ def definition_from_json(raw: Mapping[str, Any]) -> Definition:
 def _node_from_json(raw: Mapping[str, Any]) -> Node:
     credential_id = raw.get("credential_id")
     position = raw.get("position")
+    retry = raw.get("retry")
     return Node(
         id=raw["id"],
         type=raw["type"],
         parameters=raw.get("parameters", {}),
         credential_id=None if credential_id is None else uuid.UUID(credential_id),
         position=None if position is None else Position(position["x"], position["y"]),
+        retry=None if retry is None else RetryPolicy(**retry),
+        on_error=OnError(raw.get("on_error", OnError.FAIL.value)),
     )
 
 

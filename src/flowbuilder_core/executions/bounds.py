@@ -45,10 +45,14 @@ class EngineLimits:
     max_node_output_bytes: int = MiB
     max_run_context_bytes: int = 8 * MiB
     expression_timeout_s: float = 2.0
+    max_for_each_items: int = 1000
+    """The most items one `flow.for_each` runs its workflow for (`MAX_FOR_EACH_ITEMS`)."""
 
     def __post_init__(self) -> None:
         if self.max_node_output_bytes < 1 or self.max_run_context_bytes < 1:
             raise ValueError("Output and context limits must be positive.")
+        if self.max_for_each_items < 1:
+            raise ValueError("The for-each item limit must be positive.")
         if not self.expression_timeout_s > 0:
             raise ValueError("The expression timeout must be positive.")
 

@@ -17,16 +17,28 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   pointer and never showing its value. Node types outside the catalogue are not checked.
 - `logic.if` outputs `{"result": <truthiness of condition>}` (JMESPath truthiness: false,
   null, "", [] and {} are false; every number is true). Its edges carrying `source_output`
-  "true" or "false" are live only when they match the result. A node with incoming edges
-  is `skipped` (no output) when every one of them is dead: it comes from a skipped node or
-  is the branch not taken. So skips propagate, yet a join reachable by a live path runs.
+  "true" or "false" are live only when they match the result. `logic.switch` outputs
+  `{"matched": [<case names>]}` and follows the edges naming a matched case, or "default"
+  when none matched. A node with incoming edges is `skipped` (no output) when every one of
+  them is dead (`graph.Routes`): it comes from a skipped node or names an output not
+  chosen. So skips propagate, yet a join reachable by a live path runs. `flow.merge` is such
+  a join: as nodes run in topological order, every branch into it has finished (or been
+  skipped) when it runs, and it joins the outputs of its live incoming edges' sources.
+- Error policies (`retries.py`): a node with `retry` that fails in a way another attempt
+  could change is run again after a jittered exponential wait (in this task: no transaction
+  is held, and the run's deadline counts it), up to `max_attempts`; `should_stop()` is asked
+  before each new attempt, and after a failure (a run stopped meanwhile ends `cancelled`).
+  Its final step has `attempts`. A node with `on_error` continue or
+  branch that fails is recorded `failed`, and the run goes on with `{"error": {"code",
+  "message"}}` as its output; under branch only its `"error"` edges are followed then, and
+  only its other edges when it succeeds.
 - `should_stop()` is awaited before each node that would run; when it says yes (the run was
   cancelled, or is no longer this worker's), that node and all later ones are reported
   `skipped` and the outcome is `cancelled`.
-- The first failing node fails the run with `error.node_id`; every node not yet run is
-  recorded `skipped`. Error codes: the runner's NodeFailedError code; `expression_error`
-  for a template or expression that cannot be evaluated; `output_too_large` and
-  `expression_timeout` (see "Bounds" below); `invalid_parameters`;
+- The first failing node (under `on_error` fail, the default) fails the run with
+  `error.node_id`; every node not yet run is recorded `skipped`. Error codes: the runner's
+  NodeFailedError code; `expression_error` for a template or expression that cannot be
+  evaluated; `output_too_large` and `expression_timeout` (see "Bounds" below); `invalid_parameters`;
   `credential_unavailable` when the node's credential cannot be resolved; `unknown_node_type`
   when no runner serves the type; `internal_error` (generic message, logged with its stack)
   for anything else. A definition whose edges name unknown nodes, or which has a cycle or
@@ -39,53 +51,46 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   stores in JSON, is recorded as U+FFFD (in keys too, and in error messages). Later nodes
   still see the full output: only the record is truncated or escaped.
 
-Bounds (`bounds.EngineLimits`, docs/API.md §4): a node whose output, or whose templates' and
-expression's values together, are over `max_node_output_bytes` of JSON, or whose output would
-take the run's context (the input and every output so far) over `max_run_context_bytes`, fails
-with `output_too_large`; one whose expressions take longer than `expression_timeout_s` fails
-with `expression_timeout`. Sizes are measured by `json_size`, which stops at the first byte
-over the limit, before anything is serialized.
-
-How the event loop is kept free: everything whose cost grows with the data runs in a worker
-thread (`asyncio.to_thread`), never on the loop: resolving a node's templates and evaluating
-its expression, measuring, serializing and truncating its output. (Two things stay on the
-loop, because a thread would cost more than they do: an output of at most 16 KiB, which a
-walk that stops at 16 KiB tells, and the parameters of a node without any template, a copy
-of its definition.) The evaluator gets the node's `Budget` and checks it as it goes, so a
-runaway expression stops itself at the deadline (a thread cannot be killed); since its steps
-are Python code, the thread gives the GIL up every few milliseconds meanwhile, and the loop
-(other runs, the API's probes in embedded mode) keeps going. Large outputs are serialized by
-Python code for the same reason (see `settle`). Should an evaluator ignore its budget, the
-engine stops waiting for it at twice the timeout and fails the node all the same.
+Bounds: see `bounds.py` (a node over them fails with `output_too_large` or
+`expression_timeout`). How the event loop is kept free: see `outputs.py`.
 
 Which node types are built in: the engine itself runs the types whose work needs the
 execution context, which a `NodeCall` deliberately does not carry: `trigger.manual` (its
-output is the execution input), `logic.if` and `data.transform`. Their expression parameter
-(`condition`, `expression`) is JMESPath over the context already, so it is not templated; a
-value written as one whole template, `{{ expr }}`, is read as `expr`. Every other type
+output is the execution input), `logic.if`, `logic.switch`, `data.transform`, `flow.merge`
+and `flow.output` (whose output is the run's result, `RunOutcome.result`; without one the
+result is the output of the last node that ran), and `flow.subworkflow` and `flow.for_each`,
+which run other workflows through `children` (`ChildRuns`, given by RunExecution; see
+`children.py` and `built_ins.py`). Their expression parameter (`condition`, `cases`, `items`,
+`expression`) is JMESPath over the context already, so it is not templated; a value
+written as one whole template, `{{ expr }}`, is read as `expr`. Every other type
 (`data.set`, `util.delay`, `http.request`, ...) is a NodeRunner from the `runners` mapping,
 which sees only its resolved parameters and credential. Registering a runner for a built-in
 type is a configuration error (ValueError), so a wiring mistake cannot pass unnoticed.
 
 Credentials: a runner node with `credential_id` gets `credentials.resolve(owner, id)` in
-`NodeCall.credential`; any failure to resolve fails the node with `credential_unavailable`
-and a message that holds no secret. Exceptions from `on_step` and `should_stop` (a lost
-database, say) are not node failures: they propagate to the caller, as does cancellation
-of the task itself.
+`NodeCall.credential` (failing: `credential_unavailable`, with no secret). Exceptions from
+`on_step` and `should_stop` (a lost database, say) are not node failures: they propagate to
+the caller, as does cancellation of the task itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
+import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeVar
 
 from flowbuilder_core.executions.bounds import Budget, EngineLimits, timed_out, too_large
+from flowbuilder_core.executions.built_ins import ForEach, for_each, merge, subworkflow
 from flowbuilder_core.executions.errors import ExpressionError, NodeFailedError
+from flowbuilder_core.executions.graph import (
+    InvalidDefinitionError,
+    Routes,
+    execution_order,
+    skip,
+)
 from flowbuilder_core.executions.model import (
     ExecutionError,
     ExecutionStatus,
@@ -96,18 +101,28 @@ from flowbuilder_core.executions.model import (
 )
 from flowbuilder_core.executions.outputs import (
     Room,
+    dumps,
     printable,
     settle_beside_the_loop,
+    utf8_size,
 )
 from flowbuilder_core.executions.ports import (
+    ChildRuns,
     CredentialResolver,
     ExpressionEvaluator,
     NodeCall,
     NodeRunner,
 )
+from flowbuilder_core.executions.retries import backoff_s, error_output, retried
+from flowbuilder_core.executions.run_state import NodeResult, RunState
 from flowbuilder_core.executions.templates import (
     EXPRESSION_PARAMETER,
+    FOR_EACH,
     IF,
+    MERGE,
+    OUTPUT,
+    SUBWORKFLOW,
+    SWITCH,
     TRANSFORM,
     TRIGGER,
     Expressions,
@@ -115,53 +130,25 @@ from flowbuilder_core.executions.templates import (
 )
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.ids import UserId
-from flowbuilder_core.workflows.model import Definition, Edge, Node
+from flowbuilder_core.workflows.model import Definition, Edge, Node, OnError
+
+__all__ = ["BUILT_IN_TYPES", "Engine", "InvalidDefinitionError", "execution_order"]
 
 _log = logging.getLogger(__name__)
 
-BUILT_IN_TYPES: Final = frozenset({TRIGGER, IF, TRANSFORM})
+BUILT_IN_TYPES: Final = frozenset(
+    {TRIGGER, IF, SWITCH, TRANSFORM, MERGE, OUTPUT, SUBWORKFLOW, FOR_EACH}
+)
 """Node types the engine runs itself, because they need the execution context."""
 
 _T = TypeVar("_T")
-
-
-class InvalidDefinitionError(ValueError):
-    """The graph cannot be ordered: a cycle, a duplicate node id or an edge to nowhere."""
-
-
-def execution_order(definition: Definition) -> tuple[Node, ...]:
-    """The nodes in topological order, ties broken by declaration order (Kahn's algorithm
-    with the ready nodes in a heap of their indexes). Raises InvalidDefinitionError."""
-    nodes = definition.nodes
-    index = {node.id: position for position, node in enumerate(nodes)}
-    if len(index) != len(nodes):
-        raise InvalidDefinitionError("The workflow has duplicate node ids.")
-    waiting = [0] * len(nodes)
-    successors: list[list[int]] = [[] for _ in nodes]
-    for edge in definition.edges:
-        if edge.source not in index or edge.target not in index:
-            raise InvalidDefinitionError("An edge of the workflow refers to a missing node.")
-        successors[index[edge.source]].append(index[edge.target])
-        waiting[index[edge.target]] += 1
-    ready = [position for position, count in enumerate(waiting) if count == 0]
-    heapq.heapify(ready)
-    order: list[Node] = []
-    while ready:
-        position = heapq.heappop(ready)
-        order.append(nodes[position])
-        for successor in successors[position]:
-            waiting[successor] -= 1
-            if waiting[successor] == 0:
-                heapq.heappush(ready, successor)
-    if len(order) != len(nodes):
-        raise InvalidDefinitionError("The workflow graph has a cycle.")
-    return tuple(order)
+OnStep = Callable[[StepResult], Awaitable[None]]
 
 
 class Engine:
     """Runs definitions; see the module docstring for the rules. Holds no per-run state, so
     one engine serves any number of concurrent runs. `monotonic` is the clock of expression
-    deadlines (tests pass a fake one)."""
+    deadlines, `sleep` and `jitter` (in [0, 1)) those of retries (tests pass fake ones)."""
 
     def __init__(
         self,
@@ -171,6 +158,8 @@ class Engine:
         *,
         limits: EngineLimits | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         clashes = sorted(BUILT_IN_TYPES.intersection(runners))
         if clashes:
@@ -179,7 +168,7 @@ class Engine:
         self._expressions = expressions
         self._clock = clock
         self._limits = limits if limits is not None else EngineLimits()
-        self._monotonic = monotonic
+        self._monotonic, self._sleep, self._jitter = monotonic, sleep, jitter
 
     async def run(
         self,
@@ -188,42 +177,51 @@ class Engine:
         definition: Definition,
         input: Mapping[str, Json],
         credentials: CredentialResolver,
-        on_step: Callable[[StepResult], Awaitable[None]],
+        on_step: OnStep,
         should_stop: Callable[[], Awaitable[bool]],
+        children: ChildRuns | None = None,
     ) -> RunOutcome:
         try:
             order = execution_order(definition)
         except InvalidDefinitionError as exc:
-            await _skip(definition.nodes, on_step)
+            await skip(definition.nodes, on_step)
             return RunOutcome(
                 ExecutionStatus.FAILED, ExecutionError("invalid_definition", str(exc))
             )
         limit = self._limits.max_run_context_bytes
         start = await settle_beside_the_loop(dict(input), Room(limit, True, limit))
         if start is None:
-            await _skip(order, on_step)
+            await skip(order, on_step)
             message = f"The execution input is over {limit} bytes of JSON."
             return RunOutcome(ExecutionStatus.FAILED, ExecutionError("output_too_large", message))
         incoming: dict[str, list[Edge]] = {node.id: [] for node in order}
         for edge in definition.edges:
             incoming[edge.target].append(edge)
         outputs: dict[str, Json] = {}
-        context: dict[str, Json] = {"input": start.output, "nodes": outputs}
-        used = start.size
-        branch_taken: dict[str, str] = {}
-        skipped: set[str] = set()
+        run = RunState(
+            {"input": start.output, "nodes": outputs},
+            outputs,
+            start.size,
+            Routes(),
+            incoming,
+            children,
+        )
         for position, node in enumerate(order):
-            if _is_dead(incoming[node.id], skipped, branch_taken):
-                skipped.add(node.id)
+            if run.routes.dead(incoming[node.id]):
+                run.routes.skip(node.id)
                 await on_step(StepResult(node.id, StepStatus.SKIPPED))
                 continue
             if await should_stop():
-                await _skip(order[position:], on_step)
+                await skip(order[position:], on_step)
                 return RunOutcome(ExecutionStatus.CANCELLED)
             started_at = self._clock.now()
             await on_step(StepResult(node.id, StepStatus.RUNNING, started_at=started_at))
-            room = Room.left(self._limits, used)
-            result = await self._run_node(node, owner, context, credentials, room)
+            result, attempts, stopped = await self._attempts(
+                node, owner, run, credentials, should_stop
+            )
+            # A node may fail because the run was stopped meanwhile (its child execution was
+            # cancelled with it): the run then ends cancelled, not failed.
+            stopped = stopped or (result.error is not None and await should_stop())
             await on_step(
                 StepResult(
                     node.id,
@@ -233,27 +231,67 @@ class Engine:
                     output=result.stored,
                     error=result.error,
                     truncated=result.truncated,
+                    attempts=attempts,
                 )
             )
-            if result.error is not None:
-                await _skip(order[position + 1 :], on_step)
+            if stopped:
+                await skip(order[position + 1 :], on_step)
+                return RunOutcome(ExecutionStatus.CANCELLED)
+            if result.error is None:
+                run.keep(node, result.output, result.size)
+                self._route(node, result.output, run.routes)
+            elif node.on_error is OnError.FAIL:
+                await skip(order[position + 1 :], on_step)
                 return RunOutcome(ExecutionStatus.FAILED, result.error)
-            outputs[node.id] = result.output
-            used += result.size
-            if node.type == IF:
-                branch_taken[node.id] = "true" if result.output["result"] else "false"
-        return RunOutcome(ExecutionStatus.SUCCEEDED)
+            else:
+                seen = error_output(result.error)
+                run.keep(node, seen, utf8_size(dumps(seen)))
+                if node.on_error is OnError.BRANCH:
+                    run.routes.follow(node.id, ("error",), unnamed=False)
+        return RunOutcome(ExecutionStatus.SUCCEEDED, result=run.result)
+
+    @staticmethod
+    def _route(node: Node, output: Json, routes: Routes) -> None:
+        """The outputs a node that succeeded chose, if it chooses."""
+        if node.type == IF:
+            routes.follow(node.id, ("true" if output["result"] else "false",), unnamed=True)
+        elif node.type == SWITCH:
+            routes.follow(node.id, output["matched"] or ("default",), unnamed=True)
+        elif node.on_error is OnError.BRANCH:
+            routes.follow(node.id, (), unnamed=True)
+
+    async def _attempts(
+        self,
+        node: Node,
+        owner: UserId,
+        run: RunState,
+        credentials: CredentialResolver,
+        should_stop: Callable[[], Awaitable[bool]],
+    ) -> tuple[NodeResult, int, bool]:
+        """The node run under its retry policy: its last result, how many attempts it took,
+        and whether the run was stopped while it waited to try again."""
+        attempts = 1
+        while True:
+            room = Room.left(self._limits, run.used)
+            result = await self._run_node(node, owner, run, credentials, room)
+            if result.error is None or not retried(node.retry, result.error, attempts):
+                return result, attempts, False
+            assert node.retry is not None
+            await self._sleep(backoff_s(node.retry, attempts, self._jitter()))
+            if await should_stop():
+                return result, attempts, True
+            attempts += 1
 
     async def _run_node(
         self,
         node: Node,
         owner: UserId,
-        context: Mapping[str, Json],
+        run: RunState,
         credentials: CredentialResolver,
         room: Room,
-    ) -> _NodeResult:
+    ) -> NodeResult:
         try:
-            output = await self._execute(node, owner, context, credentials, room)
+            output = await self._execute(node, owner, run, credentials, room)
             settled = await settle_beside_the_loop(output, room)
             if settled is None:
                 raise too_large(room.output_message)
@@ -265,22 +303,22 @@ class Engine:
             except (TypeError, ValueError, RecursionError):  # not JSON, or nested too deeply
                 kept = None
             if kept is None:
-                return _NodeResult(error=error)
-            return _NodeResult(stored=kept.stored, truncated=kept.truncated, error=error)
+                return NodeResult(error=error)
+            return NodeResult(stored=kept.stored, truncated=kept.truncated, error=error)
         except ExpressionError as exc:
             message = printable(str(exc))
-            return _NodeResult(error=ExecutionError("expression_error", message, node.id))
+            return NodeResult(error=ExecutionError("expression_error", message, node.id))
         except Exception:
             _log.exception("node %s of type %s failed unexpectedly", node.id, node.type)
             message = "The node failed unexpectedly."
-            return _NodeResult(error=ExecutionError("internal_error", message, node.id))
-        return _NodeResult(settled.output, settled.size, settled.stored, settled.truncated)
+            return NodeResult(error=ExecutionError("internal_error", message, node.id))
+        return NodeResult(settled.output, settled.size, settled.stored, settled.truncated)
 
     async def _execute(
         self,
         node: Node,
         owner: UserId,
-        context: Mapping[str, Json],
+        run: RunState,
         credentials: CredentialResolver,
         room: Room,
     ) -> Json:
@@ -294,7 +332,7 @@ class Engine:
             build_limit=self._limits.max_run_context_bytes,
             monotonic=self._monotonic,
         )
-        expressions = Expressions(self._expressions, context, budget, room)
+        expressions = Expressions(self._expressions, run.context, budget, room)
         if node.type in EXPRESSION_PARAMETER or has_template(node.parameters):
             parameters, value = await self._off_loop(lambda: expressions.prepare(node), budget)
         else:
@@ -302,9 +340,20 @@ class Engine:
             # is bounded by the definition's size, less than a thread would cost.
             parameters, value = expressions.prepare(node)
         if node.type == TRIGGER:
-            return context["input"]
+            return run.context["input"]
+        if node.type == FOR_EACH:
+            keep = node.on_error is OnError.CONTINUE
+            limit, message = self._limits.max_for_each_items, room.output_message
+            each = ForEach(value, parameters, limit, room.bytes, message, keep)
+            return await for_each(each, run.children)
         if node.type in EXPRESSION_PARAMETER:
             return value
+        if node.type == OUTPUT:
+            return parameters["value"]
+        if node.type == MERGE:
+            return merge(parameters, run.routes.live_sources(run.incoming[node.id]), run.outputs)
+        if node.type == SUBWORKFLOW:
+            return await subworkflow(parameters, run.children)
         assert runner is not None
         credential = None
         if node.credential_id is not None:
@@ -329,29 +378,3 @@ class Engine:
             raise timed_out(seconds) from None
         finally:
             budget.stop()
-
-
-@dataclass(frozen=True, slots=True)
-class _NodeResult:
-    output: Json = None
-    size: int = 0
-    stored: Json = None
-    truncated: bool = False
-    error: ExecutionError | None = None
-
-
-def _is_dead(edges: Sequence[Edge], skipped: set[str], branch_taken: Mapping[str, str]) -> bool:
-    """A node with incoming edges, none of them live. Nodes without any always run."""
-
-    def live(edge: Edge) -> bool:
-        if edge.source in skipped:
-            return False
-        taken = branch_taken.get(edge.source)
-        return taken is None or edge.source_output is None or edge.source_output == taken
-
-    return bool(edges) and not any(live(edge) for edge in edges)
-
-
-async def _skip(nodes: Sequence[Node], on_step: Callable[[StepResult], Awaitable[None]]) -> None:
-    for node in nodes:
-        await on_step(StepResult(node.id, StepStatus.SKIPPED))

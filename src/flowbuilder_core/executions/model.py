@@ -80,10 +80,13 @@ class RunLimits:
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """How a run ended: `succeeded`, `failed` (with `error`) or `cancelled`."""
+    """How a run ended: `succeeded`, `failed` (with `error`) or `cancelled`. A run that
+    succeeded has a `result`: its `flow.output` node's output, else its last node's."""
 
     status: ExecutionStatus
     error: ExecutionError | None = None
+    result: Json = field(default=None, compare=False)
+    """Not part of equality: two runs end alike whatever they produced."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,8 @@ class StepResult:
     output: Json = None
     error: ExecutionError | None = None
     truncated: bool = False
+    attempts: int = 1
+    """How often the node was tried (more than once only under a retry policy)."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -117,6 +122,8 @@ class Execution:
     error: ExecutionError | None = None
     attempt: int = 1
     retry_of: ExecutionId | None = None
+    parent_execution_id: ExecutionId | None = None
+    """The execution whose `flow.subworkflow` or `flow.for_each` node ran this one."""
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

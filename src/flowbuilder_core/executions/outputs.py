@@ -1,6 +1,19 @@
 """A node's output as the engine keeps it: measured against the room the run has left,
 detached from whatever the runner holds, and made storable (truncated past MAX_OUTPUT_BYTES,
-NUL replaced), without holding the event loop for large values."""
+NUL replaced), without holding the event loop for large values.
+
+How the event loop is kept free: everything whose cost grows with the data runs in a worker
+thread (`asyncio.to_thread`), never on the loop: resolving a node's templates and evaluating
+its expression, measuring, serializing and truncating its output. (Two things stay on the
+loop, because a thread would cost more than they do: an output of at most 16 KiB, which a
+walk that stops at 16 KiB tells, and the parameters of a node without any template, a copy
+of its definition.) The evaluator gets the node's `Budget` and checks it as it goes, so a
+runaway expression stops itself at the deadline (a thread cannot be killed); since its steps
+are Python code, the thread gives the GIL up every few milliseconds meanwhile, and the loop
+(other runs, the API's probes in embedded mode) keeps going. Large outputs are serialized by
+Python code for the same reason (see `settle`). Should an evaluator ignore its budget, the
+engine stops waiting for it at twice the timeout and fails the node all the same.
+"""
 
 from __future__ import annotations
 

@@ -30,12 +30,13 @@ from flowbuilder_core.workflows.ports import WorkflowRepository
 @dataclass(frozen=True, slots=True)
 class ExecutionFilter:
     """List filters: any of `statuses`; one workflow; `created_after` inclusive and
-    `created_before` exclusive."""
+    `created_before` exclusive; the children of one execution (`parent_id`)."""
 
     statuses: frozenset[ExecutionStatus] = frozenset()
     workflow_id: WorkflowId | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    parent_id: ExecutionId | None = None
 
 
 class ExecutionRepository(Protocol):
@@ -266,6 +267,20 @@ class NodeCall:
     node: Node
     parameters: Mapping[str, Json]
     credential: ResolvedSecret | None = None
+
+
+class ChildRuns(Protocol):
+    """Runs a workflow of the run's owner as a child execution of the run, and waits for it
+    (`flow.subworkflow`, `flow.for_each`): a real execution, with `parent_execution_id` and its
+    own steps, ended when the call returns."""
+
+    async def run(
+        self, workflow_id: WorkflowId, version: int | None, input: Mapping[str, Json]
+    ) -> Json:
+        """The child's result (`RunOutcome.result`) when it succeeded. Raises NodeFailedError:
+        `subworkflow_not_found` (not the owner's workflow, or no such version),
+        `subworkflow_depth` (nested too deep) or `subworkflow_failed` (it failed, or was
+        cancelled)."""
 
 
 class NodeRunner(Protocol):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flowbuilder_core.executions.children import InlineChildRuns, Stop
 from flowbuilder_core.executions.engine import Engine
 from flowbuilder_core.executions.model import (
     Execution,
@@ -141,7 +143,16 @@ class RunExecution:
         self._observer.run_finished(execution, outcome)
         return outcome
 
-    async def _run(self, execution: Execution, definition: Definition, seen: _Seen) -> RunOutcome:
+    async def _run(
+        self,
+        execution: Execution,
+        definition: Definition,
+        seen: _Seen,
+        depth: int = 0,
+        above: Stop | None = None,
+    ) -> RunOutcome:
+        """Run the graph of a claimed (or child) execution at `depth`, stopping when it is
+        cancelled or no longer ours, or when the run `above` it (its parent's) stops."""
         node_types = {node.id: node.type for node in definition.nodes}
 
         async def on_step(step: StepResult) -> None:
@@ -153,8 +164,18 @@ class RunExecution:
         async def should_stop() -> bool:
             if self._clock.now() - seen.at > self._status_fresh:
                 await self._record(execution.id, None, seen)
-            return seen.status is not ExecutionStatus.RUNNING
+            if seen.status is not ExecutionStatus.RUNNING:
+                return True
+            return above is not None and await above()
 
+        children = InlineChildRuns(
+            transactions=self._transactions,
+            clock=self._clock,
+            parent=execution,
+            depth=depth,
+            parent_stopped=should_stop,
+            drive=self._drive_child,
+        )
         return await self._engine.run(
             owner=execution.owner_id,
             definition=definition,
@@ -162,7 +183,45 @@ class RunExecution:
             credentials=self._credentials,
             on_step=on_step,
             should_stop=should_stop,
+            children=children,
         )
+
+    async def _drive_child(
+        self, child: Execution, definition: Definition, depth: int, above: Stop
+    ) -> RunOutcome:
+        """Run a child execution (already started under its lease) to its end, with its own
+        heartbeat, and record how it ended. Cancelled (its parent's run stopping or timing
+        out), it is finished `cancelled` on the way out."""
+        assert child.lease is not None
+        seen = _Seen(child.lease, ExecutionStatus.RUNNING, self._clock.now())
+        heartbeat = asyncio.create_task(self._beat(child.id, seen))
+        try:
+            outcome = await self._run(child, definition, seen, depth, above)
+        except asyncio.CancelledError:
+            stopped = RunOutcome(ExecutionStatus.CANCELLED)
+            await asyncio.shield(self._finish_child(child, seen.lease, stopped))
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if seen.status not in _OURS:
+            lost = ExecutionError(
+                "worker_lost", "The sub-workflow's execution was ended elsewhere."
+            )
+            return RunOutcome(ExecutionStatus.FAILED, lost)
+        await self._finish_child(child, seen.lease, outcome)
+        return outcome
+
+    async def _finish_child(self, child: Execution, lease: uuid.UUID, outcome: RunOutcome) -> None:
+        """Record how a child ended, if it is still running under its lease (a cancel wins):
+        one conditional write from the child as it started, nothing read. A child hands no
+        slot on: it took none (its parent's finish, or the periodic resume, does)."""
+        ended = dataclasses.replace(child, steps=[])
+        _apply(ended, outcome, self._clock.now())
+        async with self._transactions() as tx:
+            if await tx.executions.save(ended, expected=ExecutionStatus.RUNNING, lease=lease):
+                await tx.uow.commit()
 
     async def _time_out(self, execution_id: ExecutionId, seen: _Seen) -> RunOutcome:
         """The run passed its deadline: the node it was running fails with `run_timeout`."""
@@ -251,14 +310,7 @@ class RunExecution:
             if execution is None:
                 return
             if execution.status is ExecutionStatus.RUNNING:
-                now = self._clock.now()
-                if outcome.status is ExecutionStatus.SUCCEEDED:
-                    execution.succeed(at=now)
-                elif outcome.status is ExecutionStatus.CANCELLED:
-                    execution.cancel(at=now)
-                else:
-                    failure = outcome.error or ExecutionError("failed", "The run failed.")
-                    execution.fail(failure, at=now)
+                _apply(execution, outcome, self._clock.now())
                 await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
             waiting = await tx.executions.has_parked(execution.owner_id)
             await tx.uow.commit()
@@ -267,6 +319,16 @@ class RunExecution:
         async with self._transactions() as tx:
             if await resume_parked(tx.executions, tx.outbox, execution.owner_id, self._limits):
                 await tx.uow.commit()
+
+
+def _apply(execution: Execution, outcome: RunOutcome, now: datetime) -> None:
+    """Move a running execution to how its run ended."""
+    if outcome.status is ExecutionStatus.SUCCEEDED:
+        execution.succeed(at=now)
+    elif outcome.status is ExecutionStatus.CANCELLED:
+        execution.cancel(at=now)
+    else:
+        execution.fail(outcome.error or ExecutionError("failed", "The run failed."), at=now)
 
 
 async def resume_parked(

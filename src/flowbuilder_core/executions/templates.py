@@ -16,7 +16,16 @@ from flowbuilder_core.nodes.schema import WHOLE_TEMPLATE, check, missing_require
 from flowbuilder_core.workflows.model import Node
 
 TRIGGER, IF, TRANSFORM = "trigger.manual", "logic.if", "data.transform"
-EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
+SWITCH, MERGE, OUTPUT = "logic.switch", "flow.merge", "flow.output"
+SUBWORKFLOW, FOR_EACH = "flow.subworkflow", "flow.for_each"
+EXPRESSION_PARAMETER: Final = {
+    IF: "condition",
+    TRANSFORM: "expression",
+    SWITCH: "cases",
+    FOR_EACH: "items",
+}
+"""The parameter of a node type that is JMESPath already (a switch's cases hold conditions),
+so it is evaluated, not templated."""
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _MAX_REPORTED_PROBLEMS = 5
 
@@ -46,11 +55,33 @@ class Expressions:
         name = EXPRESSION_PARAMETER.get(node.type)
         if name is None:
             return parameters, None
+        if node.type == SWITCH:
+            return parameters, self._switch(parameters)
         expression, at = unwrap(parameters[name]), pointer_join("", name)
         if node.type == IF:
             return parameters, {"result": truthy(self._evaluate(expression, at, measure=False))}
+        if node.type == FOR_EACH:
+            return parameters, self._evaluate(expression, at)
         # A transform's value is its output: too large, it is the output that is.
         return parameters, self._evaluate(expression, at, too_large_as=self._room.output_message)
+
+    def _switch(self, parameters: Mapping[str, Json]) -> Json:
+        """`{"matched": [...]}`: the names of the cases whose condition is truthy, in order;
+        only the first in mode `first`."""
+        matched: list[str] = []
+        for index, case in enumerate(parameters["cases"]):
+            at = pointer_join(pointer_join("/cases", index), "condition")
+            if not isinstance(case, Mapping) or "condition" not in case or "name" not in case:
+                where = pointer_join("/cases", index)
+                raise NodeFailedError(
+                    "invalid_parameters",
+                    f"Invalid parameters: {where} needs a name and a condition.",
+                )
+            if truthy(self._evaluate(unwrap(case["condition"]), at, measure=False)):
+                matched.append(case["name"])
+                if parameters.get("mode", "first") == "first":
+                    break
+        return {"matched": matched}
 
     def _resolve_parameters(self, node: Node) -> dict[str, Json]:
         keep_as_is = EXPRESSION_PARAMETER.get(node.type)

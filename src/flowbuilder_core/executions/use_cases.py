@@ -49,7 +49,8 @@ from flowbuilder_core.shared.quotas import refuse_if_limited
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.model import Definition, WorkflowId
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
-from flowbuilder_core.workflows.use_cases import owned_workflow, refuse_unless_runnable
+from flowbuilder_core.workflows.runnability import refuse_unless_runnable
+from flowbuilder_core.workflows.use_cases import owned_workflow
 from flowbuilder_core.workflows.validation import unstorable_values
 
 LOST_AFTER = timedelta(seconds=60)
@@ -70,6 +71,7 @@ class ListExecutionsQuery:
     workflow_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    parent_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class ListWorkflowExecutionsQuery:
     limit: int = 20
     cursor: str | None = None
     statuses: tuple[str, ...] = ()
+    parent_id: uuid.UUID | None = None
 
 
 async def _owned(
@@ -123,7 +126,7 @@ class _Requesting:
         self._uow, self._clock, self._admission = uow, clock, admission
 
     async def _check_runnable(self, actor: Principal, definition: Definition) -> None:
-        await refuse_unless_runnable(self._credentials, actor, definition)
+        await refuse_unless_runnable(self._credentials, actor, definition, self._workflows)
 
     async def _request(self, execution: Execution) -> Execution:
         wait = self._admission.retry_after()
@@ -193,7 +196,8 @@ class GetExecution:
 
 class ListExecutions:
     """List the caller's executions newest first (without input or steps), filtered by any of
-    several statuses, one workflow, and a creation window (after inclusive, before exclusive)."""
+    several statuses, one workflow, a creation window (after inclusive, before exclusive), and
+    one execution's children (`parent_id`)."""
 
     def __init__(self, executions: ExecutionRepository) -> None:
         self._executions = executions
@@ -213,7 +217,13 @@ class ListWorkflowExecutions:
     async def __call__(
         self, actor: Principal, query: ListWorkflowExecutionsQuery
     ) -> Page[Execution]:
-        listing = ListExecutionsQuery(query.limit, query.cursor, query.statuses, query.workflow_id)
+        listing = ListExecutionsQuery(
+            query.limit,
+            query.cursor,
+            query.statuses,
+            query.workflow_id,
+            parent_id=query.parent_id,
+        )
         # The query is checked first: a malformed one is refused whichever workflow it names.
         limit, where = check_limit(listing.limit), _filter(listing)
         await owned_workflow(self._workflows, actor.user_id, query.workflow_id)
@@ -231,6 +241,8 @@ async def _page(
         f"executions|{actor.user_id}|{sorted(where.statuses)}|{where.workflow_id}|"
         f"{where.created_after}|{where.created_before}"
     )
+    if where.parent_id is not None:  # kept out otherwise: cursors issued before stay valid
+        scope += f"|parent={where.parent_id}"
     after = decode_time_id_cursor(cursor, scope) if cursor else None
     request = PageRequest(limit, after)
     rows = await executions.page(actor.user_id, where, request)
@@ -262,6 +274,7 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
         None if query.workflow_id is None else WorkflowId(query.workflow_id),
         query.created_after,
         query.created_before,
+        None if query.parent_id is None else ExecutionId(query.parent_id),
     )
 
 

@@ -21,6 +21,7 @@ class NodeCategory(StrEnum):
     LOGIC = "logic"
     DATA = "data"
     UTILITY = "utility"
+    FLOW = "flow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,16 @@ def _object(properties: dict[str, Any], required: list[str]) -> JsonSchema:
 
 
 _EXPRESSION = {"type": "string", "minLength": 1, "maxLength": 10_000}
+MAX_SWITCH_CASES = 50
+MAX_FOR_EACH_CONCURRENCY = 10
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_WORKFLOW_ID = {"type": "string", "pattern": UUID_PATTERN, "x-pattern-message": "must be a UUID"}
+_VERSION = {"type": "integer", "minimum": 1}
+_CASE_NAME = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_-]{1,64}$",
+    "x-pattern-message": "must be 1 to 64 characters of A-Z a-z 0-9 _ -",
+}
 
 NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
     {
@@ -100,6 +111,69 @@ NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
                 category=NodeCategory.LOGIC,
                 title="If",
                 parameters_schema=_object({"condition": _EXPRESSION}, ["condition"]),
+            ),
+            NodeType(
+                type="logic.switch",
+                category=NodeCategory.LOGIC,
+                title="Switch",
+                parameters_schema=_object(
+                    {
+                        "cases": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_SWITCH_CASES,
+                            "items": _object(
+                                {"name": _CASE_NAME, "condition": _EXPRESSION},
+                                ["name", "condition"],
+                            ),
+                        },
+                        "mode": {"type": "string", "enum": ["first", "all"], "default": "first"},
+                    },
+                    ["cases"],
+                ),
+            ),
+            NodeType(
+                type="flow.merge",
+                category=NodeCategory.FLOW,
+                title="Merge",
+                parameters_schema=_object(
+                    {"mode": {"type": "string", "enum": ["object", "append"], "default": "object"}},
+                    [],
+                ),
+            ),
+            NodeType(
+                type="flow.output",
+                category=NodeCategory.FLOW,
+                title="Output",
+                parameters_schema=_object({"value": {}}, ["value"]),
+            ),
+            NodeType(
+                type="flow.subworkflow",
+                category=NodeCategory.FLOW,
+                title="Sub-workflow",
+                parameters_schema=_object(
+                    {"workflow_id": _WORKFLOW_ID, "version": _VERSION, "input": {"type": "object"}},
+                    ["workflow_id"],
+                ),
+            ),
+            NodeType(
+                type="flow.for_each",
+                category=NodeCategory.FLOW,
+                title="For each",
+                parameters_schema=_object(
+                    {
+                        "items": _EXPRESSION,
+                        "workflow_id": _WORKFLOW_ID,
+                        "version": _VERSION,
+                        "concurrency": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_FOR_EACH_CONCURRENCY,
+                            "default": 1,
+                        },
+                    },
+                    ["items", "workflow_id"],
+                ),
             ),
             NodeType(
                 type="data.transform",

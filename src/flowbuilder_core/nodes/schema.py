@@ -1,8 +1,8 @@
 """A small JSON Schema checker for node parameters, standard library only.
 
 It understands the subset the catalogues use (type, enum, ranges, lengths, pattern,
-properties, additionalProperties, propertyNames, maxProperties, items) and reports every
-problem with a JSON pointer.
+properties, additionalProperties, propertyNames, maxProperties, items, minItems, maxItems)
+and reports every problem with a JSON pointer.
 `required` is deliberately not checked here: a saved draft may lack parameters, and only
 execution needs them (see `missing_required`).
 """
@@ -142,6 +142,8 @@ def _check_object(value: dict[str, object], schema: JsonSchema, at: str) -> list
 
 def _check_array(value: list[object], schema: JsonSchema, at: str) -> list[FieldError]:
     errors: list[FieldError] = []
+    if len(value) < schema.get("minItems", 0):
+        errors.append(FieldError(at, f"must have at least {schema['minItems']} items"))
     if "maxItems" in schema and len(value) > schema["maxItems"]:
         errors.append(FieldError(at, f"must have at most {schema['maxItems']} items"))
     if "items" in schema:

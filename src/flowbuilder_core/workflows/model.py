@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NewType
 
 from flowbuilder_core.shared.ids import UserId
@@ -23,6 +24,34 @@ class Position:
     y: float
 
 
+class OnError(StrEnum):
+    """What a node's failure does to the run (docs/API.md §6 "Error policies")."""
+
+    FAIL = "fail"
+    """The run fails (the default)."""
+    CONTINUE = "continue"
+    """The step is failed, the run goes on; later nodes see `{"error": ...}` as its output."""
+    BRANCH = "branch"
+    """As continue, but only the node's `"source_output": "error"` edges are followed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Run a failing node up to `max_attempts` times, waiting `backoff_s` doubling up to
+    `max_backoff_s` (with jitter) between attempts. Checked by `validation`."""
+
+    max_attempts: int = 3
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_attempts": self.max_attempts,
+            "backoff_s": self.backoff_s,
+            "max_backoff_s": self.max_backoff_s,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     id: str
@@ -30,12 +59,18 @@ class Node:
     parameters: JsonObject = field(default_factory=dict)
     credential_id: uuid.UUID | None = None
     position: Position | None = None
+    retry: RetryPolicy | None = None
+    on_error: OnError = OnError.FAIL
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "type": self.type}
         if self.credential_id is not None:
             out["credential_id"] = str(self.credential_id)
         out["parameters"] = dict(self.parameters)
+        if self.retry is not None:
+            out["retry"] = self.retry.to_json()
+        if self.on_error is not OnError.FAIL:
+            out["on_error"] = self.on_error.value
         if self.position is not None:
             out["position"] = {"x": self.position.x, "y": self.position.y}
         return out

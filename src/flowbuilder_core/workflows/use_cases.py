@@ -27,28 +27,26 @@ from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter, refuse_past
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
-    NotRunnableError,
     StaleWorkflowVersionError,
     WorkflowNotFoundError,
     WorkflowVersionNotFoundError,
 )
 from flowbuilder_core.workflows.model import (
-    Definition,
     Workflow,
     WorkflowId,
     WorkflowSummary,
     WorkflowVersion,
 )
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowFilter, WorkflowRepository
+from flowbuilder_core.workflows.runnability import refuse_unless_runnable, runnability_of
+from flowbuilder_core.workflows.subworkflows import cycle_problems
 from flowbuilder_core.workflows.validation import (
     MAX_NAME,
     MAX_TAG,
     ValidationReport,
     parse_definition,
     parse_fields,
-    referenced_credentials,
     report,
-    runnability_problems,
 )
 
 _MAX_RACE_RETRIES = 3
@@ -238,8 +236,15 @@ class ReplaceWorkflow:
         fields = parse_fields(
             name=data.name, description=data.description, tags=data.tags, definition=data.definition
         )
+        cycles = await cycle_problems(
+            self._workflows, actor.user_id, workflow.id, fields.definition
+        )
+        if cycles:
+            raise InvalidInputError(cycles)
         if workflow.active:
-            await refuse_unless_runnable(self._credentials, actor, fields.definition)
+            await refuse_unless_runnable(
+                self._credentials, actor, fields.definition, self._workflows
+            )
         for _ in range(_MAX_RACE_RETRIES):
             expected = workflow.version
             workflow.replace(fields, at=self._clock.now())
@@ -288,25 +293,18 @@ class DeleteWorkflow:
 
 class ValidateDefinition:
     """Check a definition without saving it: every save-time problem, and, when it is well
-    formed, every execute-time problem (including the caller's credentials)."""
+    formed, every execute-time problem (including the caller's credentials and the workflows
+    it calls)."""
 
-    def __init__(self, credentials: CredentialDirectory) -> None:
-        self._credentials = credentials
+    def __init__(self, credentials: CredentialDirectory, workflows: WorkflowRepository) -> None:
+        self._credentials, self._workflows = credentials, workflows
 
     async def __call__(self, actor: Principal, definition: object) -> ValidationReport:
         parsed, save_errors = parse_definition(definition)
         if save_errors:
             return report(save_errors, [])
-        return report([], await runnability_of(self._credentials, actor, parsed))
-
-
-async def runnability_of(
-    credentials: CredentialDirectory, actor: Principal, definition: Definition
-) -> list[FieldError]:
-    """Every execute-time problem of a well-formed definition of the caller's."""
-    ids = referenced_credentials(definition)
-    types = await credentials.types_of(actor.user_id, ids) if ids else {}
-    return runnability_problems(definition, types)
+        problems = await runnability_of(self._credentials, actor, parsed, self._workflows)
+        return report([], problems)
 
 
 class ListWorkflowVersions:
@@ -348,15 +346,6 @@ class GetWorkflowVersion:
         return found
 
 
-async def refuse_unless_runnable(
-    credentials: CredentialDirectory, actor: Principal, definition: Definition
-) -> None:
-    """NotRunnableError naming every problem, unless `definition` can run as it is."""
-    problems = await runnability_of(credentials, actor, definition)
-    if problems:
-        raise NotRunnableError(problems, "The workflow cannot run: " + problems[0].message)
-
-
 class ActivateWorkflow:
     """Switch one of the caller's workflows on for its webhook and schedule. Its current
     definition must be runnable (NotRunnableError, as execute gives). Idempotent."""
@@ -375,7 +364,7 @@ class ActivateWorkflow:
     async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
         await take_write(self._writes, actor.user_id, self._clock.now())
         workflow = await owned_workflow(self._workflows, actor.user_id, workflow_id)
-        await refuse_unless_runnable(self._credentials, actor, workflow.definition)
+        await refuse_unless_runnable(self._credentials, actor, workflow.definition, self._workflows)
         await self._workflows.set_active(workflow.id, True)
         await self._uow.commit()
         return dataclasses.replace(workflow, active=True)

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from flowbuilder_core.nodes.catalogue import BRANCH_OUTPUTS, NODE_TYPES
+from flowbuilder_core.nodes.catalogue import NODE_TYPES
 from flowbuilder_core.nodes.schema import check, missing_required, pointer, pointer_join
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError
-from flowbuilder_core.workflows.model import Definition, Edge, Node, Position, WorkflowFields
+from flowbuilder_core.workflows.edges import edge_runnability, parse_edges
+from flowbuilder_core.workflows.model import Definition, Node, Position, WorkflowFields
+from flowbuilder_core.workflows.node_rules import parameter_problems
+from flowbuilder_core.workflows.policies import parse_on_error, parse_retry, policy_problems
 
 MAX_NODES = 500
 MAX_EDGES = 2_000
@@ -29,8 +32,9 @@ MAX_TAG = 50
 MAX_DEPTH = 64
 
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_NODE_KEYS = frozenset({"id", "type", "parameters", "credential_id", "position"})
-_EDGE_KEYS = frozenset({"source", "target", "source_output"})
+_NODE_KEYS = frozenset(
+    {"id", "type", "parameters", "credential_id", "position", "retry", "on_error"}
+)
 _DEFINITION_KEYS = frozenset({"nodes", "edges"})
 
 
@@ -114,11 +118,11 @@ def parse_definition(raw: object, at: str = "/definition") -> tuple[Definition, 
     # Edges are checked against every declared node, valid or not, so that one bad node is
     # reported once rather than again on each of its edges.
     declared = {
-        node["id"]: node.get("type")
+        node["id"]: node
         for node in nodes
         if isinstance(node, dict) and isinstance(node.get("id"), str)
     }
-    parsed_edges = _parse_edges(edges, pointer_join(at, "edges"), declared, errors)
+    parsed_edges = parse_edges(edges, pointer_join(at, "edges"), declared, errors)
     return Definition(tuple(parsed_nodes), tuple(parsed_edges)), errors
 
 
@@ -148,16 +152,8 @@ def runnability_problems(
         errors.append(FieldError(where, "is part of a cycle; workflows must be acyclic"))
     for index, node in enumerate(definition.nodes):
         errors += _node_runnability(node, pointer_join(nodes_at, index), credential_types)
-    for index, edge in enumerate(definition.edges):
-        source_type = definition.nodes[index_of[edge.source]].type
-        if source_type == "logic.if" and edge.source_output is None:
-            where = pointer_join(pointer_join(at, "edges"), index)
-            errors.append(
-                FieldError(
-                    pointer_join(where, "source_output"),
-                    'must be "true" or "false" on an edge leaving a logic.if node',
-                )
-            )
+    raw_nodes = {node.id: node.to_json() for node in definition.nodes}
+    errors += edge_runnability(definition, raw_nodes, at)
     return errors
 
 
@@ -267,13 +263,17 @@ def _parse_node(raw: object, at: str, errors: list[FieldError]) -> Node | None:
     elif isinstance(node_type, str) and node_type in NODE_TYPES:
         schema = NODE_TYPES[node_type].parameters_schema
         errors += check(parameters, schema, pointer_join(at, "parameters"))
+        errors += parameter_problems(node_type, parameters, pointer_join(at, "parameters"))
+    retry = parse_retry(raw.get("retry"), pointer_join(at, "retry"), errors)
+    on_error = parse_on_error(raw.get("on_error"), node_type, pointer_join(at, "on_error"), errors)
+    errors += policy_problems(raw, node_type, at)
     credential_id = _parse_credential_id(raw.get("credential_id"), at, errors)
     position = _parse_position(raw.get("position"), pointer_join(at, "position"), errors)
     if len(errors) > before:
         return None
     assert isinstance(node_id, str)
     assert isinstance(node_type, str)
-    return Node(node_id, node_type, parameters, credential_id, position)
+    return Node(node_id, node_type, parameters, credential_id, position, retry, on_error)
 
 
 def _parse_credential_id(raw: object, at: str, errors: list[FieldError]) -> uuid.UUID | None:
@@ -303,57 +303,6 @@ def _parse_position(raw: object, at: str, errors: list[FieldError]) -> Position 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _parse_edges(
-    raw_edges: list[Any], at: str, node_types: Mapping[str, object], errors: list[FieldError]
-) -> list[Edge]:
-    edges: list[Edge] = []
-    seen: set[Edge] = set()
-    for index, raw in enumerate(raw_edges):
-        edge_at = pointer_join(at, index)
-        edge = _parse_edge(raw, edge_at, node_types, errors)
-        if edge is None:
-            continue
-        if edge in seen:
-            errors.append(FieldError(edge_at, "repeats an earlier edge"))
-            continue
-        seen.add(edge)
-        edges.append(edge)
-    return edges
-
-
-def _parse_edge(
-    raw: object, at: str, node_types: Mapping[str, object], errors: list[FieldError]
-) -> Edge | None:
-    if not isinstance(raw, dict):
-        errors.append(FieldError(at, "must be an object"))
-        return None
-    before = len(errors)
-    errors += _unknown_keys(raw, _EDGE_KEYS, at)
-    source, target = raw.get("source"), raw.get("target")
-    for key, end in (("source", source), ("target", target)):
-        if not isinstance(end, str) or end not in node_types:
-            errors.append(FieldError(pointer_join(at, key), "must be the id of a node"))
-    if isinstance(source, str) and source == target:
-        errors.append(FieldError(pointer_join(at, "target"), "an edge cannot loop to its source"))
-    output = raw.get("source_output")
-    if output is not None:
-        if output not in BRANCH_OUTPUTS:
-            errors.append(
-                FieldError(pointer_join(at, "source_output"), 'must be "true" or "false"')
-            )
-        elif isinstance(source, str) and node_types.get(source, "logic.if") != "logic.if":
-            errors.append(
-                FieldError(
-                    pointer_join(at, "source_output"), "is only allowed on edges leaving logic.if"
-                )
-            )
-    if len(errors) > before:
-        return None
-    assert isinstance(source, str)
-    assert isinstance(target, str)
-    return Edge(source, target, output)
 
 
 def _nodes_on_cycles(definition: Definition) -> list[str]:

@@ -101,8 +101,11 @@ async def list_workflow_executions(
     statuses: Statuses = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
+    parent_id: FromQuery[UUID | None] = None,
 ) -> PageOut[ExecutionOut]:
-    query = ListWorkflowExecutionsQuery(workflow_id, limit, cursor, tuple(statuses or ()))
+    query = ListWorkflowExecutionsQuery(
+        workflow_id, limit, cursor, tuple(statuses or ()), parent_id=parent_id
+    )
     page = await list_them(principal, query)
     return _page(page.items, page.next_cursor)
 
@@ -123,9 +126,16 @@ async def list_executions(
     created_before: FromQuery[datetime | None] = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
+    parent_id: FromQuery[UUID | None] = None,
 ) -> PageOut[ExecutionOut]:
     query = ListExecutionsQuery(
-        limit, cursor, tuple(statuses or ()), workflow_id, created_after, created_before
+        limit,
+        cursor,
+        tuple(statuses or ()),
+        workflow_id,
+        created_after,
+        created_before,
+        parent_id=parent_id,
     )
     page = await list_them(principal, query)
     return _page(page.items, page.next_cursor)

@@ -1,7 +1,7 @@
 """What each owner holds is counted in a row of its own, so a quota check stops scanning.
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
