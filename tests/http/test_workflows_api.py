@@ -314,6 +314,8 @@ async def test_the_node_catalogue_lists_every_type_with_its_schema(
         "data.transform",
         "data.set",
         "util.delay",
+        "trigger.webhook",
+        "webhook.respond",
     }
     assert items["http.request"]["credential_types"] == ["http_bearer", "http_basic", "http_header"]
     assert items["http.request"]["parameters_schema"]["required"] == ["method", "url"]

@@ -183,6 +183,7 @@ class MemoryExecutionRepository(ExecutionRepository):
             and (where.workflow_id is None or e.workflow_id == where.workflow_id)
             and (where.created_after is None or e.created_at >= where.created_after)
             and (where.created_before is None or e.created_at < where.created_before)
+            and (not where.triggers or e.trigger in where.triggers)
         ]
         if request.after is not None:
             after = (datetime.fromisoformat(str(request.after[0])), str(request.after[1]))

@@ -45,6 +45,7 @@ def execution_from_row(row: Row[Any], steps: Sequence[Row[Any]] = ()) -> Executi
         error=error_from_json(row.error),
         attempt=row.attempt,
         retry_of=None if row.retry_of is None else ExecutionId(row.retry_of),
+        retried_trigger=row.retried_trigger,
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,

@@ -92,6 +92,7 @@ class SqlExecutionRepository(ExecutionRepository):
             "error": error_to_json(execution.error),
             "attempt": execution.attempt,
             "retry_of": execution.retry_of,
+            "retried_trigger": execution.retried_trigger,
             "created_at": execution.created_at,
             "started_at": execution.started_at,
             "finished_at": execution.finished_at,
@@ -287,12 +288,14 @@ class SqlExecutionRepository(ExecutionRepository):
         self, owner: UserId, where: ExecutionFilter, request: PageRequest
     ) -> Sequence[Execution]:
         statuses = sorted(s.value for s in where.statuses)
+        triggers = sorted(where.triggers)
         query = _page(
             by_workflow=where.workflow_id is not None,
             created_after=where.created_after is not None,
             created_before=where.created_before is not None,
             statuses=len(statuses),
             after=request.after is not None,
+            triggers=len(triggers),
         )
         parameters = {
             "b_owner": owner,
@@ -300,6 +303,7 @@ class SqlExecutionRepository(ExecutionRepository):
             "b_created_after": where.created_after,
             "b_created_before": where.created_before,
             **{f"b_status_{i}": status for i, status in enumerate(statuses)},
+            **{f"b_trigger_{i}": trigger for i, trigger in enumerate(triggers)},
             **page_parameters(request),
         }
         async with translate_errors():
@@ -309,11 +313,20 @@ class SqlExecutionRepository(ExecutionRepository):
 
 @functools.cache
 def _page(
-    *, by_workflow: bool, created_after: bool, created_before: bool, statuses: int, after: bool
+    *,
+    by_workflow: bool,
+    created_after: bool,
+    created_before: bool,
+    statuses: int,
+    after: bool,
+    triggers: int = 0,
 ) -> Select[Any]:
     """A page of one owner's executions (`b_owner`), filtered by `b_workflow_id`,
-    `b_created_after`, `b_created_before` and `statuses` statuses (`b_status_0`, ...)."""
+    `b_created_after`, `b_created_before`, `statuses` statuses (`b_status_0`, ...) and
+    `triggers` triggers (`b_trigger_0`, ...)."""
     query = select(*_SUMMARY).where(_e.owner_id == bindparam("b_owner"))
+    if triggers:
+        query = query.where(_e.trigger.in_([bindparam(f"b_trigger_{i}") for i in range(triggers)]))
     if by_workflow:
         query = query.where(_e.workflow_id == bindparam("b_workflow_id"))
     if created_after:

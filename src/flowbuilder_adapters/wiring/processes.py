@@ -48,6 +48,7 @@ from flowbuilder_core.executions.use_cases import (
 )
 from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.webhooks.model import WebhookLimits
 
 _log = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0
@@ -144,6 +145,11 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
                 versions_kept=settings.versions_kept_per_workflow,
                 writes_per_second=settings.write_rate_per_second,
                 write_burst=settings.write_rate_burst,
+            ),
+            webhooks=WebhookLimits(
+                settings.webhook_wait_s,
+                settings.webhook_rate_per_second,
+                settings.webhook_rate_burst,
             ),
         ),
         SqlProvider(settings.database_url),

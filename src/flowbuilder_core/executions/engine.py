@@ -59,8 +59,9 @@ Python code for the same reason (see `settle`). Should an evaluator ignore its b
 engine stops waiting for it at twice the timeout and fails the node all the same.
 
 Which node types are built in: the engine itself runs the types whose work needs the
-execution context, which a `NodeCall` deliberately does not carry: `trigger.manual` (its
-output is the execution input), `logic.if` and `data.transform`. Their expression parameter
+execution context, which a `NodeCall` deliberately does not carry: the triggers
+(`trigger.manual`, `trigger.webhook`: their output is the execution input), `logic.if` and
+`data.transform`. Their expression parameter
 (`condition`, `expression`) is JMESPath over the context already, so it is not templated; a
 value written as one whole template, `{{ expr }}`, is read as `expr`. Every other type
 (`data.set`, `util.delay`, `http.request`, ...) is a NodeRunner from the `runners` mapping,
@@ -109,7 +110,7 @@ from flowbuilder_core.executions.templates import (
     EXPRESSION_PARAMETER,
     IF,
     TRANSFORM,
-    TRIGGER,
+    TRIGGERS,
     Expressions,
     has_template,
 )
@@ -119,7 +120,7 @@ from flowbuilder_core.workflows.model import Definition, Edge, Node
 
 _log = logging.getLogger(__name__)
 
-BUILT_IN_TYPES: Final = frozenset({TRIGGER, IF, TRANSFORM})
+BUILT_IN_TYPES: Final = frozenset({*TRIGGERS, IF, TRANSFORM})
 """Node types the engine runs itself, because they need the execution context."""
 
 _T = TypeVar("_T")
@@ -301,7 +302,7 @@ class Engine:
             # Nothing to evaluate: a copy of the definition's own parameters, checked. Its cost
             # is bounded by the definition's size, less than a thread would cost.
             parameters, value = expressions.prepare(node)
-        if node.type == TRIGGER:
+        if node.type in TRIGGERS:
             return context["input"]
         if node.type in EXPRESSION_PARAMETER:
             return value

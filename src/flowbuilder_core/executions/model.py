@@ -20,6 +20,10 @@ Json = Any
 MAX_INPUT_BYTES = 64 * 1024
 MAX_OUTPUT_BYTES = 64 * 1024
 
+EXECUTION_TRIGGERS = ("manual", "webhook", "schedule", "retry")
+"""How an execution was started: `execute`, a webhook, a schedule, or `retry` of another
+(which keeps the trigger of the execution that started the chain in `retried_trigger`)."""
+
 
 class ExecutionStatus(StrEnum):
     QUEUED = "queued"
@@ -117,6 +121,8 @@ class Execution:
     error: ExecutionError | None = None
     attempt: int = 1
     retry_of: ExecutionId | None = None
+    retried_trigger: str | None = None
+    """For a retry (`trigger` "retry"): the trigger of the first execution of its chain."""
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -159,7 +165,9 @@ class Execution:
         self.steps.append(step)
 
     def retried(self, *, id: ExecutionId, at: datetime) -> Execution:
-        """A new run of the same version with the same input, `attempt` + 1."""
+        """A new run of the same version with the same input, `attempt` + 1, triggered by
+        "retry"; `retried_trigger` keeps the trigger that started the chain (a retry of a
+        retry keeps the first execution's)."""
         if self.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
             raise IllegalTransitionError(
                 f"Only a failed or cancelled execution can be retried; this one is {self.status}."
@@ -169,10 +177,11 @@ class Execution:
             owner_id=self.owner_id,
             workflow_id=self.workflow_id,
             workflow_version=self.workflow_version,
-            trigger=self.trigger,
+            trigger="retry",
             input=self.input,
             attempt=self.attempt + 1,
             retry_of=self.id,
+            retried_trigger=self.retried_trigger or self.trigger,
             created_at=at,
         )
 

@@ -16,6 +16,8 @@ from flowbuilder_core.nodes.schema import WHOLE_TEMPLATE, check, missing_require
 from flowbuilder_core.workflows.model import Node
 
 TRIGGER, IF, TRANSFORM = "trigger.manual", "logic.if", "data.transform"
+TRIGGERS: Final = frozenset(name for name, kind in NODE_TYPES.items() if kind.is_trigger)
+"""Every trigger type: the engine runs each itself, its output the execution input."""
 EXPRESSION_PARAMETER: Final = {IF: "condition", TRANSFORM: "expression"}
 _TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _MAX_REPORTED_PROBLEMS = 5

@@ -14,6 +14,7 @@ from flowbuilder_core.executions.errors import (
     IllegalTransitionError,
 )
 from flowbuilder_core.executions.model import (
+    EXECUTION_TRIGGERS,
     MAX_INPUT_BYTES,
     Execution,
     ExecutionError,
@@ -69,6 +70,7 @@ class ListExecutionsQuery:
     workflow_id: uuid.UUID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    triggers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class ListWorkflowExecutionsQuery:
     limit: int = 20
     cursor: str | None = None
     statuses: tuple[str, ...] = ()
+    triggers: tuple[str, ...] = ()
 
 
 async def _owned(
@@ -103,6 +106,15 @@ def _check_input(raw: object) -> Mapping[str, Json]:
     return raw
 
 
+async def add_requested(
+    executions: ExecutionRepository, outbox: Outbox, execution: Execution
+) -> None:
+    """Write a requested execution and its queue message (the outbox), for the caller to commit
+    together: the one way every trigger requests a run (execute, retry, a webhook)."""
+    await executions.add(execution)
+    await outbox.add(ExecutionRequested.of(execution))
+
+
 class _Requesting:
     """What execute and retry share: runnability, the rate limit, the outbox."""
 
@@ -124,8 +136,7 @@ class _Requesting:
         await refuse_unless_runnable(self._credentials, actor, definition)
 
     async def _request(self, execution: Execution) -> Execution:
-        await self._executions.add(execution)
-        await self._outbox.add(ExecutionRequested.of(execution))
+        await add_requested(self._executions, self._outbox, execution)
         # Last before the commit: the bucket's row lock is then held as briefly as possible.
         await _take_token(self._rate, execution.owner_id, self._clock.now())
         await self._uow.commit()
@@ -185,7 +196,8 @@ class GetExecution:
 
 class ListExecutions:
     """List the caller's executions newest first (without input or steps), filtered by any of
-    several statuses, one workflow, and a creation window (after inclusive, before exclusive)."""
+    several statuses, any of several triggers, one workflow, and a creation window (after
+    inclusive, before exclusive)."""
 
     def __init__(self, executions: ExecutionRepository) -> None:
         self._executions = executions
@@ -205,7 +217,9 @@ class ListWorkflowExecutions:
     async def __call__(
         self, actor: Principal, query: ListWorkflowExecutionsQuery
     ) -> Page[Execution]:
-        listing = ListExecutionsQuery(query.limit, query.cursor, query.statuses, query.workflow_id)
+        listing = ListExecutionsQuery(
+            query.limit, query.cursor, query.statuses, query.workflow_id, triggers=query.triggers
+        )
         # The query is checked first: a malformed one is refused whichever workflow it names.
         limit, where = check_limit(listing.limit), _filter(listing)
         await owned_workflow(self._workflows, actor.user_id, query.workflow_id)
@@ -223,6 +237,8 @@ async def _page(
         f"executions|{actor.user_id}|{sorted(where.statuses)}|{where.workflow_id}|"
         f"{where.created_after}|{where.created_before}"
     )
+    if where.triggers:  # kept out of the scope otherwise: cursors issued before it stay good
+        scope += f"|triggers={sorted(where.triggers)}"
     after = decode_time_id_cursor(cursor, scope) if cursor else None
     request = PageRequest(limit, after)
     rows = await executions.page(actor.user_id, where, request)
@@ -241,6 +257,11 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
                     "status", "must be one of: " + ", ".join(s.value for s in ExecutionStatus)
                 )
             )
+    for value in query.triggers:
+        if value not in EXECUTION_TRIGGERS:
+            errors.append(
+                FieldError.query("trigger", "must be one of: " + ", ".join(EXECUTION_TRIGGERS))
+            )
     for name, moment in (
         ("created_after", query.created_after),
         ("created_before", query.created_before),
@@ -254,6 +275,7 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
         None if query.workflow_id is None else WorkflowId(query.workflow_id),
         query.created_after,
         query.created_before,
+        frozenset(query.triggers),
     )
 
 

@@ -40,6 +40,10 @@ Statuses = Annotated[
     list[str] | None,
     QueryParameter(name="status", description="repeatable: queued, running, succeeded, ..."),
 ]
+Triggers = Annotated[
+    list[str] | None,
+    QueryParameter(name="trigger", description="repeatable: manual, webhook, schedule, retry"),
+]
 LOCATION = ResponseHeader(
     name="Location", description="The execution's URL", documentation_only=True
 )
@@ -99,10 +103,13 @@ async def list_workflow_executions(
     principal: FromDishka[Principal],
     list_them: FromDishka[ListWorkflowExecutions],
     statuses: Statuses = None,
+    triggers: Triggers = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
 ) -> PageOut[ExecutionOut]:
-    query = ListWorkflowExecutionsQuery(workflow_id, limit, cursor, tuple(statuses or ()))
+    query = ListWorkflowExecutionsQuery(
+        workflow_id, limit, cursor, tuple(statuses or ()), tuple(triggers or ())
+    )
     page = await list_them(principal, query)
     return _page(page.items, page.next_cursor)
 
@@ -118,6 +125,7 @@ async def list_executions(
     principal: FromDishka[Principal],
     list_them: FromDishka[ListExecutions],
     statuses: Statuses = None,
+    triggers: Triggers = None,
     workflow_id: FromQuery[UUID | None] = None,
     created_after: FromQuery[datetime | None] = None,
     created_before: FromQuery[datetime | None] = None,
@@ -125,7 +133,13 @@ async def list_executions(
     cursor: FromQuery[str | None] = None,
 ) -> PageOut[ExecutionOut]:
     query = ListExecutionsQuery(
-        limit, cursor, tuple(statuses or ()), workflow_id, created_after, created_before
+        limit,
+        cursor,
+        tuple(statuses or ()),
+        workflow_id,
+        created_after,
+        created_before,
+        tuple(triggers or ()),
     )
     page = await list_them(principal, query)
     return _page(page.items, page.next_cursor)
