@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 
-from dishka import AsyncContainer, Provider, Scope, provide, provide_all
+from dishka import Provider, Scope, provide, provide_all
 
 from flowbuilder_adapters.metrics import PrometheusRunObserver
 from flowbuilder_adapters.nodes.basic import basic_runners
 from flowbuilder_adapters.nodes.expressions import JmesPathEvaluator
 from flowbuilder_adapters.nodes.http_request import HttpRequestRunner
-from flowbuilder_adapters.wiring.scopes import ScopedWebhookSteps
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
 from flowbuilder_core.credentials.use_cases import (
     CreateCredential,
@@ -42,15 +40,6 @@ from flowbuilder_core.executions.use_cases import (
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.shared.uow import UnitOfWork
-from flowbuilder_core.webhooks.model import WebhookLimits
-from flowbuilder_core.webhooks.ports import WebhookRepository, WebhookSteps
-from flowbuilder_core.webhooks.use_cases import (
-    DeliverWebhook,
-    GetWebhook,
-    ReceiveWebhook,
-    RecordWebhookAnswer,
-    RotateWebhookSecret,
-)
 from flowbuilder_core.workflows.use_cases import (
     ActivateWorkflow,
     CreateWorkflow,
@@ -73,13 +62,11 @@ class CoreProvider(Provider):
         clock: Clock | None = None,
         limits: RunLimits | None = None,
         quotas: Quotas | None = None,
-        webhooks: WebhookLimits | None = None,
     ) -> None:
         super().__init__()
         self._clock = clock if clock is not None else SystemClock()
         self._limits = limits if limits is not None else RunLimits()
         self._quotas = quotas if quotas is not None else Quotas()
-        self._webhooks = webhooks if webhooks is not None else WebhookLimits()
 
     @provide(scope=Scope.APP)
     def clock(self) -> Clock:
@@ -98,29 +85,12 @@ class CoreProvider(Provider):
         """APP scope: it keeps the count of each user's open streams."""
         return FollowExecution(transactions, limits)
 
-    @provide(scope=Scope.APP)
-    def webhook_steps(self, container: AsyncContainer) -> WebhookSteps:
-        return ScopedWebhookSteps(container)
-
-    @provide(scope=Scope.APP)
-    def deliver_webhook(self, steps: WebhookSteps, transactions: RunTransactions) -> DeliverWebhook:
-        """A follower of its own for the `when_finished` waits: they are bounded by each hook's
-        rate and WEBHOOK_WAIT_S, not by the users' event-stream limit."""
-        unbounded = RunLimits(max_event_streams=sys.maxsize)
-        follow = FollowExecution(transactions, unbounded, poll_s=0.25)
-        return DeliverWebhook(steps, follow, self._webhooks.wait_s)
-
     @provide(scope=Scope.REQUEST)
     def sweep_secrets(
-        self,
-        credentials: CredentialRepository,
-        secrets: SecretStore,
-        uow: UnitOfWork,
-        clock: Clock,
-        webhooks: WebhookRepository,
+        self, credentials: CredentialRepository, secrets: SecretStore, uow: UnitOfWork, clock: Clock
     ) -> SweepSecrets:
-        """The sweep keeps the webhooks' secrets too."""
-        return SweepSecrets(credentials, secrets, uow, clock, holders=(webhooks,))
+        """The credentials' secrets; `WebhooksProvider` adds the webhooks' to those kept."""
+        return SweepSecrets(credentials, secrets, uow, clock)
 
     use_cases = provide_all(
         ExecuteWorkflow,
@@ -148,10 +118,6 @@ class CoreProvider(Provider):
         ValidateDefinition,
         ListWorkflowVersions,
         GetWorkflowVersion,
-        GetWebhook,
-        RotateWebhookSecret,
-        ReceiveWebhook,
-        RecordWebhookAnswer,
         scope=Scope.REQUEST,
     )
 
