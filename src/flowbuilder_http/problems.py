@@ -175,6 +175,21 @@ def handle_flowbuilder_error(
     )
 
 
+def webhook_run_failed(
+    execution_id: str, headers: Mapping[str, str] | None = None
+) -> Response[dict[str, object]]:
+    """The answer of a `when_finished` webhook whose run failed or was cancelled: its id, and
+    nothing of its error (the caller is a third party)."""
+    return problem(
+        502,
+        "webhook-run-failed",
+        "Bad gateway",
+        "The workflow run did not succeed.",
+        headers=headers,
+        extensions={"execution_id": execution_id},
+    )
+
+
 def handle_validation_error(
     _: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, object]]:

@@ -23,7 +23,7 @@ from flowbuilder_core.nodes.webhooks import RESERVED_RESPONSE_HEADERS
 from flowbuilder_core.webhooks.errors import HookNotFoundError
 from flowbuilder_core.webhooks.model import AnswerKind, Received, WebhookAnswer, WebhookRequest
 from flowbuilder_core.webhooks.use_cases import DeliverWebhook
-from flowbuilder_http.problems import problem, problem_responses
+from flowbuilder_http.problems import problem_responses, webhook_run_failed
 
 MAX_QUERY_BYTES: Final = 8192
 MAX_QUERY_PARAMETERS: Final = 100
@@ -91,14 +91,7 @@ def _answer(received: Received) -> Response[Any]:
     answer = received.answer
     extra = {"Idempotent-Replayed": "true"} if received.replayed else {}
     if answer.kind is AnswerKind.FAILED:
-        return problem(
-            502,
-            "webhook-run-failed",
-            "Bad gateway",
-            "The workflow run did not succeed.",
-            headers=extra,
-            extensions={"execution_id": str(answer.execution_id)},
-        )
+        return webhook_run_failed(str(answer.execution_id), extra)
     if answer.kind is AnswerKind.ACCEPTED:
         return Response(
             {"execution_id": str(answer.execution_id)},
