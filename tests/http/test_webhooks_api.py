@@ -660,3 +660,23 @@ async def test_a_cursor_is_bound_to_its_trigger_filter(client: Client, auth: Aut
     assert same.status_code == 200
     assert same.json()["items"][0]["trigger"] == "webhook"
     assert other.status_code == 400
+
+
+async def test_a_1xx_status_is_no_answer_and_fails_the_node(
+    running: Client, auth: Auth, store: MemoryStore
+) -> None:
+    switch = {
+        "id": "reply",
+        "type": "webhook.respond",
+        "parameters": {"status": "{{ input.body.s }}"},
+    }
+    _, hook, _ = await setup_hook(
+        running, auth, hook_workflow(switch, auth="none", respond="when_finished")
+    )
+
+    response = await running.post(hook, json={"s": 101})
+
+    [execution] = webhook_executions(store)
+    assert response.status_code == 502
+    assert execution.error is not None
+    assert (execution.error.code, execution.error.node_id) == ("invalid_parameters", "reply")

@@ -13,6 +13,7 @@ from flowbuilder_core.executions.model import MAX_OUTPUT_BYTES, Json
 from flowbuilder_core.executions.ports import NodeCall, NodeRunner
 from flowbuilder_core.nodes.webhooks import (
     DEFAULT_STATUS,
+    FINAL_STATUS,
     MAX_STATUS,
     MIN_STATUS,
     RESERVED_RESPONSE_HEADERS,
@@ -34,6 +35,13 @@ class WebhookRespondRunner(NodeRunner):
                 "invalid_parameters",
                 f"Invalid parameters: /status must be an integer from {MIN_STATUS} to "
                 f"{MAX_STATUS}.",
+            )
+        if status < FINAL_STATUS:
+            # A 1xx is no answer; sent as one, a 101 would tell a proxy in front to switch the
+            # connection to another protocol, at the request of whoever templated the status.
+            raise NodeFailedError(
+                "invalid_parameters",
+                f"Invalid parameters: /status {status} is informational (1xx), not an answer.",
             )
         headers = parameters.get("headers") or {}
         if not isinstance(headers, dict) or not all(

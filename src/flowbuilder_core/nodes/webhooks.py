@@ -22,6 +22,8 @@ MAX_DEDUPE_HEADER: Final = 256
 MIN_STATUS: Final = 100
 MAX_STATUS: Final = 599
 DEFAULT_STATUS: Final = 200
+FINAL_STATUS: Final = 200
+"""The schema takes 100 to 599; the node fails on a 1xx, which is not a final answer."""
 MAX_RESPOND_HEADERS: Final = MAX_HEADERS
 
 RESERVED_RESPONSE_HEADERS: Final = frozenset(
