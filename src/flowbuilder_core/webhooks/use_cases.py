@@ -327,7 +327,8 @@ class DeliverWebhook:
     `respond: when_finished`: its run is awaited up to `wait_s`, reading its progress as an
     event stream does (`FollowExecution`: a short unit of work per poll, nothing held in
     between), and answered as `answers.answer_of` says; a run that has not ended by then
-    gets the 202 `immediately` gets."""
+    gets the 202 `immediately` gets. The final answer replaces the 202 recorded under the
+    delivery key, if it can: failing that, it is still given (a repeat then gets the 202)."""
 
     def __init__(self, steps: WebhookSteps, follow: FollowExecution, wait_s: float) -> None:
         self._steps, self._follow, self._wait_s = steps, follow, wait_s
@@ -341,5 +342,8 @@ class DeliverWebhook:
         if answer is None:
             return Received(received.answer)
         if awaited.delivery_key is not None:
-            await self._steps.record(awaited.hook_id, awaited.delivery_key, answer)
+            try:
+                await self._steps.record(awaited.hook_id, awaited.delivery_key, answer)
+            except Exception:  # the answer is known: give it; a repeat then gets the 202
+                _log.warning("could not record a webhook's final answer", exc_info=True)
         return Received(answer)
