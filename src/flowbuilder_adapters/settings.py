@@ -95,6 +95,9 @@ class Settings:
     versions_kept_per_workflow: int = 100
     write_rate_per_second: int = 10
     write_rate_burst: int = 100
+    webhook_wait_s: float = 30.0
+    webhook_rate_per_second: int = 50
+    webhook_rate_burst: int = 100
     idempotency_hmac_key: bytes | None = field(default=None, repr=False)
     log_format: str = "json"
     metrics_enabled: bool = True
@@ -168,6 +171,9 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         versions_kept_per_workflow=reader.positive_int("VERSIONS_KEPT_PER_WORKFLOW", 100),
         write_rate_per_second=reader.positive_int("WRITE_RATE_PER_SECOND", 10),
         write_rate_burst=reader.positive_int("WRITE_RATE_BURST", 100),
+        webhook_wait_s=reader.positive_number("WEBHOOK_WAIT_S", 30.0),
+        webhook_rate_per_second=reader.positive_int("WEBHOOK_RATE_PER_SECOND", 50),
+        webhook_rate_burst=reader.positive_int("WEBHOOK_RATE_BURST", 100),
         idempotency_hmac_key=reader.key_bytes("IDEMPOTENCY_HMAC_KEY"),
         # People read an embedded server's and a maintenance command's log; machines a server's.
         log_format=reader.choice(

@@ -43,7 +43,9 @@ from flowbuilder_http.problems import (
 )
 from flowbuilder_http.routes.credentials import credentials_router
 from flowbuilder_http.routes.executions import executions_router
+from flowbuilder_http.routes.hooks import receive_hook
 from flowbuilder_http.routes.operations import live, metrics, node_types, ready
+from flowbuilder_http.routes.webhooks import webhooks_router
 from flowbuilder_http.routes.workflows import workflows_router
 
 EMBEDDED_OFF_LOOPBACK = (
@@ -72,13 +74,26 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
 
     api = Router(
         path="/api",
-        route_handlers=[workflows_router, credentials_router, executions_router, node_types],
+        route_handlers=[
+            workflows_router,
+            webhooks_router,
+            credentials_router,
+            executions_router,
+            node_types,
+        ],
         middleware=[admission.middleware],
         security=[{"BearerAuth": []}],
     )
     app = Litestar(
-        # Outside /api and its authentication: a scraper has no user token (API.md, Metrics).
-        route_handlers=[api, live, ready, *([metrics] if settings.metrics_enabled else [])],
+        # Outside /api and its authentication: a scraper has no user token (API.md, Metrics),
+        # a webhook's caller has the hook's own credentials (API.md, Webhooks).
+        route_handlers=[
+            api,
+            receive_hook,
+            live,
+            ready,
+            *([metrics] if settings.metrics_enabled else []),
+        ],
         exception_handlers={
             FlowbuilderError: handle_flowbuilder_error,
             ValidationException: handle_validation_error,

@@ -32,6 +32,7 @@ _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", 
 _request_method: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_method", default=None
 )
+_request_path: contextvars.ContextVar[str] = contextvars.ContextVar("request_path", default="")
 _access_log = logging.getLogger("flowbuilder.access")
 _ACCESS_FIELDS = ("method", "route", "status", "duration_ms")
 _SECRET_SHAPES = re.compile(
@@ -65,6 +66,12 @@ def current_request_id() -> str:
 def current_request_method() -> str | None:
     """The method of the HTTP request being served; None outside one (background tasks)."""
     return _request_method.get()
+
+
+def current_request_path() -> str:
+    """The path of the HTTP request being served (the client's text: never for a log line);
+    "" outside one."""
+    return _request_path.get()
 
 
 def scrub(text: str) -> str:
@@ -177,6 +184,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         if task is not None:
             _in_flight.add(task)
         method_token = _request_method.set(scope.get("method"))
+        path_token = _request_path.set(str(scope.get("path", "")))
         started = time.perf_counter()
         status = 500
 
@@ -213,6 +221,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             )
             _request_id.reset(token)
             _request_method.reset(method_token)
+            _request_path.reset(path_token)
             if task is not None:
                 _in_flight.discard(task)
 

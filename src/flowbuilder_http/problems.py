@@ -38,6 +38,7 @@ from flowbuilder_core.shared.errors import (
     RateLimitedError,
     UnauthenticatedError,
 )
+from flowbuilder_core.webhooks.errors import WebhookUnauthenticatedError
 from flowbuilder_core.workflows.errors import WorkflowNotFoundError
 from flowbuilder_http.observability import current_request_id
 
@@ -86,6 +87,7 @@ names: the very answer a well-formed id that does not exist gets, so that no cli
 the two apart."""
 
 UNAUTHENTICATED_DETAIL = "A valid bearer token is required."
+WEBHOOK_UNAUTHENTICATED_DETAIL = "The request's signature or token is not valid."
 _log = logging.getLogger(__name__)
 _MSGSPEC_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
@@ -141,6 +143,10 @@ def handle_flowbuilder_error(
     shown = problem_type_of(exc)
     if shown is None:
         return handle_unexpected(_, exc)
+    if isinstance(exc, WebhookUnauthenticatedError):
+        # One body for every failed check of a webhook; which one failed goes to the log only.
+        _log.info("webhook authentication failed: %s", exc.detail)
+        return problem(shown.status, exc.code, shown.title, WEBHOOK_UNAUTHENTICATED_DETAIL)
     if isinstance(exc, UnauthenticatedError):
         # One body for every failed check; the reason goes to the log only.
         _log.info("authentication failed: %s", exc.detail)
@@ -168,6 +174,21 @@ def handle_flowbuilder_error(
         errors=errors,
         headers=headers,
         extensions=exc.extensions(),
+    )
+
+
+def webhook_run_failed(
+    execution_id: str, headers: Mapping[str, str] | None = None
+) -> Response[dict[str, object]]:
+    """The answer of a `when_finished` webhook whose run failed or was cancelled: its id, and
+    nothing of its error (the caller is a third party)."""
+    return problem(
+        502,
+        "webhook-run-failed",
+        "Bad gateway",
+        "The workflow run did not succeed.",
+        headers=headers,
+        extensions={"execution_id": execution_id},
     )
 
 
@@ -221,6 +242,20 @@ def handle_http_exception(
             "Payload too large",
             f"Request bodies are limited to {_BODY_LIMIT}.",
             headers={"Connection": "close"},
+        )
+    if status == 414:
+        return problem(
+            414,
+            "uri-too-long",
+            "URI too long",
+            "A webhook's query string is limited to 8 KiB and 100 parameters.",
+        )
+    if status == 431:
+        return problem(
+            431,
+            "request-header-fields-too-large",
+            "Request header fields too large",
+            "A webhook request is limited to 100 headers and 64 KiB of them.",
         )
     if status == 415:
         return problem(
@@ -333,9 +368,12 @@ _PROBLEM_DESCRIPTIONS: Final[Mapping[int, str]] = {
     409: "Conflict with the object's current state",
     412: "The object's current version is not the one in If-Match or the body",
     413: f"Request body over {_BODY_LIMIT}",
+    414: "A webhook's query string over 8 KiB or 100 parameters",
     415: "Request body is not application/json",
     422: "Invalid body, query parameter or header; `errors` lists every problem",
     429: "Over the rate limit; see Retry-After",
+    431: "A webhook request's headers over 100 or 64 KiB",
+    502: "The webhook's run failed or was cancelled; `execution_id` names it",
     503: "A dependency (the database, the key set) is unavailable",
 }
 

@@ -401,3 +401,29 @@ async def test_children_read_back_their_parent_and_list_by_it(container: AsyncCo
     assert [e.id for e in failed] == [second.id]
     assert found.parent_execution_id == parent.id
     assert (await in_scope(container, lambda r: r.get(parent.id))).parent_execution_id is None
+
+
+async def test_lists_filter_by_trigger_and_a_retry_keeps_its_first_trigger(
+    container: AsyncContainer,
+) -> None:
+    workflow = await make_workflow(container)
+    manual = make_execution(workflow, 1)
+    hooked = make_execution(workflow, 2, trigger="webhook")
+    retry = make_execution(
+        workflow, 3, trigger="retry", retried_trigger="webhook", retry_of=hooked.id, attempt=2
+    )
+    await add(container, manual, hooked, retry)
+
+    async def seconds(*triggers: str) -> list[int]:
+        where = ExecutionFilter(triggers=frozenset(triggers))
+        page = await in_scope(container, lambda r: r.page(OWNER, where, PageRequest(10, None)))
+        return [e.created_at.second for e in page]
+
+    found = await in_scope(container, lambda r: r.get(retry.id))
+    assert await seconds("webhook") == [2]
+    assert await seconds("retry", "manual") == [3, 1]
+    assert await seconds("schedule") == []
+    running = ExecutionFilter(frozenset({ExecutionStatus.QUEUED}), triggers=frozenset({"retry"}))
+    listed = await in_scope(container, lambda r: r.page(OWNER, running, PageRequest(10, None)))
+    assert [(e.trigger, e.retried_trigger) for e in listed] == [("retry", "webhook")]
+    assert (found.trigger, found.retried_trigger, found.retry_of) == ("retry", "webhook", hooked.id)

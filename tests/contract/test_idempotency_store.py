@@ -148,3 +148,17 @@ async def test_two_racing_claims_of_one_key_let_exactly_one_through(
 
     assert sorted(str(r) for r in results) == ["None", "Refusal.IN_FLIGHT"]
     del adapter_name
+
+
+async def test_completing_again_replaces_the_recorded_result(container: AsyncContainer) -> None:
+    """What a webhook answering `when_finished` relies on: the 202 recorded with its run is
+    replaced by the run's own answer once it is known."""
+    final = RecordedResult(b"the final answer")
+    await claim(container, REQUEST)
+    await complete(container, REQUEST)
+
+    async with container() as scope:
+        await (await scope.get(IdempotencyStore)).complete(REQUEST, final, T0)
+        await (await scope.get(UnitOfWork)).commit()
+
+    assert await claim(container, REQUEST) == final

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from dishka import AsyncContainer
 
 from flowbuilder_core.executions.ports import RateLimiter
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.webhooks.ports import HookRateLimiter
 
 from support.contract import T0
+from support.storage_hook import CUSTOM
 
 ALICE, BOB = UserId("user_alice"), UserId("user_bob")
 
@@ -68,3 +71,25 @@ async def test_a_clock_that_steps_back_never_refills_the_same_time_twice(
 
     assert last_token is None
     assert again is not None
+
+
+async def test_a_hooks_bucket_is_its_own_apart_from_a_users_of_the_same_name(
+    container: AsyncContainer, adapter_name: str
+) -> None:
+    """The per-hook limiter (WEBHOOK_RATE_*: 50 a second, 100 at once by default) keys its
+    buckets apart from the users'."""
+    if adapter_name == CUSTOM:
+        pytest.skip("a library Storage carries no webhook ports")
+    name = UserId("same-name")
+    for _ in range(100):
+        await take(container, name)
+
+    async with container() as scope:
+        hooks = await scope.get(HookRateLimiter)
+        taken = [await hooks.take(name, T0) for _ in range(100)]
+        refused = await hooks.take(name, T0)
+        await (await scope.get(UnitOfWork)).commit()
+
+    assert taken == [None] * 100
+    assert refused is not None
+    assert 0 < refused <= 1 / 50

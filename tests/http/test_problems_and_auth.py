@@ -381,6 +381,8 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/api/workflows/{workflow_id}/deactivate": {"post"},
         "/api/workflows/{workflow_id}/versions": {"get"},
         "/api/workflows/{workflow_id}/versions/{version}": {"get"},
+        "/api/workflows/{workflow_id}/webhook": {"get"},
+        "/api/workflows/{workflow_id}/webhook/secret": {"post"},
         "/api/node-types": {"get"},
         "/api/credentials": {"get", "post"},
         "/api/credentials/types": {"get"},
@@ -395,6 +397,7 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/health/live": {"get"},
         "/health/ready": {"get"},
         "/metrics": {"get"},
+        "/hooks/{hook_id}": {"get", "post", "put", "patch", "delete"},
     }
     assert spec["components"]["securitySchemes"]["BearerAuth"]["scheme"] == "bearer"
     api_operations = [

@@ -319,6 +319,8 @@ async def test_the_node_catalogue_lists_every_type_with_its_schema(
         "flow.output",
         "flow.subworkflow",
         "flow.for_each",
+        "trigger.webhook",
+        "webhook.respond",
     }
     assert items["http.request"]["credential_types"] == ["http_bearer", "http_basic", "http_header"]
     assert items["http.request"]["parameters_schema"]["required"] == ["method", "url"]

@@ -52,6 +52,7 @@ TABLES = {
     "outbox",
     "rate_limit_buckets",
     "owner_holdings",
+    "webhooks",
 }
 HEAD = "0013"
 BEFORE_HOLDINGS = "0012"
@@ -282,3 +283,67 @@ async def test_upgrade_counts_what_each_owner_already_holds_so_quotas_go_on_from
         ("bob", "workflows", 1),
         ("alice", "credentials", 1),
     }
+
+
+async def test_retries_before_0010_are_triggered_by_retry_after_it_and_as_before_after_downgrade(
+    database_url: str,
+) -> None:
+    await upgrade(database_url, "0009")
+    workflow = Workflow.create(
+        id=WorkflowId(uuid.uuid4()),
+        owner_id=UserId("user_alice"),
+        fields=WorkflowFields(name="w"),
+        at=datetime.now(UTC),
+    )
+    first, retry = uuid.uuid4(), uuid.uuid4()
+    executions = sa.table(  # as revision 0009 has it: no retried_trigger
+        "executions",
+        *(sa.column(name, sa.Uuid()) for name in ("id", "workflow_id", "retry_of")),
+        *(sa.column(name, sa.Text()) for name in ("owner_id", "status", "trigger")),
+        *(sa.column(name, sa.Integer()) for name in ("workflow_version", "attempt")),
+        sa.column("input", JsonDocument),
+        sa.column("created_at", UtcDateTime()),
+    )
+    common = {
+        "workflow_id": workflow.id,
+        "owner_id": "user_alice",
+        "status": "failed",
+        "trigger": "manual",
+        "workflow_version": 1,
+        "input": {},
+        "created_at": datetime.now(UTC),
+    }
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.execute(workflows.insert().values(workflow_to_row(workflow)))
+        await connection.execute(
+            executions.insert(),
+            [
+                {**common, "id": first, "retry_of": None, "attempt": 1},
+                {**common, "id": retry, "retry_of": first, "attempt": 2},
+            ],
+        )
+    await engine.dispose()
+
+    async def triggers() -> dict[uuid.UUID, tuple[str, ...]]:
+        engine = create_engine(database_url)
+        async with engine.connect() as connection:
+            columns = [c for c in ("trigger", "retried_trigger") if c in await _columns(connection)]
+            query = sa.text(f"SELECT id, {', '.join(columns)} FROM executions")
+            rows = (await connection.execute(query)).all()
+        await engine.dispose()
+        return {uuid.UUID(str(r[0])): tuple(r[1:]) for r in rows}
+
+    await upgrade(database_url)
+    after = await triggers()
+    await downgrade(database_url, "0009")
+    before_again = await triggers()
+
+    assert after == {first: ("manual", None), retry: ("retry", "manual")}
+    assert before_again == {first: ("manual",), retry: ("manual",)}
+
+
+async def _columns(connection: Any) -> set[str]:
+    return await connection.run_sync(
+        lambda sync: {c["name"] for c in inspect(sync).get_columns("executions")}
+    )

@@ -9,9 +9,10 @@ from litestar import Litestar
 
 from flowbuilder_adapters.dev_issuer import DevTokenIssuer
 from flowbuilder_adapters.settings import Mode, Settings
-from flowbuilder_adapters.wiring import CoreProvider
+from flowbuilder_adapters.wiring import CoreProvider, WebhooksProvider
 from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_core.shared.quotas import Quotas
+from flowbuilder_core.webhooks.model import WebhookLimits
 from flowbuilder_http.app import create_app
 
 
@@ -30,6 +31,7 @@ def make_test_app(
     *providers: Provider,
     quotas: Quotas | None = None,
     metrics: bool = True,
+    webhooks: WebhookLimits | None = None,
 ) -> Litestar:
     settings = Settings(
         mode=Mode.EMBEDDED,
@@ -38,4 +40,5 @@ def make_test_app(
         metrics_enabled=metrics,
     )
     core = CoreProvider(quotas=quotas)
-    return create_app(settings, core, *providers, VerifierProvider(issuer.verifier()))
+    hooks = WebhooksProvider(webhooks)
+    return create_app(settings, core, hooks, *providers, VerifierProvider(issuer.verifier()))

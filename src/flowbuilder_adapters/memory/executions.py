@@ -184,6 +184,7 @@ class MemoryExecutionRepository(ExecutionRepository):
             and (where.created_after is None or e.created_at >= where.created_after)
             and (where.created_before is None or e.created_at < where.created_before)
             and (where.parent_id is None or e.parent_execution_id == where.parent_id)
+            and (not where.triggers or e.trigger in where.triggers)
         ]
         if request.after is not None:
             after = (datetime.fromisoformat(str(request.after[0])), str(request.after[1]))

@@ -10,6 +10,7 @@ from flowbuilder_core.executions.model import Execution, ExecutionId, ExecutionR
 from flowbuilder_core.executions.rate import Bucket
 from flowbuilder_core.shared.idempotency import RecordedResult
 from flowbuilder_core.shared.ids import UserId
+from flowbuilder_core.webhooks.model import Webhook
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
 
 
@@ -35,3 +36,4 @@ class MemoryStore:
     buckets: dict[UserId, Bucket] = field(default_factory=dict)
     parked: dict[ExecutionId, datetime] = field(default_factory=dict)
     """Queued executions waiting for a free slot of their owner, with when they were parked."""
+    webhooks: dict[WorkflowId, Webhook] = field(default_factory=dict)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from flowbuilder_adapters.nodes.webhook_respond import WebhookRespondRunner
 from flowbuilder_core.executions.errors import NodeFailedError
 from flowbuilder_core.executions.model import Json
 from flowbuilder_core.executions.ports import NodeCall, NodeRunner
@@ -52,5 +53,10 @@ class DelayRunner(NodeRunner):
 
 
 def basic_runners(*, sleep: Sleep = asyncio.sleep) -> dict[str, NodeRunner]:
-    """The runners of this module by node type, to merge with the I/O runners (http.request)."""
-    return {"data.set": DataSetRunner(), "util.delay": DelayRunner(sleep)}
+    """The runners that need no I/O (this module's, and `webhook.respond`) by node type, to
+    merge with the I/O runners (http.request)."""
+    return {
+        "data.set": DataSetRunner(),
+        "util.delay": DelayRunner(sleep),
+        "webhook.respond": WebhookRespondRunner(),
+    }

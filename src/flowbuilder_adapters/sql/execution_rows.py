@@ -48,6 +48,7 @@ def execution_from_row(row: Row[Any], steps: Sequence[Row[Any]] = ()) -> Executi
         parent_execution_id=(
             None if row.parent_execution_id is None else ExecutionId(row.parent_execution_id)
         ),
+        retried_trigger=row.retried_trigger,
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,

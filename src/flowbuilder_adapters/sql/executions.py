@@ -92,6 +92,7 @@ class SqlExecutionRepository(ExecutionRepository):
             "error": error_to_json(execution.error),
             "attempt": execution.attempt,
             "retry_of": execution.retry_of,
+            "retried_trigger": execution.retried_trigger,
             "created_at": execution.created_at,
             "started_at": execution.started_at,
             "finished_at": execution.finished_at,
@@ -290,6 +291,7 @@ class SqlExecutionRepository(ExecutionRepository):
         self, owner: UserId, where: ExecutionFilter, request: PageRequest
     ) -> Sequence[Execution]:
         statuses = sorted(s.value for s in where.statuses)
+        triggers = sorted(where.triggers)
         query = _page(
             by_workflow=where.workflow_id is not None,
             created_after=where.created_after is not None,
@@ -297,6 +299,7 @@ class SqlExecutionRepository(ExecutionRepository):
             by_parent=where.parent_id is not None,
             statuses=len(statuses),
             after=request.after is not None,
+            triggers=len(triggers),
         )
         parameters = {
             "b_owner": owner,
@@ -305,6 +308,7 @@ class SqlExecutionRepository(ExecutionRepository):
             "b_created_before": where.created_before,
             "b_parent_id": where.parent_id,
             **{f"b_status_{i}": status for i, status in enumerate(statuses)},
+            **{f"b_trigger_{i}": trigger for i, trigger in enumerate(triggers)},
             **page_parameters(request),
         }
         async with translate_errors():
@@ -321,13 +325,16 @@ def _page(
     statuses: int,
     after: bool,
     by_parent: bool = False,
+    triggers: int = 0,
 ) -> Select[Any]:
     """A page of one owner's executions (`b_owner`), filtered by `b_workflow_id`,
-    `b_created_after`, `b_created_before`, `b_parent_id` and `statuses` statuses
-    (`b_status_0`, ...)."""
+    `b_created_after`, `b_created_before`, `b_parent_id`, `statuses` statuses (`b_status_0`,
+    ...) and `triggers` triggers (`b_trigger_0`, ...)."""
     query = select(*_SUMMARY).where(_e.owner_id == bindparam("b_owner"))
     if by_parent:
         query = query.where(_e.parent_execution_id == bindparam("b_parent_id"))
+    if triggers:
+        query = query.where(_e.trigger.in_([bindparam(f"b_trigger_{i}") for i in range(triggers)]))
     if by_workflow:
         query = query.where(_e.workflow_id == bindparam("b_workflow_id"))
     if created_after:

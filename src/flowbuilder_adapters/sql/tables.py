@@ -216,6 +216,8 @@ executions = Table(
     Column("parked_at", UtcDateTime(), nullable=True),
     # The execution whose flow.subworkflow or flow.for_each node ran this one (0012).
     Column("parent_execution_id", Uuid(), nullable=True),
+    # A retry's trigger is "retry"; this keeps the trigger of the first execution of its chain.
+    Column("retried_trigger", Text(), nullable=True),
     PrimaryKeyConstraint("id"),
     Index("ix_executions_owner", "owner_id", "created_at", "id"),
     # The children of one execution (`?parent_id=`), newest first.
@@ -255,6 +257,8 @@ executions = Table(
         postgresql_where=PARKED,
         sqlite_where=PARKED,
     ),
+    # The `?trigger=` filter: an owner's webhook runs, say, among many more manual ones.
+    Index("ix_executions_owner_trigger", "owner_id", "trigger", "created_at", "id"),
 )
 
 execution_steps = Table(
@@ -306,4 +310,21 @@ rate_limit_buckets = Table(
     Column("tokens", Float(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     PrimaryKeyConstraint("owner_id"),
+)
+
+# One webhook per workflow with a `trigger.webhook` node, made when it is first asked for:
+# `hook_id` is the unguessable last segment of its URL, stable across versions. Its signing
+# secret lives in the SecretStore, like a credential's values; `secret_ref` says where.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("workflow_id", Uuid(), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("hook_id", Text(), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    Column("secret_ref", Text(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("secret_set_at", UtcDateTime(), nullable=True),
+    PrimaryKeyConstraint("workflow_id"),
+    Index("ix_webhooks_hook_id", "hook_id", unique=True),
+    Index("ix_webhooks_secret_ref", "secret_ref", unique=True),
 )

@@ -40,6 +40,7 @@ from flowbuilder_adapters.wiring.services import (
     fingerprint_key_of,
 )
 from flowbuilder_adapters.wiring.storage import MemoryProvider, SqlHealthProvider, SqlProvider
+from flowbuilder_adapters.wiring.webhooks import WebhooksProvider
 
 __all__ = [
     "EMBEDDED_DIR",
@@ -60,6 +61,7 @@ __all__ = [
     "SettingsError",
     "SqlHealthProvider",
     "SqlProvider",
+    "WebhooksProvider",
     "current_execution_id",
     "exposition",
     "fingerprint_key_of",

@@ -10,6 +10,7 @@ from flowbuilder_adapters.metrics import PrometheusRunObserver
 from flowbuilder_adapters.nodes.basic import basic_runners
 from flowbuilder_adapters.nodes.expressions import JmesPathEvaluator
 from flowbuilder_adapters.nodes.http_request import HttpRequestRunner
+from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
 from flowbuilder_core.credentials.use_cases import (
     CreateCredential,
     DeleteCredential,
@@ -38,6 +39,7 @@ from flowbuilder_core.executions.use_cases import (
 )
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.quotas import Quotas
+from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.use_cases import (
     ActivateWorkflow,
     CreateWorkflow,
@@ -83,6 +85,13 @@ class CoreProvider(Provider):
         """APP scope: it keeps the count of each user's open streams."""
         return FollowExecution(transactions, limits)
 
+    @provide(scope=Scope.REQUEST)
+    def sweep_secrets(
+        self, credentials: CredentialRepository, secrets: SecretStore, uow: UnitOfWork, clock: Clock
+    ) -> SweepSecrets:
+        """The credentials' secrets; `WebhooksProvider` adds the webhooks' to those kept."""
+        return SweepSecrets(credentials, secrets, uow, clock)
+
     use_cases = provide_all(
         ExecuteWorkflow,
         RetryExecution,
@@ -99,7 +108,6 @@ class CoreProvider(Provider):
         ReplaceCredential,
         DeleteCredential,
         ResolveCredential,
-        SweepSecrets,
         CreateWorkflow,
         ActivateWorkflow,
         DeactivateWorkflow,

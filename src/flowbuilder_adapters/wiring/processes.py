@@ -36,6 +36,7 @@ from flowbuilder_adapters.wiring.services import (
     secrets_provider,
 )
 from flowbuilder_adapters.wiring.storage import SqlHealthProvider, SqlProvider
+from flowbuilder_adapters.wiring.webhooks import WebhooksProvider
 from flowbuilder_adapters.worker import Worker
 from flowbuilder_core.credentials.use_cases import SweepSecrets
 from flowbuilder_core.executions.model import RunLimits
@@ -48,6 +49,7 @@ from flowbuilder_core.executions.use_cases import (
 )
 from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.webhooks.model import WebhookLimits
 
 _log = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0
@@ -146,6 +148,13 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
                 write_burst=settings.write_rate_burst,
             ),
         ),
+        WebhooksProvider(
+            WebhookLimits(
+                settings.webhook_wait_s,
+                settings.webhook_rate_per_second,
+                settings.webhook_rate_burst,
+            )
+        ),
         SqlProvider(settings.database_url),
         SqlHealthProvider(),
         secrets_provider(settings),
@@ -218,9 +227,11 @@ async def reencrypt_database(settings: Settings, batch_size: int) -> int:
 
 
 async def sweep_secrets(settings: Settings) -> int:
-    """`flowbuilder secrets sweep`: delete the secrets that no credential references."""
+    """`flowbuilder secrets sweep`: delete the secrets that no credential nor webhook
+    references."""
     container = make_async_container(
         CoreProvider(),
+        WebhooksProvider(),
         SqlProvider(settings.database_url),
         secrets_provider(settings),
         QueueProvider(None),

@@ -31,6 +31,9 @@ from flowbuilder_core.executions.use_cases import (
 )
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.webhooks.model import Received, WebhookAnswer, WebhookRequest
+from flowbuilder_core.webhooks.ports import WebhookSteps
+from flowbuilder_core.webhooks.use_cases import ReceiveWebhook, RecordWebhookAnswer
 from flowbuilder_core.workflows.ports import WorkflowRepository
 
 
@@ -62,6 +65,22 @@ class ScopedCredentialResolver(CredentialResolver):
             resolved = await (await scope.get(ResolveCredential))(owner, credential_id)
         hide_in_this_run(resolved.data.values.values())
         return ResolvedSecret(resolved.credential.type, resolved.data)
+
+
+class ScopedWebhookSteps(WebhookSteps):
+    """Each unit of work of a webhook request in a REQUEST scope of its own: the connection
+    goes back to the pool before a `when_finished` request starts waiting."""
+
+    def __init__(self, container: AsyncContainer) -> None:
+        self._container = container
+
+    async def receive(self, request: WebhookRequest) -> Received:
+        async with self._container() as scope:
+            return await (await scope.get(ReceiveWebhook))(request)
+
+    async def record(self, hook_id: str, delivery_key: str, answer: WebhookAnswer) -> None:
+        async with self._container() as scope:
+            await (await scope.get(RecordWebhookAnswer))(hook_id, delivery_key, answer)
 
 
 Sweep = FinishLostExecutions | ResumeParkedExecutions | FailUndeliveredExecutions

@@ -45,11 +45,14 @@ from flowbuilder_core.executions.ports import (
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
+from flowbuilder_core.webhooks.ports import HookRateLimiter
 
 EMBEDDED_KEY_FILE = "secrets.key"
 EMBEDDED_FINGERPRINT_KEY_FILE = "idempotency.key"
 WRITES = "writes:"
 """The key prefix of the write buckets, beside the execution buckets in the same table."""
+HOOKS = "hooks:"
+"""The key prefix of the webhooks' buckets (one per hook)."""
 
 
 class DatabaseSecretsProvider(Provider):
@@ -174,12 +177,19 @@ def queue_provider(settings: Settings) -> QueueProvider:
 
 
 class OutboxProvider(Provider):
-    """The outbox in the database, its relay to the queue, and the per-user rate limiters
-    (executions requested; writes), shared by every replica."""
+    """The outbox in the database, its relay to the queue, the per-user rate limiters
+    (executions requested; writes) and the per-hook one, shared by every replica."""
 
-    def __init__(self, rate_per_second: float, burst: int) -> None:
+    def __init__(
+        self,
+        rate_per_second: float,
+        burst: int,
+        hook_rate_per_second: float = 50,
+        hook_burst: int = 100,
+    ) -> None:
         super().__init__()
         self._rate_per_second, self._burst = rate_per_second, burst
+        self._hook_rate_per_second, self._hook_burst = hook_rate_per_second, hook_burst
 
     @provide(scope=Scope.APP)
     def relay(self, engine: AsyncEngine, queue: ExecutionQueue, clock: Clock) -> OutboxRelay:
@@ -197,9 +207,18 @@ class OutboxProvider(Provider):
     def write_rate_limiter(self, connection: AsyncConnection, quotas: Quotas) -> WriteRateLimiter:
         return SqlRateLimiter(connection, quotas.writes_per_second, quotas.write_burst, WRITES)
 
+    @provide(scope=Scope.REQUEST)
+    def hook_rate_limiter(self, connection: AsyncConnection) -> HookRateLimiter:
+        return SqlRateLimiter(connection, self._hook_rate_per_second, self._hook_burst, HOOKS)
+
 
 def outbox_provider(settings: Settings) -> OutboxProvider:
-    return OutboxProvider(settings.execution_rate_per_second, settings.execution_rate_burst)
+    return OutboxProvider(
+        settings.execution_rate_per_second,
+        settings.execution_rate_burst,
+        settings.webhook_rate_per_second,
+        settings.webhook_rate_burst,
+    )
 
 
 class AuthProvider(Provider):

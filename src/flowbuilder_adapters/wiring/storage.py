@@ -24,6 +24,7 @@ from flowbuilder_adapters.memory.runs import MemoryRunTransactions
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
+from flowbuilder_adapters.memory.webhooks import MemoryWebhookRepository
 from flowbuilder_adapters.memory.workflows import MemoryWorkflowRepository
 from flowbuilder_adapters.queues.memory import NoDeadLetters
 from flowbuilder_adapters.relay import OutboxRelay
@@ -40,6 +41,7 @@ from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
+from flowbuilder_adapters.sql.webhooks import SqlWebhookRepository
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
 from flowbuilder_adapters.wiring.scopes import ScopedRunTransactions
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
@@ -57,6 +59,8 @@ from flowbuilder_core.shared.health import HealthProbe
 from flowbuilder_core.shared.idempotency import IdempotencyStore
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.webhooks.model import WebhookLimits
+from flowbuilder_core.webhooks.ports import HookRateLimiter, WebhookRepository
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 
 
@@ -121,6 +125,7 @@ class SqlProvider(Provider):
     credential_directory = provide(
         SqlCredentialDirectory, scope=Scope.REQUEST, provides=CredentialDirectory
     )
+    webhooks = provide(SqlWebhookRepository, scope=Scope.REQUEST, provides=WebhookRepository)
 
 
 class SqlHealthProvider(Provider):
@@ -136,11 +141,17 @@ class MemoryProvider(Provider):
     repositories per request. For tests and library users."""
 
     def __init__(
-        self, store: MemoryStore | None = None, *, rate_per_second: float = 20, burst: int = 100
+        self,
+        store: MemoryStore | None = None,
+        *,
+        rate_per_second: float = 20,
+        burst: int = 100,
+        hooks: WebhookLimits | None = None,
     ) -> None:
         super().__init__()
         self._store = store if store is not None else MemoryStore()
         self._rate_per_second, self._burst = rate_per_second, burst
+        self._hooks = hooks if hooks is not None else WebhookLimits()
 
     @provide(scope=Scope.APP)
     def store(self) -> MemoryStore:
@@ -174,6 +185,12 @@ class MemoryProvider(Provider):
     def write_rate_limiter(self, store: MemoryStore, quotas: Quotas) -> WriteRateLimiter:
         return MemoryRateLimiter(store, quotas.writes_per_second, quotas.write_burst, "writes:")
 
+    @provide(scope=Scope.APP)
+    def hook_rate_limiter(self, store: MemoryStore) -> HookRateLimiter:
+        hooks = self._hooks
+        return MemoryRateLimiter(store, hooks.rate_per_second, hooks.burst, "hooks:")
+
+    webhooks = provide(MemoryWebhookRepository, scope=Scope.REQUEST, provides=WebhookRepository)
     idempotency = provide(MemoryIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     health = provide(MemoryHealthProbe, scope=Scope.APP, provides=HealthProbe)
 

@@ -44,6 +44,13 @@ class SecretStore(Protocol):
     ) -> Sequence[SecretRef]: ...
 
 
+class SecretHolder(Protocol):
+    """Holds secret references outside the credentials (a webhook's signing secret), so that
+    the sweep of unreferenced secrets keeps them."""
+
+    async def secret_refs(self) -> set[SecretRef]: ...
+
+
 class CredentialRepository(Protocol):
     """Credential metadata (never values) in the unit of work of the current scope.
 

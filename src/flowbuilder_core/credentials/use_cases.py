@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -17,7 +17,7 @@ from flowbuilder_core.credentials.model import (
     SecretData,
     SecretRef,
 )
-from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
+from flowbuilder_core.credentials.ports import CredentialRepository, SecretHolder, SecretStore
 from flowbuilder_core.credentials.validation import check_data, check_name, check_type, raise_if
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import FieldError, Location
@@ -125,7 +125,7 @@ class CreateCredential:
             await self._credentials.add(credential)
             await self._uow.commit()
         except BaseException:
-            await _forget(self._secrets, ref)
+            await forget_secret(self._secrets, ref)
             raise
         return credential
 
@@ -205,9 +205,9 @@ class ReplaceCredential:
             await self._credentials.update(credential)
             await self._uow.commit()
         except BaseException:
-            await _forget(self._secrets, new_ref)
+            await forget_secret(self._secrets, new_ref)
             raise
-        await _forget(self._secrets, old_ref)
+        await forget_secret(self._secrets, old_ref)
         await self._uow.commit()
         return credential
 
@@ -240,7 +240,7 @@ class DeleteCredential:
             raise CredentialInUseError([(str(w.id), w.name) for w in users])
         await self._credentials.delete(credential.id)
         await self._uow.commit()
-        await _forget(self._secrets, credential.secret_ref)
+        await forget_secret(self._secrets, credential.secret_ref)
         await self._uow.commit()
 
 
@@ -264,8 +264,9 @@ class ResolveCredential:
 
 
 class SweepSecrets:
-    """Delete secrets that no credential references and that are older than SWEEP_GRACE: what
-    a crash between writing a secret and committing its credential left behind."""
+    """Delete secrets that no credential (nor any of `holders`: webhooks) references and that
+    are older than SWEEP_GRACE: what a crash between writing a secret and committing its
+    credential left behind."""
 
     def __init__(
         self,
@@ -273,11 +274,15 @@ class SweepSecrets:
         secrets: SecretStore,
         uow: UnitOfWork,
         clock: Clock,
+        holders: Sequence[SecretHolder] = (),
     ) -> None:
         self._credentials, self._secrets, self._uow, self._clock = credentials, secrets, uow, clock
+        self._holders = holders
 
     async def __call__(self) -> int:
         referenced = await self._credentials.secret_refs()
+        for holder in self._holders:
+            referenced |= await holder.secret_refs()
         orphans = await self._secrets.unreferenced(referenced, self._clock.now() - SWEEP_GRACE)
         for ref in orphans:
             await self._secrets.delete(ref)
@@ -285,7 +290,7 @@ class SweepSecrets:
         return len(orphans)
 
 
-async def _forget(secrets: SecretStore, ref: SecretRef) -> None:
+async def forget_secret(secrets: SecretStore, ref: SecretRef) -> None:
     """Best-effort delete of a secret nobody references; a failure leaves it to the sweep."""
     try:
         await secrets.delete(ref)

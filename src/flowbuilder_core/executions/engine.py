@@ -55,14 +55,15 @@ Bounds: see `bounds.py` (a node over them fails with `output_too_large` or
 `expression_timeout`). How the event loop is kept free: see `outputs.py`.
 
 Which node types are built in: the engine itself runs the types whose work needs the
-execution context, which a `NodeCall` deliberately does not carry: `trigger.manual` (its
-output is the execution input), `logic.if`, `logic.switch`, `data.transform`, `flow.merge`
-and `flow.output` (whose output is the run's result, `RunOutcome.result`; without one the
-result is the output of the last node that ran), and `flow.subworkflow` and `flow.for_each`,
-which run other workflows through `children` (`ChildRuns`, given by RunExecution; see
-`children.py` and `built_ins.py`). Their expression parameter (`condition`, `cases`, `items`,
-`expression`) is JMESPath over the context already, so it is not templated; a value
-written as one whole template, `{{ expr }}`, is read as `expr`. Every other type
+execution context, which a `NodeCall` deliberately does not carry: the triggers
+(`trigger.manual`, `trigger.webhook`, ...: their output is the execution input), `logic.if`,
+`logic.switch`, `data.transform`, `flow.merge` and `flow.output` (whose output is the run's
+result, `RunOutcome.result`; without one the result is the output of the last node that ran),
+and `flow.subworkflow` and `flow.for_each`, which run other workflows through `children`
+(`ChildRuns`, given by RunExecution; see `children.py` and `built_ins.py`). Their expression
+parameter (`condition`, `cases`, `items`, `expression`) is JMESPath over the context already,
+so it is not templated; a value written as one whole template, `{{ expr }}`, is read as
+`expr`. Every other type
 (`data.set`, `util.delay`, `http.request`, ...) is a NodeRunner from the `runners` mapping,
 which sees only its resolved parameters and credential. Registering a runner for a built-in
 type is a configuration error (ValueError), so a wiring mistake cannot pass unnoticed.
@@ -124,7 +125,7 @@ from flowbuilder_core.executions.templates import (
     SUBWORKFLOW,
     SWITCH,
     TRANSFORM,
-    TRIGGER,
+    TRIGGERS,
     Expressions,
     has_template,
 )
@@ -137,7 +138,7 @@ __all__ = ["BUILT_IN_TYPES", "Engine", "InvalidDefinitionError", "execution_orde
 _log = logging.getLogger(__name__)
 
 BUILT_IN_TYPES: Final = frozenset(
-    {TRIGGER, IF, SWITCH, TRANSFORM, MERGE, OUTPUT, SUBWORKFLOW, FOR_EACH}
+    {*TRIGGERS, IF, SWITCH, TRANSFORM, MERGE, OUTPUT, SUBWORKFLOW, FOR_EACH}
 )
 """Node types the engine runs itself, because they need the execution context."""
 
@@ -339,7 +340,7 @@ class Engine:
             # Nothing to evaluate: a copy of the definition's own parameters, checked. Its cost
             # is bounded by the definition's size, less than a thread would cost.
             parameters, value = expressions.prepare(node)
-        if node.type == TRIGGER:
+        if node.type in TRIGGERS:
             return run.context["input"]
         if node.type == FOR_EACH:
             keep = node.on_error is OnError.CONTINUE

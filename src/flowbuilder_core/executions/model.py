@@ -20,6 +20,11 @@ Json = Any
 MAX_INPUT_BYTES = 64 * 1024
 MAX_OUTPUT_BYTES = 64 * 1024
 
+EXECUTION_TRIGGERS = ("manual", "webhook", "schedule", "retry", "subworkflow")
+"""How an execution was started: `execute`, a webhook, a schedule, `retry` of another (which
+keeps the trigger of the execution that started the chain in `retried_trigger`), or a
+`flow.subworkflow` or `flow.for_each` node of its parent."""
+
 
 class ExecutionStatus(StrEnum):
     QUEUED = "queued"
@@ -124,6 +129,8 @@ class Execution:
     retry_of: ExecutionId | None = None
     parent_execution_id: ExecutionId | None = None
     """The execution whose `flow.subworkflow` or `flow.for_each` node ran this one."""
+    retried_trigger: str | None = None
+    """For a retry (`trigger` "retry"): the trigger of the first execution of its chain."""
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -166,7 +173,9 @@ class Execution:
         self.steps.append(step)
 
     def retried(self, *, id: ExecutionId, at: datetime) -> Execution:
-        """A new run of the same version with the same input, `attempt` + 1."""
+        """A new run of the same version with the same input, `attempt` + 1, triggered by
+        "retry"; `retried_trigger` keeps the trigger that started the chain (a retry of a
+        retry keeps the first execution's)."""
         if self.status not in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
             raise IllegalTransitionError(
                 f"Only a failed or cancelled execution can be retried; this one is {self.status}."
@@ -176,10 +185,11 @@ class Execution:
             owner_id=self.owner_id,
             workflow_id=self.workflow_id,
             workflow_version=self.workflow_version,
-            trigger=self.trigger,
+            trigger="retry",
             input=self.input,
             attempt=self.attempt + 1,
             retry_of=self.id,
+            retried_trigger=self.retried_trigger or self.trigger,
             created_at=at,
         )
 

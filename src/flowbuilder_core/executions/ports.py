@@ -30,13 +30,15 @@ from flowbuilder_core.workflows.ports import WorkflowRepository
 @dataclass(frozen=True, slots=True)
 class ExecutionFilter:
     """List filters: any of `statuses`; one workflow; `created_after` inclusive and
-    `created_before` exclusive; the children of one execution (`parent_id`)."""
+    `created_before` exclusive; the children of one execution (`parent_id`); any of
+    `triggers` (a retry's is "retry")."""
 
     statuses: frozenset[ExecutionStatus] = frozenset()
     workflow_id: WorkflowId | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     parent_id: ExecutionId | None = None
+    triggers: frozenset[str] = frozenset()
 
 
 class ExecutionRepository(Protocol):

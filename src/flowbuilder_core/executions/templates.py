@@ -18,6 +18,8 @@ from flowbuilder_core.workflows.model import Node
 TRIGGER, IF, TRANSFORM = "trigger.manual", "logic.if", "data.transform"
 SWITCH, MERGE, OUTPUT = "logic.switch", "flow.merge", "flow.output"
 SUBWORKFLOW, FOR_EACH = "flow.subworkflow", "flow.for_each"
+TRIGGERS: Final = frozenset(name for name, kind in NODE_TYPES.items() if kind.is_trigger)
+"""Every trigger type: the engine runs each itself, its output the execution input."""
 EXPRESSION_PARAMETER: Final = {
     IF: "condition",
     TRANSFORM: "expression",

@@ -14,6 +14,7 @@ from flowbuilder_core.executions.errors import (
     IllegalTransitionError,
 )
 from flowbuilder_core.executions.model import (
+    EXECUTION_TRIGGERS,
     MAX_INPUT_BYTES,
     Execution,
     ExecutionError,
@@ -72,6 +73,7 @@ class ListExecutionsQuery:
     created_after: datetime | None = None
     created_before: datetime | None = None
     parent_id: uuid.UUID | None = None
+    triggers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class ListWorkflowExecutionsQuery:
     cursor: str | None = None
     statuses: tuple[str, ...] = ()
     parent_id: uuid.UUID | None = None
+    triggers: tuple[str, ...] = ()
 
 
 async def _owned(
@@ -105,6 +108,15 @@ def _check_input(raw: object) -> Mapping[str, Json]:
     if size > MAX_INPUT_BYTES:
         raise InvalidInputError([FieldError("/input", "must be at most 64 KiB of JSON")])
     return raw
+
+
+async def add_requested(
+    executions: ExecutionRepository, outbox: Outbox, execution: Execution
+) -> None:
+    """Write a requested execution and its queue message (the outbox), for the caller to commit
+    together: the one way every trigger requests a run (execute, retry, a webhook)."""
+    await executions.add(execution)
+    await outbox.add(ExecutionRequested.of(execution))
 
 
 class _Requesting:
@@ -134,8 +146,7 @@ class _Requesting:
             raise OverloadedError(
                 "Too many executions are waiting to run; try again shortly.", retry_after=wait
             )
-        await self._executions.add(execution)
-        await self._outbox.add(ExecutionRequested.of(execution))
+        await add_requested(self._executions, self._outbox, execution)
         # Last before the commit: the bucket's row lock is then held as briefly as possible.
         await _take_token(self._rate, execution.owner_id, self._clock.now())
         await self._uow.commit()
@@ -196,8 +207,8 @@ class GetExecution:
 
 class ListExecutions:
     """List the caller's executions newest first (without input or steps), filtered by any of
-    several statuses, one workflow, a creation window (after inclusive, before exclusive), and
-    one execution's children (`parent_id`)."""
+    several statuses, any of several triggers, one workflow, a creation window (after
+    inclusive, before exclusive), and one execution's children (`parent_id`)."""
 
     def __init__(self, executions: ExecutionRepository) -> None:
         self._executions = executions
@@ -223,6 +234,7 @@ class ListWorkflowExecutions:
             query.statuses,
             query.workflow_id,
             parent_id=query.parent_id,
+            triggers=query.triggers,
         )
         # The query is checked first: a malformed one is refused whichever workflow it names.
         limit, where = check_limit(listing.limit), _filter(listing)
@@ -243,6 +255,8 @@ async def _page(
     )
     if where.parent_id is not None:  # kept out otherwise: cursors issued before stay valid
         scope += f"|parent={where.parent_id}"
+    if where.triggers:  # kept out of the scope otherwise: cursors issued before it stay good
+        scope += f"|triggers={sorted(where.triggers)}"
     after = decode_time_id_cursor(cursor, scope) if cursor else None
     request = PageRequest(limit, after)
     rows = await executions.page(actor.user_id, where, request)
@@ -261,6 +275,11 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
                     "status", "must be one of: " + ", ".join(s.value for s in ExecutionStatus)
                 )
             )
+    for value in query.triggers:
+        if value not in EXECUTION_TRIGGERS:
+            errors.append(
+                FieldError.query("trigger", "must be one of: " + ", ".join(EXECUTION_TRIGGERS))
+            )
     for name, moment in (
         ("created_after", query.created_after),
         ("created_before", query.created_before),
@@ -275,6 +294,7 @@ def _filter(query: ListExecutionsQuery) -> ExecutionFilter:
         query.created_after,
         query.created_before,
         None if query.parent_id is None else ExecutionId(query.parent_id),
+        frozenset(query.triggers),
     )
 
 

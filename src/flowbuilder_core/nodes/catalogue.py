@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flowbuilder_core.nodes import http_request as http
+from flowbuilder_core.nodes import webhooks
 from flowbuilder_core.nodes.schema import JsonSchema
 
 
@@ -105,6 +106,18 @@ NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
                     ["method", "url"],
                 ),
                 credential_types=("http_bearer", "http_basic", "http_header"),
+            ),
+            NodeType(
+                type=webhooks.TRIGGER_TYPE,
+                category=NodeCategory.TRIGGER,
+                title="Webhook trigger",
+                parameters_schema=_object(webhooks.TRIGGER_PARAMETERS, []),
+            ),
+            NodeType(
+                type=webhooks.RESPOND_TYPE,
+                category=NodeCategory.ACTION,
+                title="Respond to webhook",
+                parameters_schema=_object(webhooks.RESPOND_PARAMETERS, []),
             ),
             NodeType(
                 type="logic.if",

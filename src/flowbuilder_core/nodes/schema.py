@@ -1,8 +1,10 @@
 """A small JSON Schema checker for node parameters, standard library only.
 
 It understands the subset the catalogues use (type, enum, ranges, lengths, pattern,
-properties, additionalProperties, propertyNames, maxProperties, items, minItems, maxItems)
-and reports every problem with a JSON pointer.
+properties, additionalProperties, propertyNames, maxProperties, items, minItems, maxItems,
+uniqueItems) and reports every problem with a JSON pointer. A value that is one whole
+`{{ expr }}` template is checked when the node runs, unless its schema says `x-no-template`
+(a parameter read before any run, such as a trigger's).
 `required` is deliberately not checked here: a saved draft may lack parameters, and only
 execution needs them (see `missing_required`).
 """
@@ -43,6 +45,8 @@ def is_whole_template(value: object) -> bool:
 def check(value: object, schema: JsonSchema, at: str) -> list[FieldError]:
     """Every way `value` violates `schema`, each with a pointer below `at`."""
     if is_whole_template(value):
+        if schema.get("x-no-template"):
+            return [FieldError(at, "must be a value, not a template")]
         return []
     wanted = schema.get("type")
     if wanted is not None and not _has_type(value, wanted):
@@ -146,6 +150,10 @@ def _check_array(value: list[object], schema: JsonSchema, at: str) -> list[Field
         errors.append(FieldError(at, f"must have at least {schema['minItems']} items"))
     if "maxItems" in schema and len(value) > schema["maxItems"]:
         errors.append(FieldError(at, f"must have at most {schema['maxItems']} items"))
+    if len(value) < schema.get("minItems", 0):
+        errors.append(FieldError(at, f"must have at least {schema['minItems']} items"))
+    if schema.get("uniqueItems") and len({repr(item) for item in value}) < len(value):
+        errors.append(FieldError(at, "must not repeat an item"))
     if "items" in schema:
         for index, item in enumerate(value):
             errors += check(item, schema["items"], pointer_join(at, index))

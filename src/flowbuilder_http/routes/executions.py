@@ -40,6 +40,10 @@ Statuses = Annotated[
     list[str] | None,
     QueryParameter(name="status", description="repeatable: queued, running, succeeded, ..."),
 ]
+Triggers = Annotated[
+    list[str] | None,
+    QueryParameter(name="trigger", description="repeatable: manual, webhook, schedule, retry"),
+]
 LOCATION = ResponseHeader(
     name="Location", description="The execution's URL", documentation_only=True
 )
@@ -99,12 +103,18 @@ async def list_workflow_executions(
     principal: FromDishka[Principal],
     list_them: FromDishka[ListWorkflowExecutions],
     statuses: Statuses = None,
+    triggers: Triggers = None,
     limit: FromQuery[int] = DEFAULT_LIMIT,
     cursor: FromQuery[str | None] = None,
     parent_id: FromQuery[UUID | None] = None,
 ) -> PageOut[ExecutionOut]:
     query = ListWorkflowExecutionsQuery(
-        workflow_id, limit, cursor, tuple(statuses or ()), parent_id=parent_id
+        workflow_id,
+        limit,
+        cursor,
+        tuple(statuses or ()),
+        parent_id=parent_id,
+        triggers=tuple(triggers or ()),
     )
     page = await list_them(principal, query)
     return _page(page.items, page.next_cursor)
@@ -121,6 +131,7 @@ async def list_executions(
     principal: FromDishka[Principal],
     list_them: FromDishka[ListExecutions],
     statuses: Statuses = None,
+    triggers: Triggers = None,
     workflow_id: FromQuery[UUID | None] = None,
     created_after: FromQuery[datetime | None] = None,
     created_before: FromQuery[datetime | None] = None,
@@ -136,6 +147,7 @@ async def list_executions(
         created_after,
         created_before,
         parent_id=parent_id,
+        triggers=tuple(triggers or ()),
     )
     page = await list_them(principal, query)
     return _page(page.items, page.next_cursor)
