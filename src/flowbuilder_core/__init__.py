@@ -105,6 +105,7 @@ from flowbuilder_core.library import (
     validate_definition,
 )
 from flowbuilder_core.nodes.catalogue import NODE_TYPES, NodeCategory, NodeType
+from flowbuilder_core.nodes.schedule import CronCalendar, Schedule, ScheduleRules
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.errors import (
     ConflictError,
@@ -132,6 +133,13 @@ from flowbuilder_core.shared.pagination import Page, PageRequest
 from flowbuilder_core.shared.pagination import Position as KeysetPosition
 from flowbuilder_core.shared.quotas import QuotaExceededError, Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.triggers.schedules import (
+    GetSchedule,
+    ScheduleNotFoundError,
+    SchedulerLimits,
+    ScheduleView,
+    StartDueSchedules,
+)
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
     NotRunnableError,
@@ -155,6 +163,12 @@ from flowbuilder_core.workflows.ports import (
     WorkflowFilter,
     WorkflowRef,
     WorkflowRepository,
+)
+from flowbuilder_core.workflows.schedules import (
+    NoScheduleBook,
+    ScheduledWorkflow,
+    ScheduleRepository,
+    WorkflowSchedules,
 )
 from flowbuilder_core.workflows.use_cases import (
     ActivateWorkflow,
@@ -196,6 +210,7 @@ __all__ = [
     "CredentialRepository",
     "CredentialResolver",
     "CredentialType",
+    "CronCalendar",
     "DeactivateWorkflow",
     "DeadLetters",
     "Definition",
@@ -229,6 +244,7 @@ __all__ = [
     "FollowExecution",
     "GetCredential",
     "GetExecution",
+    "GetSchedule",
     "GetWorkflow",
     "GetWorkflowVersion",
     "HealthProbe",
@@ -250,6 +266,7 @@ __all__ = [
     "ListWorkflowsQuery",
     "Location",
     "MalformedRequestError",
+    "NoScheduleBook",
     "Node",
     "NodeCall",
     "NodeCategory",
@@ -286,6 +303,13 @@ __all__ = [
     "RunOutcome",
     "RunTransaction",
     "RunTransactions",
+    "Schedule",
+    "ScheduleNotFoundError",
+    "ScheduleRepository",
+    "ScheduleRules",
+    "ScheduleView",
+    "ScheduledWorkflow",
+    "SchedulerLimits",
     "SecretBinding",
     "SecretData",
     "SecretNotFoundError",
@@ -293,6 +317,7 @@ __all__ = [
     "SecretStore",
     "SecretUnreadableError",
     "StaleWorkflowVersionError",
+    "StartDueSchedules",
     "StepResult",
     "StepStatus",
     "Storage",
@@ -315,6 +340,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowRef",
     "WorkflowRepository",
+    "WorkflowSchedules",
     "WorkflowSummary",
     "WorkflowVersion",
     "WorkflowVersionNotFoundError",

@@ -44,6 +44,7 @@ from flowbuilder_http.problems import (
 from flowbuilder_http.routes.credentials import credentials_router
 from flowbuilder_http.routes.executions import executions_router
 from flowbuilder_http.routes.operations import live, metrics, node_types, ready
+from flowbuilder_http.routes.schedules import schedules_router
 from flowbuilder_http.routes.workflows import workflows_router
 
 EMBEDDED_OFF_LOOPBACK = (
@@ -72,7 +73,13 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
 
     api = Router(
         path="/api",
-        route_handlers=[workflows_router, credentials_router, executions_router, node_types],
+        route_handlers=[
+            workflows_router,
+            schedules_router,
+            credentials_router,
+            executions_router,
+            node_types,
+        ],
         middleware=[admission.middleware],
         security=[{"BearerAuth": []}],
     )

@@ -315,6 +315,7 @@ class ExecutionOut(Struct, omit_defaults=True):
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
+    scheduled_for: Timestamp | None
     input: dict[str, Any] | UnsetType = UNSET
     steps: list[StepOut] | UnsetType = UNSET
 
@@ -331,6 +332,7 @@ class ExecutionOut(Struct, omit_defaults=True):
             created_at=timestamp(execution.created_at),
             started_at=_maybe(execution.started_at),
             finished_at=_maybe(execution.finished_at),
+            scheduled_for=_maybe(execution.scheduled_for),
             input=dict(execution.input) if detailed else UNSET,
             steps=[StepOut.of(s) for s in execution.steps] if detailed else UNSET,
         )

@@ -14,6 +14,7 @@ import flowbuilder_core
 from flowbuilder_core import FailUndeliveredExecutions, UseCases
 from flowbuilder_core.credentials import use_cases as credential_use_cases
 from flowbuilder_core.executions import use_cases as execution_use_cases
+from flowbuilder_core.triggers import schedules as schedule_use_cases
 from flowbuilder_core.workflows import use_cases as workflow_use_cases
 
 from support.library import LIBRARY_DOC
@@ -66,7 +67,12 @@ def test_importing_the_core_loads_the_standard_library_only() -> None:
 def use_case_classes() -> set[type]:
     """The public classes with an `async __call__` that the core's use-case modules define."""
     found = set()
-    for module in (workflow_use_cases, credential_use_cases, execution_use_cases):
+    for module in (
+        workflow_use_cases,
+        credential_use_cases,
+        execution_use_cases,
+        schedule_use_cases,
+    ):
         for name, value in vars(module).items():
             if (
                 isinstance(value, type)

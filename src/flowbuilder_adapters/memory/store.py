@@ -11,6 +11,7 @@ from flowbuilder_core.executions.rate import Bucket
 from flowbuilder_core.shared.idempotency import RecordedResult
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
+from flowbuilder_core.workflows.schedules import ScheduledWorkflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +36,5 @@ class MemoryStore:
     buckets: dict[UserId, Bucket] = field(default_factory=dict)
     parked: dict[ExecutionId, datetime] = field(default_factory=dict)
     """Queued executions waiting for a free slot of their owner, with when they were parked."""
+    schedules: dict[WorkflowId, ScheduledWorkflow] = field(default_factory=dict)
+    """The schedule book: active scheduled workflows and when each is due next."""

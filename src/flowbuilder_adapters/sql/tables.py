@@ -190,6 +190,7 @@ idempotency_keys = Table(
 
 RUNNING = text("status = 'running'")
 PARKED = text("parked_at IS NOT NULL")
+SCHEDULED = text("scheduled_for IS NOT NULL")
 
 # Executions: one pinned workflow version each. Keyset pagination on (created_at, id) with an
 # index per list filter (owner; owner + workflow; owner + status).
@@ -214,6 +215,8 @@ executions = Table(
     Column("lease", Uuid(), nullable=True),
     # Queued but waiting for a free slot of its owner (MAX_RUNNING_PER_USER), since when.
     Column("parked_at", UtcDateTime(), nullable=True),
+    # The schedule's time a run started by a schedule is for (trigger 'schedule').
+    Column("scheduled_for", UtcDateTime(), nullable=True),
     PrimaryKeyConstraint("id"),
     Index("ix_executions_owner", "owner_id", "created_at", "id"),
     Index("ix_executions_owner_workflow", "owner_id", "workflow_id", "created_at", "id"),
@@ -242,6 +245,16 @@ executions = Table(
         "id",
         postgresql_where=PARKED,
         sqlite_where=PARKED,
+    ),
+    # One run per workflow and scheduled time, however many schedulers try (the key, not the
+    # timing, is the guarantee).
+    Index(
+        "uq_executions_workflow_scheduled_for",
+        "workflow_id",
+        "scheduled_for",
+        unique=True,
+        postgresql_where=SCHEDULED,
+        sqlite_where=SCHEDULED,
     ),
 )
 
@@ -281,4 +294,20 @@ rate_limit_buckets = Table(
     Column("tokens", Float(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     PrimaryKeyConstraint("owner_id"),
+)
+
+# The schedule book: one entry per active workflow with a schedule trigger, and when it is due
+# next. A scheduler's tick reads the due entries through the index, however many workflows
+# there are. The schedule is a copy of the trigger's parameters, to notice a changed one.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("workflow_id", Uuid(), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    Column("cron", Text(), nullable=True),
+    Column("every_s", Integer(), nullable=True),
+    Column("timezone", Text(), nullable=False),
+    Column("next_due_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("workflow_id"),
+    Index("ix_schedules_next_due_at", "next_due_at"),
 )

@@ -31,6 +31,7 @@ from flowbuilder_core.executions.use_cases import (
 )
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.triggers.schedules import StartDueSchedules
 from flowbuilder_core.workflows.ports import WorkflowRepository
 
 
@@ -64,7 +65,9 @@ class ScopedCredentialResolver(CredentialResolver):
         return ResolvedSecret(resolved.credential.type, resolved.data)
 
 
-Sweep = FinishLostExecutions | ResumeParkedExecutions | FailUndeliveredExecutions
+Sweep = (
+    FinishLostExecutions | ResumeParkedExecutions | FailUndeliveredExecutions | StartDueSchedules
+)
 """The use cases run periodically, each taking no argument and answering how many it moved."""
 
 

@@ -21,6 +21,7 @@ from flowbuilder_adapters.memory.executions import (
 from flowbuilder_adapters.memory.health import MemoryHealthProbe
 from flowbuilder_adapters.memory.idempotency import MemoryIdempotencyStore
 from flowbuilder_adapters.memory.runs import MemoryRunTransactions
+from flowbuilder_adapters.memory.schedules import MemoryScheduleRepository
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
@@ -39,6 +40,7 @@ from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
+from flowbuilder_adapters.sql.schedules import SqlScheduleRepository
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
 from flowbuilder_adapters.wiring.scopes import ScopedRunTransactions
@@ -56,6 +58,7 @@ from flowbuilder_core.shared.idempotency import IdempotencyStore
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
+from flowbuilder_core.workflows.schedules import ScheduleRepository
 
 
 class SqlProvider(Provider):
@@ -112,6 +115,7 @@ class SqlProvider(Provider):
     uow_port = alias(source=SqlUnitOfWork, provides=UnitOfWork)
     workflows = provide(SqlWorkflowRepository, scope=Scope.REQUEST, provides=WorkflowRepository)
     executions = provide(SqlExecutionRepository, scope=Scope.REQUEST, provides=ExecutionRepository)
+    schedules = provide(SqlScheduleRepository, scope=Scope.REQUEST, provides=ScheduleRepository)
     idempotency = provide(SqlIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     credentials = provide(
         SqlCredentialRepository, scope=Scope.REQUEST, provides=CredentialRepository
@@ -162,6 +166,7 @@ class MemoryProvider(Provider):
         MemoryExecutionRepository, scope=Scope.REQUEST, provides=ExecutionRepository
     )
     outbox = provide(MemoryOutbox, scope=Scope.REQUEST, provides=Outbox)
+    schedules = provide(MemoryScheduleRepository, scope=Scope.REQUEST, provides=ScheduleRepository)
 
     @provide(scope=Scope.APP)
     def rate_limiter(self, store: MemoryStore) -> RateLimiter:

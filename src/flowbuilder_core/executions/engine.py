@@ -113,13 +113,16 @@ from flowbuilder_core.executions.templates import (
     Expressions,
     has_template,
 )
+from flowbuilder_core.nodes.schedule import SCHEDULE_TRIGGER
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.workflows.model import Definition, Edge, Node
 
 _log = logging.getLogger(__name__)
 
-BUILT_IN_TYPES: Final = frozenset({TRIGGER, IF, TRANSFORM})
+# Every trigger's output is the execution input (a schedule's holds its `scheduled_for`).
+TRIGGERS: Final = frozenset({TRIGGER, SCHEDULE_TRIGGER})
+BUILT_IN_TYPES: Final = frozenset({*TRIGGERS, IF, TRANSFORM})
 """Node types the engine runs itself, because they need the execution context."""
 
 _T = TypeVar("_T")
@@ -301,7 +304,7 @@ class Engine:
             # Nothing to evaluate: a copy of the definition's own parameters, checked. Its cost
             # is bounded by the definition's size, less than a thread would cost.
             parameters, value = expressions.prepare(node)
-        if node.type == TRIGGER:
+        if node.type in TRIGGERS:
             return context["input"]
         if node.type in EXPRESSION_PARAMETER:
             return value
