@@ -47,8 +47,9 @@ TABLES = {
     "execution_steps",
     "outbox",
     "rate_limit_buckets",
+    "schedules",
 }
-HEAD = "0009"
+HEAD = "0011"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -96,6 +97,8 @@ async def test_upgrade_to_head_creates_the_tables_and_their_indexes(database_url
         "ix_workflow_credentials_credential",
         "ix_credentials_owner",
         "ix_credentials_owner_type",
+        "ix_schedules_next_due_at",
+        "uq_executions_workflow_scheduled_for",
     }
     assert await current_revision(database_url) == HEAD
 

@@ -68,11 +68,7 @@ NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
                 # and the cron syntax are checked against the settings (schedule.py).
                 parameters_schema=_object(
                     {
-                        "cron": {
-                            "type": "string",
-                            "minLength": 9,
-                            "maxLength": schedule.MAX_CRON_LENGTH,
-                        },
+                        "cron": {"type": "string", "maxLength": schedule.MAX_CRON_LENGTH},
                         "every_s": {
                             "type": "integer",
                             "minimum": 1,

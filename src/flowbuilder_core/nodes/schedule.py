@@ -123,18 +123,23 @@ def schedule_problems(
     cron, every_s = parameters.get("cron"), parameters.get("every_s")
     if cron is not None and every_s is not None:
         errors.append(FieldError(at, "must have cron or every_s, not both"))
-    if isinstance(cron, str):
+    # Values the JSON Schema refused (a type, a length) are reported once, by it.
+    if isinstance(cron, str) and len(cron) <= MAX_CRON_LENGTH:
         if rules.calendar is None:
             message = "cannot be checked: no cron calendar was given to check it with"
         else:
             message = rules.calendar.problem(cron) or ""
         if message:
             errors.append(FieldError(pointer_join(at, "cron"), message))
-    if isinstance(every_s, int) and every_s < rules.min_interval_s:
+    if isinstance(every_s, int) and 1 <= every_s < rules.min_interval_s:
         where = pointer_join(at, "every_s")
         errors.append(FieldError(where, f"must be at least {rules.min_interval_s} seconds"))
     timezone = parameters.get("timezone")
-    if isinstance(timezone, str) and not is_time_zone(timezone):
+    if (
+        isinstance(timezone, str)
+        and len(timezone) <= MAX_TIMEZONE_LENGTH
+        and not is_time_zone(timezone)
+    ):
         where = pointer_join(at, "timezone")
         errors.append(FieldError(where, "is not a known IANA time zone name"))
     return errors
