@@ -15,14 +15,14 @@ from flowbuilder_http.problems import problem_responses
 from flowbuilder_http.schemas import Timestamp, timestamp
 
 
-class ScheduleOut(Struct, omit_defaults=True):
+class ScheduleOut(Struct, omit_defaults=True, kw_only=True):
     """`cron` or `every_s`, as the trigger has it; `next` are its next five times (UTC)."""
 
+    cron: str | UnsetType = UNSET
+    every_s: int | UnsetType = UNSET
     timezone: str
     active: bool
     next: list[Timestamp]
-    cron: str | UnsetType = UNSET
-    every_s: int | UnsetType = UNSET
 
     @classmethod
     def of(cls, view: ScheduleView) -> ScheduleOut:
