@@ -3,6 +3,7 @@ in-memory adapters on a fake clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from flowbuilder_adapters.memory import MemoryStorage
 from flowbuilder_core import (
     DeleteWorkflowCommand,
     Execution,
+    ExecutionError,
     Principal,
     ReplaceWorkflowCommand,
     ScheduleNotFoundError,
@@ -145,16 +147,16 @@ async def test_a_second_scheduler_that_read_the_entry_before_the_first_committed
 ) -> None:
     workflow_id = await app.active_workflow(every_s=1)
     app.clock.advance(seconds=1)
-    stale = app.storage.store.schedules[workflow_id]  # type: ignore[index]
+    stale = app.storage.store.schedules[workflow_id]
     assert await app.tick() == 1
     # What the other scheduler read: the entry as it was, due at the time just run.
-    app.storage.store.schedules[workflow_id] = stale  # type: ignore[index]
+    app.storage.store.schedules[workflow_id] = stale
 
     started = await app.tick()
 
     assert started == 0  # its insert met the unique key on (workflow, scheduled time)
     assert app.run_times() == [START + timedelta(seconds=1)]
-    assert app.storage.store.schedules[workflow_id].next_due_at > stale.next_due_at  # type: ignore[index]
+    assert app.storage.store.schedules[workflow_id].next_due_at > stale.next_due_at
 
 
 async def test_after_downtime_only_the_latest_missed_time_runs(
@@ -179,14 +181,14 @@ async def test_a_missed_time_older_than_the_catch_up_window_is_skipped_and_logge
 ) -> None:
     app = Scheduling(catch_up_s=300)
     await app.active_workflow(cron="0 * * * *")
-    app.clock.now_is = at(2026, 3, 29, 2, 10)  # 01:00 and 02:00 missed; 02:00 is 600 s old
+    app.clock.now_is = at(2026, 3, 29, 2, 10)  # 00:00 to 02:00 missed; 02:00 is 600 s old
 
     with caplog.at_level(logging.WARNING):
         started = await app.tick()
 
     assert started == 0
     assert app.runs() == []
-    assert "older than 300 s" in caplog.text
+    assert "missed times older than 300 s (SCHEDULE_CATCHUP_S) skipped" in caplog.text
     app.clock.now_is = at(2026, 3, 29, 3, 0, 1)
     assert await app.tick() == 1
     assert app.run_times() == [at(2026, 3, 29, 3, 0)]
@@ -239,12 +241,12 @@ async def test_a_new_schedule_counts_from_its_save_and_an_unchanged_one_keeps_it
         await (await app.use()).replace_workflow(ALICE, command)
 
     await replace(scheduled(every_s=60))
-    assert app.storage.store.schedules[workflow_id].next_due_at == at(2026, 3, 29, 0, 0)  # type: ignore[index]
+    assert app.storage.store.schedules[workflow_id].next_due_at == at(2026, 3, 29, 0, 0)
     await replace(scheduled(every_s=3600))
-    assert app.storage.store.schedules[workflow_id].next_due_at == at(2026, 3, 29, 0, 0)  # type: ignore[index]
+    assert app.storage.store.schedules[workflow_id].next_due_at == at(2026, 3, 29, 0, 0)
     app.clock.advance(minutes=5)
     await replace(scheduled(cron="0 12 * * *"))
-    assert app.storage.store.schedules[workflow_id].next_due_at == at(2026, 3, 29, 12, 0)  # type: ignore[index]
+    assert app.storage.store.schedules[workflow_id].next_due_at == at(2026, 3, 29, 12, 0)
     await replace({"nodes": [{"id": "go", "type": "trigger.manual"}]})
     assert app.storage.store.schedules == {}
 
@@ -278,3 +280,35 @@ async def test_a_workflow_without_a_schedule_trigger_has_no_schedule(app: Schedu
 
     with pytest.raises(ScheduleNotFoundError):
         await (await app.use()).get_schedule(ALICE, created.id)
+
+
+async def test_a_retried_scheduled_run_keeps_its_trigger_but_is_for_no_scheduled_time(
+    app: Scheduling,
+) -> None:
+    await app.active_workflow(every_s=60)
+    app.clock.advance(seconds=31)
+    await app.tick()
+    [run] = app.runs()
+    run.fail(ExecutionError("http_status", "boom"), at=app.clock.now())
+    app.storage.store.executions[run.id] = run
+
+    retry = await (await app.use()).retry_execution(ALICE, run.id)
+
+    assert (retry.trigger, retry.scheduled_for, retry.retry_of) == ("schedule", None, run.id)
+
+
+async def test_a_schedule_saved_behind_the_books_back_counts_again_from_now(
+    app: Scheduling,
+) -> None:
+    workflow_id = await app.active_workflow(every_s=60)
+    stored = app.storage.store.workflows[workflow_id]
+    changed = {**stored.definition.nodes[0].parameters, "every_s": 3600}
+    nodes = (dataclasses.replace(stored.definition.nodes[0], parameters=changed),)
+    definition = dataclasses.replace(stored.definition, nodes=nodes + stored.definition.nodes[1:])
+    app.storage.store.workflows[workflow_id] = dataclasses.replace(stored, definition=definition)
+    app.clock.advance(seconds=31)
+
+    started = await app.tick()
+
+    assert started == 0, "a time of the old schedule is not run"
+    assert app.storage.store.schedules[workflow_id].next_due_at == at(2026, 3, 29, 1, 0)

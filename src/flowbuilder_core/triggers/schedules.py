@@ -142,15 +142,24 @@ class StartDueSchedules:
             await self._schedules.remove(entry.workflow_id)
             return 0
         if schedule != entry.schedule:  # saved behind the book's back: count from now
-            entry = dataclasses.replace(entry, schedule=schedule, next_due_at=now)
-        due = self._due(schedule, entry.next_due_at, now)
-        if due.skipped or due.skipped_older:
+            due = _Due(None, schedule.next_after(now, self._rules.calendar), 0, False)
+            entry = dataclasses.replace(entry, schedule=schedule)
+        else:
+            due = self._due(schedule, entry.next_due_at, now)
+        if due.skipped_older:
             _log.warning(
-                "schedule of workflow %s: %s missed time(s) skipped (%s older than %d s)",
+                "schedule of workflow %s: missed times older than %d s (SCHEDULE_CATCHUP_S) "
+                "skipped, from %s",
                 entry.workflow_id,
-                due.skipped + due.skipped_older,
-                "some" if due.skipped_older else "none",
                 self._limits.catch_up_s,
+                entry.next_due_at.isoformat(),
+            )
+        if due.skipped:
+            _log.warning(
+                "schedule of workflow %s: %d missed time(s) skipped; the latest, %s, runs",
+                entry.workflow_id,
+                due.skipped,
+                due.run_for.isoformat() if due.run_for else "none",
             )
         started = 0
         if due.run_for is not None:
