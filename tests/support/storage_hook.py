@@ -23,9 +23,11 @@ from flowbuilder_core import (
     CredentialRepository,
     DeadLetters,
     ExecutionRepository,
+    NoScheduleBook,
     Outbox,
     RateLimiter,
     RunTransactions,
+    ScheduleRepository,
     SecretStore,
     Storage,
     StorageRunTransactions,
@@ -106,6 +108,11 @@ class StorageProvider(Provider):
     @provide(scope=Scope.REQUEST)
     def write_rate_limiter(self, adapters: Adapters) -> WriteRateLimiter:
         return adapters.write_rate_limiter
+
+    @provide(scope=Scope.REQUEST)
+    def schedules(self, adapters: Adapters) -> ScheduleRepository:
+        """The storage's schedule book, or one that keeps nothing when it has none."""
+        return adapters.schedules if adapters.schedules is not None else NoScheduleBook()
 
     @provide(scope=Scope.APP)
     def dead_letters(self) -> DeadLetters:
