@@ -85,8 +85,10 @@ class WorkflowSchedules:
 
     async def keep(self, workflow: Workflow, now: datetime) -> None:
         """Bring the workflow's entry in step with `workflow` as it is now saved."""
+        if not workflow.active:
+            return  # it has no entry: deactivating and deleting remove it (see `drop`)
         schedule = schedule_of(workflow.definition)
-        if not workflow.active or workflow.is_deleted or schedule is None:
+        if workflow.is_deleted or schedule is None:
             await self._book.remove(workflow.id)
             return
         current = await self._book.get(workflow.id)
