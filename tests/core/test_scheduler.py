@@ -170,7 +170,9 @@ async def test_after_downtime_only_the_latest_missed_time_runs(
 
     assert started == 1
     assert app.run_times() == [at(2026, 3, 29, 0, 30)]
-    assert "3 missed time(s) skipped" in caplog.text
+    assert "times from 2026-03-29T00:00:00+00:00 on were missed; runs for 2026-03-29T00:30" in (
+        caplog.text
+    )
     app.clock.now_is = at(2026, 3, 29, 0, 40)
     assert await app.tick() == 1
     assert app.run_times()[-1] == at(2026, 3, 29, 0, 40)
@@ -188,18 +190,45 @@ async def test_a_missed_time_older_than_the_catch_up_window_is_skipped_and_logge
 
     assert started == 0
     assert app.runs() == []
-    assert "missed times older than 300 s (SCHEDULE_CATCHUP_S) skipped" in caplog.text
+    assert "none younger than 300 s (SCHEDULE_CATCHUP_S) runs" in caplog.text
     app.clock.now_is = at(2026, 3, 29, 3, 0, 1)
     assert await app.tick() == 1
     assert app.run_times() == [at(2026, 3, 29, 3, 0)]
 
 
 async def test_an_interval_catches_up_with_its_latest_time_only(app: Scheduling) -> None:
-    await app.active_workflow(every_s=1)
-    app.clock.advance(seconds=100.5)
+    await app.active_workflow(every_s=60)
+    app.clock.advance(minutes=30, seconds=5)  # 00:29:35: 00:00 to 00:29 were missed
 
     assert await app.tick() == 1
-    assert app.run_times() == [START + timedelta(seconds=100)]
+    assert app.run_times() == [at(2026, 3, 29, 0, 29)]
+    app.clock.now_is = at(2026, 3, 29, 0, 30, 1)
+    assert await app.tick() == 1
+    assert app.run_times()[-1] == at(2026, 3, 29, 0, 30)
+
+
+async def test_a_tick_that_comes_late_runs_each_time_it_is_late_for(
+    app: Scheduling, caplog: pytest.LogCaptureFixture
+) -> None:
+    await app.active_workflow(every_s=1)
+    app.clock.advance(seconds=3.5)  # due 23:59:31; 32 and 33 are due too, none 10 s old
+
+    with caplog.at_level(logging.WARNING):
+        started = await app.tick()
+
+    assert started == 3
+    assert app.run_times() == [START + timedelta(seconds=s) for s in (1, 2, 3)]
+    assert "missed" not in caplog.text
+
+
+async def test_after_a_short_stop_the_recent_times_run_and_the_older_ones_are_skipped(
+    app: Scheduling,
+) -> None:
+    await app.active_workflow(every_s=1)
+    app.clock.advance(seconds=30.5)  # 31 times due; the last 10 are late, the rest missed
+
+    assert await app.tick() == 10
+    assert app.run_times() == [START + timedelta(seconds=s) for s in range(21, 31)]
 
 
 async def test_a_tick_handles_at_most_its_batch() -> None:

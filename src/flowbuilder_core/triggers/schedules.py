@@ -37,6 +37,9 @@ SCHEDULE_TRIGGER_NAME = "schedule"
 """The `trigger` of the executions a schedule starts."""
 UPCOMING = 5
 """How many next times the API shows."""
+LATE_S = 10
+"""A time due less than this long ago is late, not missed: it runs, however many such times
+there are (a tick that came a little late, a busy database). Older ones were missed."""
 
 
 class ScheduleNotFoundError(NotFoundError):
@@ -89,10 +92,9 @@ class GetSchedule:
 class _Due:
     """What an entry that is due comes to at `now`."""
 
-    run_for: datetime | None  # the latest time to run now, if any
+    run_for: tuple[datetime, ...]  # the times to run now, oldest first
     following: datetime | None  # its next time after now (None: it has no more)
-    skipped: int  # earlier times not run, within the catch-up window
-    skipped_older: bool  # and times older than the window
+    missed_from: datetime | None = None  # times were missed (downtime) from this one on
 
 
 class StartDueSchedules:
@@ -100,9 +102,10 @@ class StartDueSchedules:
 
     - At most `limits.batch` due entries, earliest first; those another scheduler holds are
       passed over. Everything the tick does commits at once.
-    - An entry runs once for the latest of its times up to now, if that is younger than
-      `limits.catch_up_s`: in normal operation that is its one due time, after downtime the
-      one catch-up run. The other missed times are skipped, and logged.
+    - Each of an entry's times due within the last `LATE_S` (10 s) runs: in normal operation
+      that is its one due time. Older times were missed (downtime): unless a later time runs,
+      the latest of them runs, once, if it is younger than `limits.catch_up_s`; the others
+      are skipped, and logged.
     - A run is an execution of the workflow's current version with trigger `schedule`,
       `scheduled_for` its time and input `{"scheduled_for": "<time>"}`, added with its queue
       message (the outbox), unless that (workflow, time) has one already (the unique key).
@@ -142,28 +145,22 @@ class StartDueSchedules:
             await self._schedules.remove(entry.workflow_id)
             return 0
         if schedule != entry.schedule:  # saved behind the book's back: count from now
-            due = _Due(None, schedule.next_after(now, self._rules.calendar), 0, False)
+            due = _Due((), schedule.next_after(now, self._rules.calendar))
             entry = dataclasses.replace(entry, schedule=schedule)
         else:
             due = self._due(schedule, entry.next_due_at, now)
-        if due.skipped_older:
+        if due.missed_from is not None:
             _log.warning(
-                "schedule of workflow %s: missed times older than %d s (SCHEDULE_CATCHUP_S) "
-                "skipped, from %s",
+                "schedule of workflow %s: times from %s on were missed; %s",
                 entry.workflow_id,
-                self._limits.catch_up_s,
-                entry.next_due_at.isoformat(),
-            )
-        if due.skipped:
-            _log.warning(
-                "schedule of workflow %s: %d missed time(s) skipped; the latest, %s, runs",
-                entry.workflow_id,
-                due.skipped,
-                due.run_for.isoformat() if due.run_for else "none",
+                due.missed_from.isoformat(),
+                "runs for " + ", ".join(t.isoformat() for t in due.run_for)
+                if due.run_for
+                else f"none younger than {self._limits.catch_up_s} s (SCHEDULE_CATCHUP_S) runs",
             )
         started = 0
-        if due.run_for is not None:
-            started = await self._start(workflow, due.run_for)
+        for run_for in due.run_for:
+            started += await self._start(workflow, run_for)
         if due.following is None:
             await self._schedules.remove(entry.workflow_id)
         else:
@@ -188,18 +185,31 @@ class StartDueSchedules:
 
     def _due(self, schedule: Schedule, next_due: datetime, now: datetime) -> _Due:
         calendar = self._rules.calendar
-        window = now - timedelta(seconds=self._limits.catch_up_s)
-        older = next_due <= window
-        moment = schedule.next_after(window, calendar) if older else next_due
-        latest: datetime | None = None
-        skipped = 0
-        while moment is not None and moment <= now:
-            if schedule.every_s is not None:  # straight to the latest, without counting up
-                steps = int((now - moment).total_seconds() // schedule.every_s)
-                skipped, latest = steps, moment + timedelta(seconds=steps * schedule.every_s)
-                moment = schedule.next_after(latest, calendar)
-                break
-            skipped += latest is not None
-            latest = moment
+        late_from = now - timedelta(seconds=LATE_S)
+        moment = next_due if next_due > late_from else schedule.next_after(late_from, calendar)
+        late: list[datetime] = []
+        while moment is not None and moment <= now:  # at most LATE_S / the shortest interval
+            late.append(moment)
             moment = schedule.next_after(moment, calendar)
-        return _Due(latest, moment, skipped, older)
+        if next_due > late_from or late:  # nothing missed, or a later time runs
+            return _Due(tuple(late), moment, None if next_due > late_from else next_due)
+        caught = self._latest_missed(schedule, next_due, late_from, now)
+        return _Due(() if caught is None else (caught,), moment, next_due)
+
+    def _latest_missed(
+        self, schedule: Schedule, next_due: datetime, late_from: datetime, now: datetime
+    ) -> datetime | None:
+        """The latest time from `next_due` to `late_from` younger than the catch-up window."""
+        calendar = self._rules.calendar
+        window = now - timedelta(seconds=self._limits.catch_up_s)
+        moment = next_due if next_due > window else schedule.next_after(window, calendar)
+        if moment is None or moment > late_from:
+            return None
+        if schedule.every_s is not None:  # straight to the latest, without counting up
+            steps = int((late_from - moment).total_seconds() // schedule.every_s)
+            return moment + timedelta(seconds=steps * schedule.every_s)
+        latest: datetime = moment
+        following = schedule.next_after(latest, calendar)
+        while following is not None and following <= late_from:  # the window / a minute, at most
+            latest, following = following, schedule.next_after(following, calendar)
+        return latest
