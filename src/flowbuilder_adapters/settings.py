@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from flowbuilder_adapters.secrets.keyring import Keyring, KeyringError
+from flowbuilder_adapters.settings_schedules import ScheduleSettings, read_schedule_settings
 from flowbuilder_core.executions.bounds import EngineLimits
 
 EMBEDDED_DIR = Path(".flowbuilder")
@@ -105,6 +106,7 @@ class Settings:
     metrics_port: int = 9100
     shutdown_grace_s: int = 25
     engine_limits: EngineLimits = field(default_factory=EngineLimits)
+    schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
     data_dir: Path = EMBEDDED_DIR
 
     @property
@@ -195,6 +197,7 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
             ),
             max_for_each_items=reader.positive_int("MAX_FOR_EACH_ITEMS", limits.max_for_each_items),
         ),
+        schedules=read_schedule_settings(reader),
         data_dir=data_dir,
     )
     if (
@@ -270,6 +273,8 @@ class _Reader:
         if name not in self.invalid:
             self.invalid.add(name)
             self.problems.append(f"{name}: {message}")
+
+    refuse = _fail
 
     def text(self, name: str) -> str | None:
         value = self._env.get(name, "").strip()

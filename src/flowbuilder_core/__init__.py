@@ -108,6 +108,7 @@ from flowbuilder_core.library import (
     validate_definition,
 )
 from flowbuilder_core.nodes.catalogue import NODE_TYPES, NodeCategory, NodeType
+from flowbuilder_core.nodes.schedule import CronCalendar, Schedule, ScheduleRules
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.errors import (
     ConflictError,
@@ -136,6 +137,13 @@ from flowbuilder_core.shared.pagination import Page, PageRequest
 from flowbuilder_core.shared.pagination import Position as KeysetPosition
 from flowbuilder_core.shared.quotas import QuotaExceededError, Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.triggers.schedules import (
+    GetSchedule,
+    ScheduleNotFoundError,
+    SchedulerLimits,
+    ScheduleView,
+    StartDueSchedules,
+)
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
     NotRunnableError,
@@ -161,6 +169,12 @@ from flowbuilder_core.workflows.ports import (
     WorkflowFilter,
     WorkflowRef,
     WorkflowRepository,
+)
+from flowbuilder_core.workflows.schedules import (
+    NoScheduleBook,
+    ScheduledWorkflow,
+    ScheduleRepository,
+    WorkflowSchedules,
 )
 from flowbuilder_core.workflows.use_cases import (
     ActivateWorkflow,
@@ -204,6 +218,7 @@ __all__ = [
     "CredentialRepository",
     "CredentialResolver",
     "CredentialType",
+    "CronCalendar",
     "DeactivateWorkflow",
     "DeadLetters",
     "Definition",
@@ -237,6 +252,7 @@ __all__ = [
     "FollowExecution",
     "GetCredential",
     "GetExecution",
+    "GetSchedule",
     "GetWorkflow",
     "GetWorkflowVersion",
     "HealthProbe",
@@ -258,6 +274,7 @@ __all__ = [
     "ListWorkflowsQuery",
     "Location",
     "MalformedRequestError",
+    "NoScheduleBook",
     "Node",
     "NodeCall",
     "NodeCategory",
@@ -298,6 +315,13 @@ __all__ = [
     "RunOutcome",
     "RunTransaction",
     "RunTransactions",
+    "Schedule",
+    "ScheduleNotFoundError",
+    "ScheduleRepository",
+    "ScheduleRules",
+    "ScheduleView",
+    "ScheduledWorkflow",
+    "SchedulerLimits",
     "SecretBinding",
     "SecretData",
     "SecretNotFoundError",
@@ -305,6 +329,7 @@ __all__ = [
     "SecretStore",
     "SecretUnreadableError",
     "StaleWorkflowVersionError",
+    "StartDueSchedules",
     "StepResult",
     "StepStatus",
     "Storage",
@@ -327,6 +352,7 @@ __all__ = [
     "WorkflowNotFoundError",
     "WorkflowRef",
     "WorkflowRepository",
+    "WorkflowSchedules",
     "WorkflowSummary",
     "WorkflowVersion",
     "WorkflowVersionNotFoundError",

@@ -57,11 +57,18 @@ from flowbuilder_core.executions.use_cases import (
     ResumeParkedExecutions,
     RetryExecution,
 )
+from flowbuilder_core.nodes.schedule import ScheduleRules
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.triggers.schedules import GetSchedule, SchedulerLimits, StartDueSchedules
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
+from flowbuilder_core.workflows.schedules import (
+    NoScheduleBook,
+    ScheduleRepository,
+    WorkflowSchedules,
+)
 from flowbuilder_core.workflows.use_cases import (
     ActivateWorkflow,
     CreateWorkflow,
@@ -90,6 +97,8 @@ class Adapters:
     `secrets` and the rate limiters may be shared by every unit of work (a store outside the
     database writes at once); the others belong to this one. `rate_limiter` meters executions
     requested, `write_rate_limiter` creates, replaces and deletes, both per user.
+    `schedules` is the schedule book a scheduler reads (None: none is kept, and
+    `start_due_schedules` starts nothing).
     """
 
     uow: UnitOfWork
@@ -104,6 +113,7 @@ class Adapters:
     admission: QueueAdmission = field(default_factory=AdmitAll)
     """Whether the queue takes new executions now (see `QueueAdmission`): always, unless the
     queue is in this process and bounded."""
+    schedules: ScheduleRepository | None = None
 
 
 class Storage(Protocol):
@@ -120,7 +130,8 @@ class Storage(Protocol):
 @dataclass(frozen=True, slots=True)
 class UseCases:
     """Every use case over one set of adapters (all but `FailUndeliveredExecutions`, which
-    reads a queue's dead letters). Each call commits its own unit of work."""
+    reads a queue's dead letters). Each call commits its own unit of work. A service that
+    schedules calls `start_due_schedules` every second or so (as a worker process does)."""
 
     create_workflow: CreateWorkflow
     get_workflow: GetWorkflow
@@ -147,6 +158,8 @@ class UseCases:
     cancel_execution: CancelExecution
     finish_lost_executions: FinishLostExecutions
     resume_parked_executions: ResumeParkedExecutions
+    get_schedule: GetSchedule
+    start_due_schedules: StartDueSchedules
 
 
 def build_use_cases(
@@ -155,27 +168,34 @@ def build_use_cases(
     *,
     limits: RunLimits | None = None,
     quotas: Quotas | None = None,
+    schedule_rules: ScheduleRules | None = None,
+    scheduler: SchedulerLimits | None = None,
 ) -> UseCases:
     """The factory: every use case, built over `adapters` (one unit of work) and `clock`.
     `limits` are the per-user run limits that resuming parked executions respects; `quotas`
-    what each user may store (the defaults of `RunLimits` and `Quotas` when None)."""
+    what each user may store; `schedule_rules` check schedule triggers (give them a
+    `CronsimCalendar` for cron expressions); `scheduler` bounds a scheduler's tick. The
+    defaults of each when None."""
     a = adapters
     limits = limits if limits is not None else RunLimits()
     quotas = quotas if quotas is not None else Quotas()
+    rules = schedule_rules or ScheduleRules()
+    book = a.schedules if a.schedules is not None else NoScheduleBook()
+    schedules = WorkflowSchedules(book, rules)
     writes = a.write_rate_limiter
     return UseCases(
-        create_workflow=CreateWorkflow(a.workflows, writes, quotas, a.uow, clock),
+        create_workflow=CreateWorkflow(a.workflows, writes, quotas, a.uow, clock, schedules),
         get_workflow=GetWorkflow(a.workflows),
         list_workflows=ListWorkflows(a.workflows),
         replace_workflow=ReplaceWorkflow(
-            a.workflows, a.credential_directory, writes, quotas, a.uow, clock
+            a.workflows, a.credential_directory, writes, quotas, a.uow, clock, schedules
         ),
-        delete_workflow=DeleteWorkflow(a.workflows, writes, a.uow, clock),
+        delete_workflow=DeleteWorkflow(a.workflows, writes, a.uow, clock, schedules),
         activate_workflow=ActivateWorkflow(
-            a.workflows, a.credential_directory, writes, a.uow, clock
+            a.workflows, a.credential_directory, writes, a.uow, clock, schedules
         ),
-        deactivate_workflow=DeactivateWorkflow(a.workflows, writes, a.uow, clock),
-        validate_definition=ValidateDefinition(a.credential_directory, a.workflows),
+        deactivate_workflow=DeactivateWorkflow(a.workflows, writes, a.uow, clock, schedules),
+        validate_definition=ValidateDefinition(a.credential_directory, a.workflows, schedules),
         list_workflow_versions=ListWorkflowVersions(a.workflows),
         get_workflow_version=GetWorkflowVersion(a.workflows),
         create_credential=CreateCredential(a.credentials, a.secrets, writes, quotas, a.uow, clock),
@@ -213,6 +233,17 @@ def build_use_cases(
         cancel_execution=CancelExecution(a.executions, a.uow, clock),
         finish_lost_executions=FinishLostExecutions(a.executions, a.uow, clock),
         resume_parked_executions=ResumeParkedExecutions(a.executions, a.outbox, a.uow, limits),
+        get_schedule=GetSchedule(a.workflows, rules, clock),
+        start_due_schedules=StartDueSchedules(
+            book,
+            a.workflows,
+            a.executions,
+            a.outbox,
+            a.uow,
+            clock,
+            rules,
+            scheduler or SchedulerLimits(),
+        ),
     )
 
 
@@ -256,6 +287,8 @@ class FlowBuilder:
       Running needs `expressions`; the use cases alone do not.
     - `follow` streams an execution's events as it runs (`FollowExecution`), each read in a
       unit of work of its own.
+    - `schedule_rules` check schedule triggers when workflows are saved (see
+      `build_use_cases`).
     """
 
     def __init__(
@@ -267,8 +300,10 @@ class FlowBuilder:
         clock: Clock | None = None,
         limits: RunLimits | None = None,
         quotas: Quotas | None = None,
+        schedule_rules: ScheduleRules | None = None,
     ) -> None:
         self._storage = storage
+        self._schedule_rules = schedule_rules
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._limits = limits if limits is not None else RunLimits()
         self._quotas = quotas if quotas is not None else Quotas()
@@ -288,7 +323,13 @@ class FlowBuilder:
     async def use_cases(self) -> AsyncIterator[UseCases]:
         """Every use case over one unit of work of the storage."""
         async with self._storage() as adapters:
-            yield build_use_cases(adapters, self._clock, limits=self._limits, quotas=self._quotas)
+            yield build_use_cases(
+                adapters,
+                self._clock,
+                limits=self._limits,
+                quotas=self._quotas,
+                schedule_rules=self._schedule_rules,
+            )
 
     async def run(self, execution_id: uuid.UUID) -> RunOutcome | None:
         """Run a requested execution to its end; None when there was nothing to run (it ran
@@ -302,7 +343,9 @@ class FlowBuilder:
 
 
 def validate_definition(
-    definition: object, credential_types: Mapping[uuid.UUID, str] | None = None
+    definition: object,
+    credential_types: Mapping[uuid.UUID, str] | None = None,
+    schedule_rules: ScheduleRules | None = None,
 ) -> ValidationReport:
     """Every problem of a definition given as raw JSON (dicts and lists, as a client sends
     it), with no storage: what `ValidateDefinition` answers.
@@ -311,9 +354,10 @@ def validate_definition(
     checked further); otherwise the execute-time ones. Each problem's `field` is a JSON
     pointer into `definition` itself (`/nodes/1/parameters/url`). `credential_types` maps the
     ids of the credentials the definition may use to their types; an id missing from it is a
-    credential that does not exist.
+    credential that does not exist. `schedule_rules` check schedule triggers (see
+    `build_use_cases`).
     """
-    parsed, save_errors = parse_definition(definition, at="")
+    parsed, save_errors = parse_definition(definition, at="", rules=schedule_rules)
     if save_errors:
         return report(save_errors, [])
     return report([], runnability_problems(parsed, credential_types or {}, at=""))

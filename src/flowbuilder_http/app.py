@@ -45,6 +45,7 @@ from flowbuilder_http.routes.credentials import credentials_router
 from flowbuilder_http.routes.executions import executions_router
 from flowbuilder_http.routes.hooks import receive_hook
 from flowbuilder_http.routes.operations import live, metrics, node_types, ready
+from flowbuilder_http.routes.schedules import schedules_router
 from flowbuilder_http.routes.webhooks import webhooks_router
 from flowbuilder_http.routes.workflows import workflows_router
 
@@ -77,6 +78,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         route_handlers=[
             workflows_router,
             webhooks_router,
+            schedules_router,
             credentials_router,
             executions_router,
             node_types,

@@ -60,6 +60,10 @@ DEFAULTS: Mapping[str, str | None] = {
     "METRICS_HOST": "127.0.0.1",
     "METRICS_PORT": "9100",
     "SHUTDOWN_GRACE_S": "25",
+    "SCHEDULE_TICK_S": "1",
+    "SCHEDULE_BATCH": "100",
+    "SCHEDULE_MIN_INTERVAL_S": "60",
+    "SCHEDULE_CATCHUP_S": "3600",
 }
 """Every variable the settings read, with the default it stands for (None: unset). A test
 checks this against `load_settings`, so a new setting cannot be left out."""

@@ -332,6 +332,7 @@ class ExecutionOut(Struct, omit_defaults=True):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     parent_execution_id: str | None
+    scheduled_for: Timestamp | None
     input: dict[str, Any] | UnsetType = UNSET
     steps: list[StepOut] | UnsetType = UNSET
     retried_trigger: str | UnsetType = UNSET
@@ -354,6 +355,7 @@ class ExecutionOut(Struct, omit_defaults=True):
                 if execution.parent_execution_id is None
                 else str(execution.parent_execution_id)
             ),
+            scheduled_for=_maybe(execution.scheduled_for),
             input=dict(execution.input) if detailed else UNSET,
             steps=[StepOut.of(s) for s in execution.steps] if detailed else UNSET,
             retried_trigger=(

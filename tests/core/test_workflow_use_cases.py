@@ -15,6 +15,7 @@ from flowbuilder_adapters.memory import (
 )
 from flowbuilder_adapters.memory.executions import MemoryRateLimiter
 from flowbuilder_core.executions.model import Execution, ExecutionId
+from flowbuilder_core.nodes.schedule import ScheduleRules
 from flowbuilder_core.shared.errors import (
     InvalidInputError,
     MalformedRequestError,
@@ -31,6 +32,7 @@ from flowbuilder_core.workflows.errors import (
 )
 from flowbuilder_core.workflows.model import Workflow
 from flowbuilder_core.workflows.ports import WorkflowFilter
+from flowbuilder_core.workflows.schedules import NoScheduleBook, WorkflowSchedules
 from flowbuilder_core.workflows.use_cases import (
     CreateWorkflow,
     DeleteWorkflow,
@@ -50,6 +52,7 @@ from flowbuilder_core.workflows.use_cases import (
 from support.factories import make_credential, make_definition, make_http_node, make_node
 
 ALICE, BOB = Principal(UserId("user_alice")), Principal(UserId("user_bob"))
+NO_SCHEDULES = WorkflowSchedules(NoScheduleBook(), ScheduleRules())
 
 
 class SteppingClock:
@@ -80,14 +83,15 @@ class App:
     async def create(self, actor: Principal = ALICE, **fields: object) -> Workflow:
         repo, uow = self._repo()
         data = {"name": "Orders", "definition": make_definition(), **fields}
-        return await CreateWorkflow(repo, self.writes, self.quotas, uow, self.clock)(
-            actor, WorkflowInput(**data)
-        )  # type: ignore[arg-type]
+        create = CreateWorkflow(repo, self.writes, self.quotas, uow, self.clock, NO_SCHEDULES)
+        return await create(actor, WorkflowInput(**data))  # type: ignore[arg-type]
 
     async def replace(self, actor: Principal, command: ReplaceWorkflowCommand) -> Workflow:
         repo, uow = self._repo()
         directory = MemoryCredentialDirectory(self.store)
-        replace = ReplaceWorkflow(repo, directory, self.writes, self.quotas, uow, self.clock)
+        replace = ReplaceWorkflow(
+            repo, directory, self.writes, self.quotas, uow, self.clock, NO_SCHEDULES
+        )
         return await replace(actor, command)
 
     async def get(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
@@ -99,7 +103,7 @@ class App:
 
     async def delete(self, actor: Principal, command: DeleteWorkflowCommand) -> None:
         repo, uow = self._repo()
-        await DeleteWorkflow(repo, self.writes, uow, self.clock)(actor, command)
+        await DeleteWorkflow(repo, self.writes, uow, self.clock, NO_SCHEDULES)(actor, command)
 
 
 @pytest.fixture
@@ -239,7 +243,9 @@ async def test_validation_checks_runnability_against_the_callers_credentials() -
         "edges": [{"source": "start", "target": "fetch"}],
     }
     validate = ValidateDefinition(
-        MemoryCredentialDirectory(store), MemoryWorkflowRepository(store, MemoryUnitOfWork())
+        MemoryCredentialDirectory(store),
+        MemoryWorkflowRepository(store, MemoryUnitOfWork()),
+        NO_SCHEDULES,
     )
 
     mine = await validate(ALICE, definition)
@@ -253,9 +259,8 @@ async def test_validation_checks_runnability_against_the_callers_credentials() -
 async def test_an_ill_formed_definition_is_neither_valid_nor_runnable() -> None:
     store = MemoryStore()
     workflows = MemoryWorkflowRepository(store, MemoryUnitOfWork())
-    report = await ValidateDefinition(MemoryCredentialDirectory(store), workflows)(
-        ALICE, {"nodes": [{"id": "x"}]}
-    )
+    validate = ValidateDefinition(MemoryCredentialDirectory(store), workflows, NO_SCHEDULES)
+    report = await validate(ALICE, {"nodes": [{"id": "x"}]})
 
     assert (report.valid, report.runnable) == (False, False)
     assert {p.blocks.value for p in report.problems} == {"save"}

@@ -379,6 +379,7 @@ async def test_the_openapi_document_describes_every_route(client: Client) -> Non
         "/api/workflows/{workflow_id}": {"get", "put", "delete"},
         "/api/workflows/{workflow_id}/activate": {"post"},
         "/api/workflows/{workflow_id}/deactivate": {"post"},
+        "/api/workflows/{workflow_id}/schedule": {"get"},
         "/api/workflows/{workflow_id}/versions": {"get"},
         "/api/workflows/{workflow_id}/versions/{version}": {"get"},
         "/api/workflows/{workflow_id}/webhook": {"get"},

@@ -634,7 +634,10 @@ async def test_executions_are_listed_by_trigger_and_a_retry_keeps_the_original_t
     assert len(both["items"]) == 2
     assert unknown.status_code == unknown_here.status_code == 422
     assert unknown.json()["errors"] == [
-        {"field": "query:trigger", "message": "must be one of: manual, webhook, schedule, retry, subworkflow"}
+        {
+            "field": "query:trigger",
+            "message": "must be one of: manual, webhook, schedule, retry, subworkflow",
+        }
     ]
 
 

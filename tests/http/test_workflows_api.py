@@ -309,6 +309,7 @@ async def test_the_node_catalogue_lists_every_type_with_its_schema(
     assert response.status_code == 200
     assert set(items) == {
         "trigger.manual",
+        "trigger.schedule",
         "http.request",
         "logic.if",
         "data.transform",

@@ -53,6 +53,7 @@ TABLES = {
     "rate_limit_buckets",
     "owner_holdings",
     "webhooks",
+    "schedules",
 }
 HEAD = "0013"
 BEFORE_HOLDINGS = "0012"
@@ -104,6 +105,8 @@ async def test_upgrade_to_head_creates_the_tables_and_their_indexes(database_url
         "ix_workflow_credentials_credential",
         "ix_credentials_owner",
         "ix_credentials_owner_type",
+        "ix_schedules_next_due_at",
+        "uq_executions_workflow_scheduled_for",
     }
     assert await current_revision(database_url) == HEAD
 

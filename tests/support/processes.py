@@ -52,6 +52,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
         "LOG_FORMAT",
         "METRICS_",
         "SHUTDOWN_GRACE",
+        "SCHEDULE_",
         "PROMETHEUS_",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(names)}

@@ -23,10 +23,12 @@ from flowbuilder_core import (
     CredentialRepository,
     DeadLetters,
     ExecutionRepository,
+    NoScheduleBook,
     Outbox,
     QueueAdmission,
     RateLimiter,
     RunTransactions,
+    ScheduleRepository,
     SecretStore,
     Storage,
     StorageRunTransactions,
@@ -111,6 +113,11 @@ class StorageProvider(Provider):
     @provide(scope=Scope.REQUEST)
     def admission(self, adapters: Adapters) -> QueueAdmission:
         return adapters.admission
+
+    @provide(scope=Scope.REQUEST)
+    def schedules(self, adapters: Adapters) -> ScheduleRepository:
+        """The storage's schedule book, or one that keeps nothing when it has none."""
+        return adapters.schedules if adapters.schedules is not None else NoScheduleBook()
 
     @provide(scope=Scope.APP)
     def dead_letters(self) -> DeadLetters:

@@ -24,9 +24,11 @@ from flowbuilder_core.executions.ports import (
     RateLimiter,
 )
 from flowbuilder_core.executions.rate import Bucket, RateLimit
+from flowbuilder_core.shared.errors import ConflictError
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
 from flowbuilder_core.shared.quotas import WriteRateLimiter
+from flowbuilder_core.workflows.model import WorkflowId
 
 _HELD = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED})
 
@@ -51,6 +53,7 @@ class MemoryExecutionRepository(ExecutionRepository):
 
     def __init__(self, store: MemoryStore, uow: MemoryUnitOfWork) -> None:
         self._store, self._uow = store, uow
+        self._scheduled: set[tuple[WorkflowId, datetime | None]] = set()
 
     async def get(self, execution_id: ExecutionId) -> Execution | None:
         found = self._store.executions.get(execution_id)
@@ -59,6 +62,26 @@ class MemoryExecutionRepository(ExecutionRepository):
     async def add(self, execution: Execution) -> None:
         saved = _copy(execution)
         self._uow.stage(lambda: self._store.executions.__setitem__(saved.id, saved))
+
+    async def add_scheduled(self, execution: Execution) -> bool:
+        key = (execution.workflow_id, execution.scheduled_for)
+        if key in self._scheduled or self._has_scheduled(*key):
+            return False
+        self._scheduled.add(key)
+        saved = _copy(execution)
+
+        def unique() -> None:  # the unique key, checked again at commit
+            if self._has_scheduled(*key):
+                raise ConflictError("This workflow already has a run for this scheduled time.")
+
+        self._uow.stage(lambda: self._store.executions.__setitem__(saved.id, saved), unique)
+        return True
+
+    def _has_scheduled(self, workflow_id: WorkflowId, at: datetime | None) -> bool:
+        return at is not None and any(
+            e.workflow_id == workflow_id and e.scheduled_for == at
+            for e in self._store.executions.values()
+        )
 
     async def save(
         self, execution: Execution, *, expected: ExecutionStatus, lease: uuid.UUID | None = None

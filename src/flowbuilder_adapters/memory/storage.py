@@ -14,6 +14,7 @@ from flowbuilder_adapters.memory.executions import (
     MemoryOutbox,
     MemoryRateLimiter,
 )
+from flowbuilder_adapters.memory.schedules import MemoryScheduleRepository
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
@@ -65,6 +66,7 @@ class MemoryStorage(Storage):
             outbox=MemoryOutbox(self.store, uow),
             rate_limiter=self.rate_limiter,
             write_rate_limiter=self.write_rate_limiter,
+            schedules=MemoryScheduleRepository(self.store, uow),
         )
 
     def take_requests(self) -> list[ExecutionRequested]:

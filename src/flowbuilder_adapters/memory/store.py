@@ -12,6 +12,7 @@ from flowbuilder_core.shared.idempotency import RecordedResult
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.webhooks.model import Webhook
 from flowbuilder_core.workflows.model import Workflow, WorkflowId, WorkflowVersion
+from flowbuilder_core.workflows.schedules import ScheduledWorkflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,5 @@ class MemoryStore:
     parked: dict[ExecutionId, datetime] = field(default_factory=dict)
     """Queued executions waiting for a free slot of their owner, with when they were parked."""
     webhooks: dict[WorkflowId, Webhook] = field(default_factory=dict)
+    schedules: dict[WorkflowId, ScheduledWorkflow] = field(default_factory=dict)
+    """The schedule book: active scheduled workflows and when each is due next."""

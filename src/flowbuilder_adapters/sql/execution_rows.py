@@ -53,6 +53,7 @@ def execution_from_row(row: Row[Any], steps: Sequence[Row[Any]] = ()) -> Executi
         started_at=row.started_at,
         finished_at=row.finished_at,
         heartbeat_at=row.heartbeat_at,
+        scheduled_for=mapping.get("scheduled_for"),
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from flowbuilder_adapters.sql.dialect import insert_unless_exists
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.execution_rows import error_to_json, execution_from_row
 from flowbuilder_adapters.sql.execution_steps import record_step_statement
@@ -65,6 +66,29 @@ def _running_of(owner: Any) -> Any:
     )
 
 
+def _row(execution: Execution) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "owner_id": execution.owner_id,
+        "workflow_id": execution.workflow_id,
+        "workflow_version": execution.workflow_version,
+        "status": execution.status.value,
+        "trigger": execution.trigger,
+        "input": dict(execution.input),
+        "error": error_to_json(execution.error),
+        "attempt": execution.attempt,
+        "retry_of": execution.retry_of,
+        "retried_trigger": execution.retried_trigger,
+        "created_at": execution.created_at,
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "heartbeat_at": execution.heartbeat_at,
+        "lease": execution.lease,
+        "parent_execution_id": execution.parent_execution_id,
+        "scheduled_for": execution.scheduled_for,
+    }
+
+
 class SqlExecutionRepository(ExecutionRepository):
     """Status moves are conditional UPDATEs on the status read, so concurrent writers (a cancel
     and a worker, two workers) can never move an execution backwards or twice."""
@@ -81,27 +105,14 @@ class SqlExecutionRepository(ExecutionRepository):
         return execution_from_row(row, steps)
 
     async def add(self, execution: Execution) -> None:
-        row = {
-            "id": execution.id,
-            "owner_id": execution.owner_id,
-            "workflow_id": execution.workflow_id,
-            "workflow_version": execution.workflow_version,
-            "status": execution.status.value,
-            "trigger": execution.trigger,
-            "input": dict(execution.input),
-            "error": error_to_json(execution.error),
-            "attempt": execution.attempt,
-            "retry_of": execution.retry_of,
-            "retried_trigger": execution.retried_trigger,
-            "created_at": execution.created_at,
-            "started_at": execution.started_at,
-            "finished_at": execution.finished_at,
-            "heartbeat_at": execution.heartbeat_at,
-            "lease": execution.lease,
-            "parent_execution_id": execution.parent_execution_id,
-        }
         async with translate_errors():
-            await self._connection.execute(_INSERT, row)
+            await self._connection.execute(_INSERT, _row(execution))
+
+    async def add_scheduled(self, execution: Execution) -> bool:
+        insert = insert_unless_exists(self._connection, executions)
+        async with translate_errors():
+            added = await self._connection.execute(insert, _row(execution))
+        return bool(added.rowcount == 1)
 
     async def save(
         self, execution: Execution, *, expected: ExecutionStatus, lease: uuid.UUID | None = None

@@ -190,6 +190,7 @@ idempotency_keys = Table(
 
 RUNNING = text("status = 'running'")
 PARKED = text("parked_at IS NOT NULL")
+SCHEDULED = text("scheduled_for IS NOT NULL")
 
 # Executions: one pinned workflow version each. Keyset pagination on (created_at, id) with an
 # index per list filter (owner; owner + workflow; owner + status).
@@ -218,6 +219,8 @@ executions = Table(
     Column("parent_execution_id", Uuid(), nullable=True),
     # A retry's trigger is "retry"; this keeps the trigger of the first execution of its chain.
     Column("retried_trigger", Text(), nullable=True),
+    # The schedule's time a run started by a schedule is for (trigger 'schedule').
+    Column("scheduled_for", UtcDateTime(), nullable=True),
     PrimaryKeyConstraint("id"),
     Index("ix_executions_owner", "owner_id", "created_at", "id"),
     # The children of one execution (`?parent_id=`), newest first.
@@ -259,6 +262,16 @@ executions = Table(
     ),
     # The `?trigger=` filter: an owner's webhook runs, say, among many more manual ones.
     Index("ix_executions_owner_trigger", "owner_id", "trigger", "created_at", "id"),
+    # One run per workflow and scheduled time, however many schedulers try (the key, not the
+    # timing, is the guarantee).
+    Index(
+        "uq_executions_workflow_scheduled_for",
+        "workflow_id",
+        "scheduled_for",
+        unique=True,
+        postgresql_where=SCHEDULED,
+        sqlite_where=SCHEDULED,
+    ),
 )
 
 execution_steps = Table(
@@ -327,4 +340,20 @@ webhooks = Table(
     PrimaryKeyConstraint("workflow_id"),
     Index("ix_webhooks_hook_id", "hook_id", unique=True),
     Index("ix_webhooks_secret_ref", "secret_ref", unique=True),
+)
+
+# The schedule book: one entry per active workflow with a schedule trigger, and when it is due
+# next. A scheduler's tick reads the due entries through the index, however many workflows
+# there are. The schedule is a copy of the trigger's parameters, to notice a changed one.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("workflow_id", Uuid(), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False),
+    Column("owner_id", Text(), nullable=False),
+    Column("cron", Text(), nullable=True),
+    Column("every_s", Integer(), nullable=True),
+    Column("timezone", Text(), nullable=False),
+    Column("next_due_at", UtcDateTime(), nullable=False),
+    PrimaryKeyConstraint("workflow_id"),
+    Index("ix_schedules_next_due_at", "next_due_at"),
 )

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from dishka import Provider, Scope, provide, provide_all
 
+from flowbuilder_adapters.cron import CronsimCalendar
 from flowbuilder_adapters.metrics import PrometheusRunObserver
 from flowbuilder_adapters.nodes.basic import basic_runners
 from flowbuilder_adapters.nodes.expressions import JmesPathEvaluator
@@ -37,9 +38,12 @@ from flowbuilder_core.executions.use_cases import (
     ResumeParkedExecutions,
     RetryExecution,
 )
+from flowbuilder_core.nodes.schedule import DEFAULT_MIN_INTERVAL_S, ScheduleRules
 from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.triggers.schedules import GetSchedule, SchedulerLimits, StartDueSchedules
+from flowbuilder_core.workflows.schedules import ScheduleRepository, WorkflowSchedules
 from flowbuilder_core.workflows.use_cases import (
     ActivateWorkflow,
     CreateWorkflow,
@@ -55,18 +59,25 @@ from flowbuilder_core.workflows.use_cases import (
 
 
 class CoreProvider(Provider):
-    """The clock (APP) and every use case (REQUEST), whatever adapters stand behind them."""
+    """The clock (APP) and every use case (REQUEST), whatever adapters stand behind them.
+    Schedule triggers are checked and computed with cronsim (`CronsimCalendar`), at least
+    `min_interval_s` apart; `scheduler` bounds a scheduler's tick."""
 
     def __init__(
         self,
         clock: Clock | None = None,
         limits: RunLimits | None = None,
         quotas: Quotas | None = None,
+        *,
+        min_interval_s: int | None = None,
+        scheduler: SchedulerLimits | None = None,
     ) -> None:
         super().__init__()
         self._clock = clock if clock is not None else SystemClock()
         self._limits = limits if limits is not None else RunLimits()
         self._quotas = quotas if quotas is not None else Quotas()
+        self._rules = ScheduleRules(CronsimCalendar(), min_interval_s or DEFAULT_MIN_INTERVAL_S)
+        self._scheduler = scheduler if scheduler is not None else SchedulerLimits()
 
     @provide(scope=Scope.APP)
     def clock(self) -> Clock:
@@ -79,6 +90,20 @@ class CoreProvider(Provider):
     @provide(scope=Scope.APP)
     def quotas(self) -> Quotas:
         return self._quotas
+
+    @provide(scope=Scope.APP)
+    def schedule_rules(self) -> ScheduleRules:
+        return self._rules
+
+    @provide(scope=Scope.APP)
+    def scheduler_limits(self) -> SchedulerLimits:
+        return self._scheduler
+
+    @provide(scope=Scope.REQUEST)
+    def workflow_schedules(
+        self, book: ScheduleRepository, rules: ScheduleRules
+    ) -> WorkflowSchedules:
+        return WorkflowSchedules(book, rules)
 
     @provide(scope=Scope.APP)
     def follow(self, transactions: RunTransactions, limits: RunLimits) -> FollowExecution:
@@ -118,6 +143,8 @@ class CoreProvider(Provider):
         ValidateDefinition,
         ListWorkflowVersions,
         GetWorkflowVersion,
+        GetSchedule,
+        StartDueSchedules,
         scope=Scope.REQUEST,
     )
 

@@ -49,6 +49,7 @@ from flowbuilder_core.executions.use_cases import (
 )
 from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.triggers.schedules import SchedulerLimits, StartDueSchedules
 from flowbuilder_core.webhooks.model import WebhookLimits
 
 _log = logging.getLogger(__name__)
@@ -61,16 +62,25 @@ class BackgroundProvider(Provider):
     queued runs whose messages went to the dead-letter queue are failed. The API relays its
     outbox; a worker (or embedded mode, which is both) runs executions.
 
+    A worker (and embedded mode) also runs a scheduler, which starts the runs of the schedules
+    that are due every `schedule_tick_s`; several may run at once (see `StartDueSchedules`).
+
     Stopping: the worker gives its runs `grace_seconds`, then releases the rest; the relay
     flushes. An in-process queue (embedded mode) ends with the process, so what it still holds
     goes back to the outbox, for the relay of the next start."""
 
     def __init__(
-        self, *, relay: bool, worker: bool, concurrency: int = 4, grace_seconds: float = 25.0
+        self,
+        *,
+        relay: bool,
+        worker: bool,
+        concurrency: int = 4,
+        grace_seconds: float = 25.0,
+        schedule_tick_s: float = 1.0,
     ) -> None:
         super().__init__()
         self._relay, self._worker, self._concurrency = relay, worker, concurrency
-        self._grace = grace_seconds
+        self._grace, self._tick = grace_seconds, schedule_tick_s
 
     @provide(scope=Scope.APP)
     def background(
@@ -102,6 +112,9 @@ class BackgroundProvider(Provider):
                 on_slots=observe_slots,
             )
             services.append(worker.run)
+            services.append(
+                every(self._tick, in_scope(container, StartDueSchedules), "the scheduler")
+            )
         afterwards = []
         if isinstance(queues.work, InMemoryExecutionQueue):
             afterwards.append(_back_to_the_outbox(container, queues.work))
@@ -147,6 +160,8 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
                 writes_per_second=settings.write_rate_per_second,
                 write_burst=settings.write_rate_burst,
             ),
+            min_interval_s=settings.schedules.min_interval_s,
+            scheduler=SchedulerLimits(settings.schedules.batch, settings.schedules.catch_up_s),
         ),
         WebhooksProvider(
             WebhookLimits(
@@ -167,6 +182,7 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
             worker=runs_executions,
             concurrency=worker_concurrency,
             grace_seconds=settings.shutdown_grace_s,
+            schedule_tick_s=settings.schedules.tick_s,
         ),
         AuthProvider(settings),
     ]

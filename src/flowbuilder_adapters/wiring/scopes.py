@@ -31,6 +31,7 @@ from flowbuilder_core.executions.use_cases import (
 )
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.triggers.schedules import StartDueSchedules
 from flowbuilder_core.webhooks.model import Received, WebhookAnswer, WebhookRequest
 from flowbuilder_core.webhooks.ports import WebhookSteps
 from flowbuilder_core.webhooks.use_cases import ReceiveWebhook, RecordWebhookAnswer
@@ -83,7 +84,9 @@ class ScopedWebhookSteps(WebhookSteps):
             await (await scope.get(RecordWebhookAnswer))(hook_id, delivery_key, answer)
 
 
-Sweep = FinishLostExecutions | ResumeParkedExecutions | FailUndeliveredExecutions
+Sweep = (
+    FinishLostExecutions | ResumeParkedExecutions | FailUndeliveredExecutions | StartDueSchedules
+)
 """The use cases run periodically, each taking no argument and answering how many it moved."""
 
 

@@ -21,6 +21,7 @@ from flowbuilder_adapters.memory.executions import (
 from flowbuilder_adapters.memory.health import MemoryHealthProbe
 from flowbuilder_adapters.memory.idempotency import MemoryIdempotencyStore
 from flowbuilder_adapters.memory.runs import MemoryRunTransactions
+from flowbuilder_adapters.memory.schedules import MemoryScheduleRepository
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.store import MemoryStore
 from flowbuilder_adapters.memory.uow import MemoryUnitOfWork
@@ -40,6 +41,7 @@ from flowbuilder_adapters.sql.database import create_engine
 from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
+from flowbuilder_adapters.sql.schedules import SqlScheduleRepository
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_adapters.sql.webhooks import SqlWebhookRepository
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
@@ -62,6 +64,7 @@ from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.webhooks.model import WebhookLimits
 from flowbuilder_core.webhooks.ports import HookRateLimiter, WebhookRepository
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
+from flowbuilder_core.workflows.schedules import ScheduleRepository
 
 
 class SqlProvider(Provider):
@@ -118,6 +121,7 @@ class SqlProvider(Provider):
     uow_port = alias(source=SqlUnitOfWork, provides=UnitOfWork)
     workflows = provide(SqlWorkflowRepository, scope=Scope.REQUEST, provides=WorkflowRepository)
     executions = provide(SqlExecutionRepository, scope=Scope.REQUEST, provides=ExecutionRepository)
+    schedules = provide(SqlScheduleRepository, scope=Scope.REQUEST, provides=ScheduleRepository)
     idempotency = provide(SqlIdempotencyStore, scope=Scope.REQUEST, provides=IdempotencyStore)
     credentials = provide(
         SqlCredentialRepository, scope=Scope.REQUEST, provides=CredentialRepository
@@ -176,6 +180,7 @@ class MemoryProvider(Provider):
     )
     outbox = provide(MemoryOutbox, scope=Scope.REQUEST, provides=Outbox)
     admission = provide(AdmitAll, scope=Scope.APP, provides=QueueAdmission)
+    schedules = provide(MemoryScheduleRepository, scope=Scope.REQUEST, provides=ScheduleRepository)
 
     @provide(scope=Scope.APP)
     def rate_limiter(self, store: MemoryStore) -> RateLimiter:

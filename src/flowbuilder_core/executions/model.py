@@ -137,6 +137,8 @@ class Execution:
     heartbeat_at: datetime | None = None
     lease: uuid.UUID | None = field(default=None, repr=False)
     """Set by the claim: the run holding it is the only one whose writes count."""
+    scheduled_for: datetime | None = None
+    """The schedule's time this run is for (trigger `schedule`); one run per workflow and time."""
 
     def start(self, *, at: datetime, lease: uuid.UUID | None = None) -> None:
         self._move(ExecutionStatus.RUNNING)

@@ -56,6 +56,10 @@ class ExecutionRepository(Protocol):
 
     async def add(self, execution: Execution) -> None: ...
 
+    async def add_scheduled(self, execution: Execution) -> bool:
+        """Add an execution that has `scheduled_for`, unless its workflow already has one for
+        that time (a unique key: however many schedulers try, one is added); whether it was."""
+
     async def save(
         self, execution: Execution, *, expected: ExecutionStatus, lease: uuid.UUID | None = None
     ) -> bool:

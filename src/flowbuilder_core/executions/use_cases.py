@@ -48,10 +48,10 @@ from flowbuilder_core.shared.pagination import (
 )
 from flowbuilder_core.shared.quotas import refuse_if_limited
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.checks import owned_workflow
 from flowbuilder_core.workflows.model import Definition, WorkflowId
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 from flowbuilder_core.workflows.runnability import refuse_unless_runnable
-from flowbuilder_core.workflows.use_cases import owned_workflow
 from flowbuilder_core.workflows.validation import unstorable_values
 
 LOST_AFTER = timedelta(seconds=60)

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from flowbuilder_core.nodes import http_request as http
-from flowbuilder_core.nodes import webhooks
+from flowbuilder_core.nodes import schedule, webhooks
 from flowbuilder_core.nodes.schema import JsonSchema
 
 
@@ -70,6 +70,29 @@ NODE_TYPES: Mapping[str, NodeType] = MappingProxyType(
                 category=NodeCategory.TRIGGER,
                 title="Manual trigger",
                 parameters_schema=_object({}, []),
+            ),
+            NodeType(
+                type=schedule.SCHEDULE_TRIGGER,
+                category=NodeCategory.TRIGGER,
+                title="Schedule",
+                # `cron` or `every_s` (not both; one is needed to run); the minimum interval
+                # and the cron syntax are checked against the settings (schedule.py).
+                parameters_schema=_object(
+                    {
+                        "cron": {"type": "string", "maxLength": schedule.MAX_CRON_LENGTH},
+                        "every_s": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": schedule.MAX_EVERY_S,
+                        },
+                        "timezone": {
+                            "type": "string",
+                            "maxLength": schedule.MAX_TIMEZONE_LENGTH,
+                            "default": schedule.DEFAULT_TIMEZONE,
+                        },
+                    },
+                    [],
+                ),
             ),
             NodeType(
                 type="http.request",

@@ -48,9 +48,9 @@ from flowbuilder_core.webhooks.model import (
     respond_nodes,
 )
 from flowbuilder_core.webhooks.ports import HookRateLimiter, WebhookRepository, WebhookSteps
+from flowbuilder_core.workflows.checks import owned_workflow
 from flowbuilder_core.workflows.model import Workflow
 from flowbuilder_core.workflows.ports import WorkflowRepository
-from flowbuilder_core.workflows.use_cases import owned_workflow
 
 _log = logging.getLogger(__name__)
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError, MalformedRequestError
 from flowbuilder_core.shared.identity import Principal
-from flowbuilder_core.shared.ids import UserId, new_uuid
-from flowbuilder_core.shared.ownership import owned_by
+from flowbuilder_core.shared.ids import new_uuid
 from flowbuilder_core.shared.pagination import (
     Page,
     PageRequest,
@@ -25,10 +24,10 @@ from flowbuilder_core.shared.pagination import (
 )
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter, refuse_past, take_write
 from flowbuilder_core.shared.uow import UnitOfWork
+from flowbuilder_core.workflows.checks import owned_workflow
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
     StaleWorkflowVersionError,
-    WorkflowNotFoundError,
     WorkflowVersionNotFoundError,
 )
 from flowbuilder_core.workflows.model import (
@@ -39,6 +38,7 @@ from flowbuilder_core.workflows.model import (
 )
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowFilter, WorkflowRepository
 from flowbuilder_core.workflows.runnability import refuse_unless_runnable, runnability_of
+from flowbuilder_core.workflows.schedules import WorkflowSchedules
 from flowbuilder_core.workflows.subworkflows import cycle_problems
 from flowbuilder_core.workflows.validation import (
     MAX_NAME,
@@ -94,13 +94,6 @@ class ListVersionsQuery:
     cursor: str | None = None
 
 
-async def owned_workflow(
-    workflows: WorkflowRepository, owner: UserId, workflow_id: uuid.UUID
-) -> Workflow:
-    """The workflow, if `owner` has it (see `owned_by`); else WorkflowNotFoundError."""
-    return owned_by(owner, await workflows.get(WorkflowId(workflow_id)), WorkflowNotFoundError)
-
-
 def _check_preconditions(
     workflow: Workflow, if_match: Sequence[int] | None, version: int | None
 ) -> None:
@@ -134,9 +127,10 @@ class CreateWorkflow:
         quotas: Quotas,
         uow: UnitOfWork,
         clock: Clock,
+        schedules: WorkflowSchedules,
     ) -> None:
         self._workflows, self._writes, self._quotas = workflows, writes, quotas
-        self._uow, self._clock = uow, clock
+        self._uow, self._clock, self._schedules = uow, clock, schedules
 
     async def __call__(self, actor: Principal, command: WorkflowInput) -> Workflow:
         fields = parse_fields(
@@ -144,6 +138,7 @@ class CreateWorkflow:
             description=command.description,
             tags=command.tags,
             definition=command.definition,
+            rules=self._schedules.rules,
         )
         await take_write(self._writes, actor.user_id, self._clock.now())
         limit = self._quotas.max_workflows
@@ -211,7 +206,7 @@ class ReplaceWorkflow:
     - Every replace is a new version, kept in the history: the newest `quotas.versions_kept`,
       and every older one an execution ran.
     - An active workflow stays active, so its new definition must be runnable
-      (NotRunnableError otherwise: deactivate it first).
+      (NotRunnableError otherwise: deactivate it first); its schedule follows the new one.
     - A write takes one of the caller's write tokens (RateLimitedError when there is none).
     """
 
@@ -223,10 +218,11 @@ class ReplaceWorkflow:
         quotas: Quotas,
         uow: UnitOfWork,
         clock: Clock,
+        schedules: WorkflowSchedules,
     ) -> None:
         self._workflows, self._credentials = workflows, credentials
         self._writes, self._quotas = writes, quotas
-        self._uow, self._clock = uow, clock
+        self._uow, self._clock, self._schedules = uow, clock, schedules
 
     async def __call__(self, actor: Principal, command: ReplaceWorkflowCommand) -> Workflow:
         await take_write(self._writes, actor.user_id, self._clock.now())
@@ -234,7 +230,11 @@ class ReplaceWorkflow:
         _check_preconditions(workflow, command.if_match, command.version)
         data = command.fields
         fields = parse_fields(
-            name=data.name, description=data.description, tags=data.tags, definition=data.definition
+            name=data.name,
+            description=data.description,
+            tags=data.tags,
+            definition=data.definition,
+            rules=self._schedules.rules,
         )
         cycles = await cycle_problems(
             self._workflows, actor.user_id, workflow.id, fields.definition
@@ -260,6 +260,7 @@ class ReplaceWorkflow:
         else:
             raise StaleWorkflowVersionError(workflow.version)
         await self._workflows.prune_versions(workflow, self._quotas.versions_kept)
+        await self._schedules.keep(workflow, self._clock.now())
         await self._uow.commit()
         return workflow
 
@@ -270,9 +271,15 @@ class DeleteWorkflow:
     one of the caller's write tokens (RateLimitedError when there is none)."""
 
     def __init__(
-        self, workflows: WorkflowRepository, writes: WriteRateLimiter, uow: UnitOfWork, clock: Clock
+        self,
+        workflows: WorkflowRepository,
+        writes: WriteRateLimiter,
+        uow: UnitOfWork,
+        clock: Clock,
+        schedules: WorkflowSchedules,
     ) -> None:
         self._workflows, self._writes, self._uow, self._clock = workflows, writes, uow, clock
+        self._schedules = schedules
 
     async def __call__(self, actor: Principal, command: DeleteWorkflowCommand) -> None:
         await take_write(self._writes, actor.user_id, self._clock.now())
@@ -288,6 +295,7 @@ class DeleteWorkflow:
                 continue  # re-read: the precondition decides, or the delete wins the race
         else:
             raise StaleWorkflowVersionError(workflow.version)
+        await self._schedules.drop(workflow.id)
         await self._uow.commit()
 
 
@@ -296,11 +304,17 @@ class ValidateDefinition:
     formed, every execute-time problem (including the caller's credentials and the workflows
     it calls)."""
 
-    def __init__(self, credentials: CredentialDirectory, workflows: WorkflowRepository) -> None:
+    def __init__(
+        self,
+        credentials: CredentialDirectory,
+        workflows: WorkflowRepository,
+        schedules: WorkflowSchedules,
+    ) -> None:
         self._credentials, self._workflows = credentials, workflows
+        self._rules = schedules.rules
 
     async def __call__(self, actor: Principal, definition: object) -> ValidationReport:
-        parsed, save_errors = parse_definition(definition)
+        parsed, save_errors = parse_definition(definition, rules=self._rules)
         if save_errors:
             return report(save_errors, [])
         problems = await runnability_of(self._credentials, actor, parsed, self._workflows)
@@ -348,7 +362,8 @@ class GetWorkflowVersion:
 
 class ActivateWorkflow:
     """Switch one of the caller's workflows on for its webhook and schedule. Its current
-    definition must be runnable (NotRunnableError, as execute gives). Idempotent."""
+    definition must be runnable (NotRunnableError, as execute gives). Idempotent: activating
+    an active workflow leaves its schedule's next time as it was."""
 
     def __init__(
         self,
@@ -357,17 +372,20 @@ class ActivateWorkflow:
         writes: WriteRateLimiter,
         uow: UnitOfWork,
         clock: Clock,
+        schedules: WorkflowSchedules,
     ) -> None:
         self._workflows, self._credentials, self._writes = workflows, credentials, writes
-        self._uow, self._clock = uow, clock
+        self._uow, self._clock, self._schedules = uow, clock, schedules
 
     async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
         await take_write(self._writes, actor.user_id, self._clock.now())
         workflow = await owned_workflow(self._workflows, actor.user_id, workflow_id)
         await refuse_unless_runnable(self._credentials, actor, workflow.definition, self._workflows)
         await self._workflows.set_active(workflow.id, True)
+        workflow = dataclasses.replace(workflow, active=True)
+        await self._schedules.keep(workflow, self._clock.now())
         await self._uow.commit()
-        return dataclasses.replace(workflow, active=True)
+        return workflow
 
 
 class DeactivateWorkflow:
@@ -375,13 +393,20 @@ class DeactivateWorkflow:
     `execute` still runs it. Idempotent."""
 
     def __init__(
-        self, workflows: WorkflowRepository, writes: WriteRateLimiter, uow: UnitOfWork, clock: Clock
+        self,
+        workflows: WorkflowRepository,
+        writes: WriteRateLimiter,
+        uow: UnitOfWork,
+        clock: Clock,
+        schedules: WorkflowSchedules,
     ) -> None:
         self._workflows, self._writes, self._uow, self._clock = workflows, writes, uow, clock
+        self._schedules = schedules
 
     async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
         await take_write(self._writes, actor.user_id, self._clock.now())
         workflow = await owned_workflow(self._workflows, actor.user_id, workflow_id)
         await self._workflows.set_active(workflow.id, False)
+        await self._schedules.drop(workflow.id)
         await self._uow.commit()
         return dataclasses.replace(workflow, active=False)

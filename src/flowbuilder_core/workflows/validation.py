@@ -16,12 +16,21 @@ from enum import StrEnum
 from typing import Any
 
 from flowbuilder_core.nodes.catalogue import NODE_TYPES
-from flowbuilder_core.nodes.schema import check, missing_required, pointer, pointer_join
+from flowbuilder_core.nodes.schedule import (
+    SCHEDULE_TRIGGER,
+    ScheduleRules,
+    schedule_problems,
+    schedule_runnability,
+)
+from flowbuilder_core.nodes.schema import check, missing_required, pointer_join
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError
 from flowbuilder_core.workflows.edges import edge_runnability, parse_edges
 from flowbuilder_core.workflows.model import Definition, Node, Position, WorkflowFields
 from flowbuilder_core.workflows.node_rules import parameter_problems
 from flowbuilder_core.workflows.policies import parse_on_error, parse_retry, policy_problems
+from flowbuilder_core.workflows.storable import MAX_DEPTH, unstorable_values
+
+__all__ = ["MAX_DEPTH", "unstorable_values"]  # imported from here by other modules
 
 MAX_NODES = 500
 MAX_EDGES = 2_000
@@ -29,7 +38,6 @@ MAX_NAME = 200
 MAX_DESCRIPTION = 2_000
 MAX_TAGS = 20
 MAX_TAG = 50
-MAX_DEPTH = 64
 
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NODE_KEYS = frozenset(
@@ -66,12 +74,18 @@ class ValidationReport:
 
 
 def parse_fields(
-    *, name: str, description: str, tags: Sequence[str], definition: object
+    *,
+    name: str,
+    description: str,
+    tags: Sequence[str],
+    definition: object,
+    rules: ScheduleRules | None = None,
 ) -> WorkflowFields:
     """The checked, normalised fields of a workflow, or InvalidInputError listing every problem.
 
     Names and tags are trimmed; repeated tags are kept once, in their first position.
-    `definition=None` is the empty graph.
+    `definition=None` is the empty graph. `rules` check schedule triggers (see
+    `parse_definition`).
     """
     errors: list[FieldError] = []
     clean_name = name.strip()
@@ -93,16 +107,19 @@ def parse_fields(
     for where, text in (("/name", name), ("/description", description)):
         if "\x00" in text:
             errors.append(FieldError(where, "must not contain the NUL character"))
-    parsed, definition_errors = parse_definition(definition)
+    parsed, definition_errors = parse_definition(definition, rules=rules)
     errors += definition_errors
     if errors:
         raise InvalidInputError(errors)
     return WorkflowFields(clean_name, description, tuple(clean_tags), parsed)
 
 
-def parse_definition(raw: object, at: str = "/definition") -> tuple[Definition, list[FieldError]]:
+def parse_definition(
+    raw: object, at: str = "/definition", rules: ScheduleRules | None = None
+) -> tuple[Definition, list[FieldError]]:
     """The definition in `raw` and every save-time problem with it (the definition is only
-    meaningful when the list is empty)."""
+    meaningful when the list is empty). `rules` check `trigger.schedule` nodes (their defaults
+    when None: no cron calendar, so a `cron` parameter is refused)."""
     if raw is None:
         return Definition(), []
     if not isinstance(raw, dict):
@@ -115,6 +132,7 @@ def parse_definition(raw: object, at: str = "/definition") -> tuple[Definition, 
     nodes = _parse_list(raw_nodes, pointer_join(at, "nodes"), MAX_NODES, errors)
     edges = _parse_list(raw_edges, pointer_join(at, "edges"), MAX_EDGES, errors)
     parsed_nodes = _parse_nodes(nodes, pointer_join(at, "nodes"), errors)
+    errors += _schedule_problems(nodes, pointer_join(at, "nodes"), rules or ScheduleRules())
     # Edges are checked against every declared node, valid or not, so that one bad node is
     # reported once rather than again on each of its edges.
     declared = {
@@ -170,52 +188,23 @@ def report(
     )
 
 
-def unstorable_values(raw: object, at: str) -> list[FieldError]:
-    """Values no database stores faithfully: NUL characters (Postgres text and JSONB refuse
-    them) and nesting deeper than MAX_DEPTH. Walked iteratively, so depth cannot hurt us. Every
-    JSON document a request stores goes through it (a definition, an execution's input).
-
-    Each value carries its path as a link to its parent's, `(parent, key)`; the pointer string
-    is built only for a value in error, not for every value of a (usually valid) definition.
-    """
-    errors: list[FieldError] = []
-    stack: list[tuple[object, _Path, int]] = [(raw, None, 0)]
-    while stack and len(errors) < 20:
-        value, path, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            message = f"must not be nested deeper than {MAX_DEPTH} levels"
-            errors.append(FieldError(_pointer(at, path), message))
-        elif isinstance(value, str):
-            if "\x00" in value:
-                errors.append(FieldError(_pointer(at, path), "must not contain the NUL character"))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if "\x00" in key:
-                    message = "keys must not contain the NUL character"
-                    errors.append(FieldError(_pointer(at, path), message))
-                stack.append((item, (path, key), depth + 1))
-        elif isinstance(value, list):
-            stack.extend((item, (path, i), depth + 1) for i, item in enumerate(value))
-    return sorted(errors, key=lambda e: e.field)
-
-
-_Path = tuple[Any, str | int] | None  # (the parent's _Path, this key), None at the root
-
-
-def _pointer(at: str, path: _Path) -> str:
-    keys: list[str | int] = []
-    while path is not None:
-        path, key = path
-        keys.append(key)
-    return at + pointer(*reversed(keys))
-
-
 def _unknown_keys(raw: Mapping[str, object], allowed: frozenset[str], at: str) -> list[FieldError]:
     return [
         FieldError(pointer_join(at, key), "is not a known field")
         for key in raw
         if key not in allowed
     ]
+
+
+def _schedule_problems(raw_nodes: list[Any], at: str, rules: ScheduleRules) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for index, raw in enumerate(raw_nodes):
+        if isinstance(raw, dict) and raw.get("type") == SCHEDULE_TRIGGER:
+            parameters = raw.get("parameters", {})
+            if isinstance(parameters, dict):
+                where = pointer_join(pointer_join(at, index), "parameters")
+                errors += schedule_problems(parameters, where, rules)
+    return errors
 
 
 def _parse_list(raw: object, at: str, limit: int, errors: list[FieldError]) -> list[Any]:
@@ -329,6 +318,8 @@ def _node_runnability(
     errors = missing_required(
         node.parameters, node_type.parameters_schema, pointer_join(at, "parameters")
     )
+    if node.type == SCHEDULE_TRIGGER:
+        errors += schedule_runnability(node.parameters, pointer_join(at, "parameters"))
     if node.credential_id is None:
         return errors
     where = pointer_join(at, "credential_id")
