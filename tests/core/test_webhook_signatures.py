@@ -20,6 +20,8 @@ from flowbuilder_adapters.memory.idempotency import MemoryIdempotencyStore
 from flowbuilder_adapters.memory.secrets import MemorySecretStore
 from flowbuilder_adapters.memory.webhooks import MemoryWebhookRepository
 from flowbuilder_core.credentials.model import SecretData
+from flowbuilder_core.executions.ports import AdmitAll, QueueAdmission
+from flowbuilder_core.shared.errors import OverloadedError
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.webhooks.errors import HookNotFoundError, WebhookUnauthenticatedError
 from flowbuilder_core.webhooks.model import Webhook, WebhookRequest
@@ -162,7 +164,7 @@ class Hooked:
         await uow.commit()
         return self
 
-    def receive(self) -> ReceiveWebhook:
+    def receive(self, admission: QueueAdmission | None = None) -> ReceiveWebhook:
         uow, store = MemoryUnitOfWork(), self.store
         return ReceiveWebhook(
             MemoryWebhookRepository(store, uow),
@@ -174,6 +176,7 @@ class Hooked:
             MemoryRateLimiter(store, 50, 100, "hooks:"),
             uow,
             self.clock,
+            admission or AdmitAll(),
         )
 
 
@@ -215,3 +218,19 @@ async def test_an_inactive_workflows_hook_is_not_found_before_any_check() -> Non
         await hooked.receive()(request(hooked.hook_id, sign(SECRET, T, BODY)))
 
     assert hooked.store.buckets == {}
+
+
+class FullQueue:
+    def retry_after(self) -> int | None:
+        return 1
+
+
+async def test_a_full_queue_refuses_a_delivery_before_its_signature_is_spent() -> None:
+    hooked = await Hooked(FixedClock(NOW)).add()
+    header = sign(SECRET, T, BODY)
+
+    with pytest.raises(OverloadedError):
+        await hooked.receive(FullQueue())(request(hooked.hook_id, header))
+    accepted = await hooked.receive()(request(hooked.hook_id, header))
+
+    assert [e.id for e in hooked.store.executions.values()] == [accepted.answer.execution_id]

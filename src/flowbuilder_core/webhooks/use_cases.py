@@ -11,10 +11,10 @@ from flowbuilder_core.credentials.ports import SecretStore
 from flowbuilder_core.credentials.use_cases import forget_secret
 from flowbuilder_core.executions.events import FollowExecution
 from flowbuilder_core.executions.model import Execution, ExecutionId
-from flowbuilder_core.executions.ports import ExecutionRepository, Outbox
+from flowbuilder_core.executions.ports import ExecutionRepository, Outbox, QueueAdmission
 from flowbuilder_core.executions.use_cases import add_requested
 from flowbuilder_core.shared.clock import Clock
-from flowbuilder_core.shared.errors import FieldError, InvalidInputError
+from flowbuilder_core.shared.errors import FieldError, InvalidInputError, OverloadedError
 from flowbuilder_core.shared.idempotency import (
     IdempotencyStore,
     IdempotentRequest,
@@ -167,6 +167,8 @@ class ReceiveWebhook:
       the same for every reason.
     - Every request to a live hook takes a token from the hook's bucket first, authenticated
       or not, committed on its own (RateLimitedError when the bucket is empty).
+    - OverloadedError, before any check spends a signature, while the queue takes no new
+      work (`QueueAdmission`: embedded mode's bounded in-process queue).
     - Then the auth mode's check (`signatures`); any failure, a mode that needs a secret while
       none is set included, is WebhookUnauthenticatedError. An accepted `v1` signature is
       recorded and refused ever after (its `t` keeps it from being valid for long anyway).
@@ -190,7 +192,9 @@ class ReceiveWebhook:
         rate: HookRateLimiter,
         uow: UnitOfWork,
         clock: Clock,
+        admission: QueueAdmission,
     ) -> None:
+        self._admission = admission
         self._webhooks, self._workflows = webhooks, workflows
         self._executions, self._outbox, self._idempotency = executions, outbox, idempotency
         self._secrets, self._rate, self._uow, self._clock = secrets, rate, uow, clock
@@ -200,6 +204,11 @@ class ReceiveWebhook:
         wait = await self._rate.take(UserId(hook.hook_id), self._clock.now())
         await self._uow.commit()
         refuse_if_limited(wait, "requests to this webhook")
+        busy = self._admission.retry_after()
+        if busy is not None:
+            raise OverloadedError(
+                "Too many executions are waiting to run; try again shortly.", retry_after=busy
+            )
         await self._authenticate(hook, trigger, request)
         key = _delivery_key(request, trigger)
         delivery = (
