@@ -301,7 +301,9 @@ async def test_an_execution_runs_in_a_separate_worker_with_its_credential_and_le
     }.items() <= next(line for line in access if line["route"].endswith("/execute")).items()
 
 
-BURST = 1000
+BURST = 600
+"""Enough runs to keep both workers' eight slots busy for many seconds, each message racing the
+other worker's receives; 1,000 cost the suite's ten minutes a further twenty seconds."""
 CONCURRENT_REQUESTS = 50
 PAGE = 100
 
@@ -339,7 +341,7 @@ async def database_counts(database_url: str) -> tuple[dict[str, int], dict[int, 
     return by_status, step_counts
 
 
-async def test_a_thousand_executions_in_a_burst_all_succeed_exactly_once_across_two_workers(
+async def test_six_hundred_executions_in_a_burst_all_succeed_exactly_once_across_two_workers(
     postgres_url: str,
     jwks: tuple[JwksServer, SigningKey],
     moto_endpoint: str,
