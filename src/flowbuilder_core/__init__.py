@@ -144,6 +144,7 @@ from flowbuilder_core.triggers.schedules import (
     ScheduleView,
     StartDueSchedules,
 )
+from flowbuilder_core.workflows.activation import ActivateWorkflow, DeactivateWorkflow
 from flowbuilder_core.workflows.errors import (
     ConcurrentUpdateError,
     NotRunnableError,
@@ -177,9 +178,7 @@ from flowbuilder_core.workflows.schedules import (
     WorkflowSchedules,
 )
 from flowbuilder_core.workflows.use_cases import (
-    ActivateWorkflow,
     CreateWorkflow,
-    DeactivateWorkflow,
     DeleteWorkflow,
     DeleteWorkflowCommand,
     GetWorkflow,

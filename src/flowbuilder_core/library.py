@@ -63,6 +63,7 @@ from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.quotas import Quotas, WriteRateLimiter
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.triggers.schedules import GetSchedule, SchedulerLimits, StartDueSchedules
+from flowbuilder_core.workflows.activation import ActivateWorkflow, DeactivateWorkflow
 from flowbuilder_core.workflows.ports import CredentialDirectory, WorkflowRepository
 from flowbuilder_core.workflows.schedules import (
     NoScheduleBook,
@@ -70,9 +71,7 @@ from flowbuilder_core.workflows.schedules import (
     WorkflowSchedules,
 )
 from flowbuilder_core.workflows.use_cases import (
-    ActivateWorkflow,
     CreateWorkflow,
-    DeactivateWorkflow,
     DeleteWorkflow,
     GetWorkflow,
     GetWorkflowVersion,

@@ -11,7 +11,6 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from flowbuilder_core.credentials.model import Credential, CredentialType
 from flowbuilder_core.executions.model import Execution, ExecutionError, StepResult
 from flowbuilder_core.nodes.catalogue import NodeType
-from flowbuilder_core.webhooks.model import WebhookView
 from flowbuilder_core.workflows.model import (
     Definition,
     OnError,
@@ -366,40 +365,6 @@ class ExecutionOut(Struct, omit_defaults=True):
 
 def _maybe(value: datetime | None) -> str | None:
     return None if value is None else timestamp(value)
-
-
-class WebhookOut(Struct):
-    """A workflow's webhook: where it is and how it is called; never its secret."""
-
-    url: str
-    methods: list[str]
-    auth: str
-    respond: str
-    dedupe_header: str | None
-    secret_set: bool
-    active: bool
-
-    @classmethod
-    def of(cls, view: WebhookView) -> WebhookOut:
-        trigger = view.trigger
-        return cls(
-            url=view.webhook.path,
-            methods=list(trigger.methods),
-            auth=trigger.auth.value,
-            respond=trigger.respond.value,
-            dedupe_header=trigger.dedupe_header,
-            secret_set=view.webhook.secret_ref is not None,
-            active=view.active,
-        )
-
-
-class WebhookSecretOut(Struct):
-    """The new secret, shown this once."""
-
-    secret: str
-
-    def __repr__(self) -> str:
-        return "WebhookSecretOut(secret=<hidden>)"
 
 
 class WebhookAcceptedOut(Struct):

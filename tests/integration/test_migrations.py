@@ -26,7 +26,7 @@ from flowbuilder_adapters.sql.tables import (
     workflow_credentials,
     workflows,
 )
-from flowbuilder_adapters.sql.workflows import workflow_to_row
+from flowbuilder_adapters.sql.workflow_rows import workflow_to_row
 from flowbuilder_core.credentials.model import Credential, CredentialId, SecretRef
 from flowbuilder_core.shared.idempotency import IdempotentRequest, RecordedResult
 from flowbuilder_core.shared.ids import UserId

@@ -43,11 +43,10 @@ from flowbuilder_core.shared.clock import Clock, SystemClock
 from flowbuilder_core.shared.quotas import Quotas
 from flowbuilder_core.shared.uow import UnitOfWork
 from flowbuilder_core.triggers.schedules import GetSchedule, SchedulerLimits, StartDueSchedules
+from flowbuilder_core.workflows.activation import ActivateWorkflow, DeactivateWorkflow
 from flowbuilder_core.workflows.schedules import ScheduleRepository, WorkflowSchedules
 from flowbuilder_core.workflows.use_cases import (
-    ActivateWorkflow,
     CreateWorkflow,
-    DeactivateWorkflow,
     DeleteWorkflow,
     GetWorkflow,
     GetWorkflowVersion,

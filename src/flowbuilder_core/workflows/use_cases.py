@@ -3,7 +3,6 @@ indistinguishable from a missing one."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -358,55 +357,3 @@ class GetWorkflowVersion:
         if found is None:
             raise WorkflowVersionNotFoundError
         return found
-
-
-class ActivateWorkflow:
-    """Switch one of the caller's workflows on for its webhook and schedule. Its current
-    definition must be runnable (NotRunnableError, as execute gives). Idempotent: activating
-    an active workflow leaves its schedule's next time as it was."""
-
-    def __init__(
-        self,
-        workflows: WorkflowRepository,
-        credentials: CredentialDirectory,
-        writes: WriteRateLimiter,
-        uow: UnitOfWork,
-        clock: Clock,
-        schedules: WorkflowSchedules,
-    ) -> None:
-        self._workflows, self._credentials, self._writes = workflows, credentials, writes
-        self._uow, self._clock, self._schedules = uow, clock, schedules
-
-    async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
-        await take_write(self._writes, actor.user_id, self._clock.now())
-        workflow = await owned_workflow(self._workflows, actor.user_id, workflow_id)
-        await refuse_unless_runnable(self._credentials, actor, workflow.definition, self._workflows)
-        await self._workflows.set_active(workflow.id, True)
-        workflow = dataclasses.replace(workflow, active=True)
-        await self._schedules.keep(workflow, self._clock.now())
-        await self._uow.commit()
-        return workflow
-
-
-class DeactivateWorkflow:
-    """Switch one of the caller's workflows off: its webhook and schedule start nothing more.
-    `execute` still runs it. Idempotent."""
-
-    def __init__(
-        self,
-        workflows: WorkflowRepository,
-        writes: WriteRateLimiter,
-        uow: UnitOfWork,
-        clock: Clock,
-        schedules: WorkflowSchedules,
-    ) -> None:
-        self._workflows, self._writes, self._uow, self._clock = workflows, writes, uow, clock
-        self._schedules = schedules
-
-    async def __call__(self, actor: Principal, workflow_id: uuid.UUID) -> Workflow:
-        await take_write(self._writes, actor.user_id, self._clock.now())
-        workflow = await owned_workflow(self._workflows, actor.user_id, workflow_id)
-        await self._workflows.set_active(workflow.id, False)
-        await self._schedules.drop(workflow.id)
-        await self._uow.commit()
-        return dataclasses.replace(workflow, active=False)

@@ -11,7 +11,7 @@ from litestar.params import FromPath
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.webhooks.use_cases import GetWebhook, RotateWebhookSecret
 from flowbuilder_http.problems import problem_responses
-from flowbuilder_http.schemas import WebhookOut, WebhookSecretOut
+from flowbuilder_http.webhook_schemas import WebhookOut, WebhookSecretOut
 
 
 @get(

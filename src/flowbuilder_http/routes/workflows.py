@@ -15,11 +15,10 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from flowbuilder_core.shared.errors import FieldError, InvalidInputError
 from flowbuilder_core.shared.identity import Principal
 from flowbuilder_core.shared.pagination import DEFAULT_LIMIT
+from flowbuilder_core.workflows.activation import ActivateWorkflow, DeactivateWorkflow
 from flowbuilder_core.workflows.ports import WorkflowFilter
 from flowbuilder_core.workflows.use_cases import (
-    ActivateWorkflow,
     CreateWorkflow,
-    DeactivateWorkflow,
     DeleteWorkflow,
     DeleteWorkflowCommand,
     GetWorkflow,
