@@ -15,6 +15,7 @@ from flowbuilder_core import FailUndeliveredExecutions, UseCases
 from flowbuilder_core.credentials import use_cases as credential_use_cases
 from flowbuilder_core.executions import use_cases as execution_use_cases
 from flowbuilder_core.triggers import schedules as schedule_use_cases
+from flowbuilder_core.workflows import activation as workflow_activation
 from flowbuilder_core.workflows import use_cases as workflow_use_cases
 
 from support.library import LIBRARY_DOC
@@ -72,6 +73,7 @@ def use_case_classes() -> set[type]:
     found = set()
     for module in (
         workflow_use_cases,
+        workflow_activation,
         credential_use_cases,
         execution_use_cases,
         schedule_use_cases,
