@@ -14,7 +14,12 @@ from flowbuilder_core.executions.model import Execution, ExecutionId
 from flowbuilder_core.executions.ports import ExecutionRepository, Outbox, QueueAdmission
 from flowbuilder_core.executions.use_cases import add_requested
 from flowbuilder_core.shared.clock import Clock
-from flowbuilder_core.shared.errors import FieldError, InvalidInputError, OverloadedError
+from flowbuilder_core.shared.errors import (
+    FieldError,
+    InvalidInputError,
+    OverloadedError,
+    RateLimitedError,
+)
 from flowbuilder_core.shared.idempotency import (
     IdempotencyStore,
     IdempotentRequest,
@@ -336,7 +341,8 @@ class DeliverWebhook:
     `respond: when_finished`: its run is awaited up to `wait_s`, reading its progress as an
     event stream does (`FollowExecution`: a short unit of work per poll, nothing held in
     between), and answered as `answers.answer_of` says; a run that has not ended by then
-    gets the 202 `immediately` gets. The final answer replaces the 202 recorded under the
+    gets the 202 `immediately` gets, and so does one whose owner already has
+    `max_event_streams` streams and waits open on this process. The final answer replaces the 202 recorded under the
     delivery key, if it can: failing that, it is still given (a repeat then gets the 202)."""
 
     def __init__(self, steps: WebhookSteps, follow: FollowExecution, wait_s: float) -> None:
@@ -347,7 +353,13 @@ class DeliverWebhook:
         awaited = received.awaited
         if awaited is None:
             return received
-        answer = await wait_for_answer(self._follow, awaited, self._wait_s)
+        try:
+            answer = await wait_for_answer(self._follow, awaited, self._wait_s)
+        except RateLimitedError:
+            # The owner has as many streams and waits open here as they may: the run is
+            # requested already, so the answer is the 202 that says so, not a 429 that would
+            # have the sender deliver it again.
+            answer = None
         if answer is None:
             return Received(received.answer)
         if awaited.delivery_key is not None:
