@@ -342,8 +342,9 @@ class DeliverWebhook:
     event stream does (`FollowExecution`: a short unit of work per poll, nothing held in
     between), and answered as `answers.answer_of` says; a run that has not ended by then
     gets the 202 `immediately` gets, and so does one whose owner already has
-    `max_event_streams` streams and waits open on this process. The final answer replaces the 202 recorded under the
-    delivery key, if it can: failing that, it is still given (a repeat then gets the 202)."""
+    `max_event_streams` streams and waits open on this process. The final answer replaces the
+    202 recorded under the delivery key, if it can: failing that, it is still given (a repeat
+    then gets the 202)."""
 
     def __init__(self, steps: WebhookSteps, follow: FollowExecution, wait_s: float) -> None:
         self._steps, self._follow, self._wait_s = steps, follow, wait_s
