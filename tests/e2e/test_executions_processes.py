@@ -30,6 +30,7 @@ from flowbuilder_adapters.sql.tables import execution_steps, executions
 from support.aws_fixtures import AWS_REGION
 from support.jwks import JwksServer
 from support.processes import bearer, free_port, run, seed_env, server, worker
+from support.processes import workers as started_workers
 from support.tokens import SigningKey, make_rsa_key
 
 pytestmark = pytest.mark.postgres
@@ -150,10 +151,9 @@ async def api_and_workers(
     port = free_port()
     with ExitStack() as stack:
         base = stack.enter_context(server(["serve", "--port", str(port)], env, port, cwd=cwd))
-        for index in range(workers):
-            stack.enter_context(
-                worker(["--concurrency", str(concurrency)], env, cwd, name=f"worker-{index}")
-            )
+        stack.enter_context(
+            started_workers(workers, ["--concurrency", str(concurrency)], env, cwd, name="worker")
+        )
         yield base
 
 
@@ -301,9 +301,9 @@ async def test_an_execution_runs_in_a_separate_worker_with_its_credential_and_le
     }.items() <= next(line for line in access if line["route"].endswith("/execute")).items()
 
 
-BURST = 600
-"""Enough runs to keep both workers' eight slots busy for many seconds, each message racing the
-other worker's receives; 1,000 cost the suite's ten minutes a further twenty seconds."""
+BURST = 400
+"""Enough runs to keep both workers' eight slots busy for seconds, each message racing the
+other worker's receives; 1,000 cost the suite's ten minutes a further half minute."""
 CONCURRENT_REQUESTS = 50
 PAGE = 100
 
@@ -341,7 +341,7 @@ async def database_counts(database_url: str) -> tuple[dict[str, int], dict[int, 
     return by_status, step_counts
 
 
-async def test_six_hundred_executions_in_a_burst_all_succeed_exactly_once_across_two_workers(
+async def test_four_hundred_executions_in_a_burst_all_succeed_exactly_once_across_two_workers(
     postgres_url: str,
     jwks: tuple[JwksServer, SigningKey],
     moto_endpoint: str,

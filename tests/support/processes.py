@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,28 +157,56 @@ def worker(
 ) -> Iterator[Path]:
     """`flowbuilder worker <args>` until its log says it started; SIGTERM afterwards, then a
     wait for it to finish its runs in progress. Yields the path of its log (stdout + stderr)."""
-    log = cwd / f"{name}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [FLOWBUILDER, "worker", *args],
-            env=dict(env),
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    with _workers([name], args, env, cwd) as logs:
+        yield logs[0]
+
+
+def workers(
+    count: int, args: list[str], env: Mapping[str, str], cwd: Path, name: str = "worker"
+) -> AbstractContextManager[list[Path]]:
+    """`count` x `flowbuilder worker <args>`, logs `<name>-<i>.log`, each until its log says it
+    started. Stopped together: SIGTERM to every one first, then the waits, so that their last
+    long polls (up to 10 s each) end side by side, not one after another."""
+    return _workers([f"{name}-{index}" for index in range(count)], args, env, cwd)
+
+
+@contextmanager
+def _workers(
+    names: list[str], args: list[str], env: Mapping[str, str], cwd: Path
+) -> Iterator[list[Path]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
     try:
-        deadline = time.monotonic() + 30
-        while "worker started" not in log.read_text():
-            if process.poll() is not None:
-                raise AssertionError(f"worker exited with {process.returncode}:\n{log.read_text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"worker did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield log
+        for name in names:
+            log = cwd / f"{name}.log"
+            with log.open("w") as out:
+                process = subprocess.Popen(
+                    [FLOWBUILDER, "worker", *args],
+                    env=dict(env),
+                    cwd=cwd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            processes.append(process)
+            logs.append(log)
+            _wait_for_start(process, log)
+        yield logs
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=40)  # the worker gives runs in progress 25 s to finish
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=40)  # the worker gives runs in progress 25 s to finish
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_for_start(process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while "worker started" not in log.read_text():
+        if process.poll() is not None:
+            raise AssertionError(f"worker exited with {process.returncode}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker did not start:\n{log.read_text()}")
+        time.sleep(0.1)
