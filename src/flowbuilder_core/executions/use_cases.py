@@ -119,6 +119,16 @@ async def add_requested(
     await outbox.add(ExecutionRequested.of(execution))
 
 
+def refuse_unless_admitted(admission: QueueAdmission) -> None:
+    """OverloadedError while the queue takes no new work (see `QueueAdmission`): asked before
+    anything is written, by every door that requests a run."""
+    wait = admission.retry_after()
+    if wait is not None:
+        raise OverloadedError(
+            "Too many executions are waiting to run; try again shortly.", retry_after=wait
+        )
+
+
 class _Requesting:
     """What execute and retry share: runnability, the rate limit, the outbox."""
 
@@ -141,11 +151,7 @@ class _Requesting:
         await refuse_unless_runnable(self._credentials, actor, definition, self._workflows)
 
     async def _request(self, execution: Execution) -> Execution:
-        wait = self._admission.retry_after()
-        if wait is not None:
-            raise OverloadedError(
-                "Too many executions are waiting to run; try again shortly.", retry_after=wait
-            )
+        refuse_unless_admitted(self._admission)
         await add_requested(self._executions, self._outbox, execution)
         # Last before the commit: the bucket's row lock is then held as briefly as possible.
         await _take_token(self._rate, execution.owner_id, self._clock.now())

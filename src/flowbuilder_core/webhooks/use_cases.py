@@ -12,12 +12,11 @@ from flowbuilder_core.credentials.use_cases import forget_secret
 from flowbuilder_core.executions.events import FollowExecution
 from flowbuilder_core.executions.model import Execution, ExecutionId
 from flowbuilder_core.executions.ports import ExecutionRepository, Outbox, QueueAdmission
-from flowbuilder_core.executions.use_cases import add_requested
+from flowbuilder_core.executions.use_cases import add_requested, refuse_unless_admitted
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.errors import (
     FieldError,
     InvalidInputError,
-    OverloadedError,
     RateLimitedError,
 )
 from flowbuilder_core.shared.idempotency import (
@@ -209,11 +208,7 @@ class ReceiveWebhook:
         wait = await self._rate.take(UserId(hook.hook_id), self._clock.now())
         await self._uow.commit()
         refuse_if_limited(wait, "requests to this webhook")
-        busy = self._admission.retry_after()
-        if busy is not None:
-            raise OverloadedError(
-                "Too many executions are waiting to run; try again shortly.", retry_after=busy
-            )
+        refuse_unless_admitted(self._admission)
         await self._authenticate(hook, trigger, request)
         key = _delivery_key(request, trigger)
         delivery = (
