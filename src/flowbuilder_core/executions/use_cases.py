@@ -120,13 +120,9 @@ async def add_requested(
 
 
 def refuse_unless_admitted(admission: QueueAdmission) -> None:
-    """OverloadedError while the queue takes no new work (see `QueueAdmission`): asked before
-    anything is written, by every door that requests a run."""
-    wait = admission.retry_after()
-    if wait is not None:
-        raise OverloadedError(
-            "Too many executions are waiting to run; try again shortly.", retry_after=wait
-        )
+    """OverloadedError while the queue takes no new work; asked before anything is written."""
+    if (wait := admission.retry_after()) is not None:
+        raise OverloadedError("Too many executions are waiting to run; try again shortly.", wait)
 
 
 class _Requesting:
