@@ -931,7 +931,8 @@ async def test_a_nul_in_a_failed_nodes_message_is_recorded_as_a_replacement_char
 async def test_cancellation_between_nodes_skips_the_rest() -> None:
     nodes = (START, make_set("a", 1), make_set("b", 2))
 
-    result = await run(nodes, chain("start", "a", "b"), cancel_after=2)
+    # Two questions a node: before it starts, and once its start is reported.
+    result = await run(nodes, chain("start", "a", "b"), cancel_after=4)
 
     assert result.outcome == RunOutcome(ExecutionStatus.CANCELLED)
     assert result.statuses() == {

@@ -90,12 +90,13 @@ async def test_failures_another_attempt_would_repeat_are_not_retried() -> None:
 async def test_a_run_stopped_while_a_node_waits_to_retry_ends_cancelled_at_once() -> None:
     flaky = FlakyRunner({"fetch": 5})
 
-    # Questions: before start, before fetch, after fetch's first failure (stop).
+    # Questions: two for start, two for fetch (before it starts, once its start is
+    # reported), after fetch's first failure (stop).
     result = await run(
         (START, http("fetch", retry=RETRY_3), node("after", value=1)),
         chain("start", "fetch", "after"),
         runners={"http.request": flaky},
-        stop_after=2,
+        stop_after=4,
     )
 
     assert result.outcome.status is ExecutionStatus.CANCELLED

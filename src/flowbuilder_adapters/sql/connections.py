@@ -19,10 +19,12 @@ _log = logging.getLogger(__name__)
 
 
 class Access(Enum):
-    """What a scope does with the database: a read-only scope runs without a transaction."""
+    """What a scope does with the database: a read-only scope, or one whose single statement
+    is atomic on its own, runs without a transaction (no BEGIN and COMMIT round trips)."""
 
     READ_ONLY = "read-only"
     READ_WRITE = "read-write"
+    ONE_STATEMENT = "one-statement"
 
 
 ReadingEngine = NewType("ReadingEngine", AsyncEngine)
@@ -66,8 +68,9 @@ async def scope_connection(
     engine: AsyncEngine, reading: ReadingEngine, gate: ConnectionGate, access: Access
 ) -> AsyncIterator[AsyncConnection]:
     """One connection for a scope, after waiting at the gate: in one transaction that is
-    rolled back unless committed, or, for a read-only scope, an autocommit one."""
-    read_only = access is Access.READ_ONLY
+    rolled back unless committed, or, for a read-only or one-statement scope, an autocommit
+    one."""
+    read_only = access is not Access.READ_WRITE
     async with translate_errors():
         await gate.acquire()
     try:

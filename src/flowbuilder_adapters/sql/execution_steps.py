@@ -1,15 +1,36 @@
-"""The statement that records a step of a run, under the run's lease (fencing)."""
+"""The statements that record the steps of a run, under the run's lease (fencing)."""
 
 from __future__ import annotations
 
 import functools
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Integer,
+    Text,
+    bindparam,
+    case,
+    column,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import ColumnClause
 
 from flowbuilder_adapters.sql.dialect import dialect_insert
-from flowbuilder_adapters.sql.tables import execution_steps, executions
-from flowbuilder_core.executions.model import ExecutionStatus
+from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.execution_rows import error_to_json
+from flowbuilder_adapters.sql.tables import UtcDateTime, execution_steps, executions
+from flowbuilder_core.executions.model import ExecutionId, ExecutionStatus, StepResult
 
 _e = executions.c
 
@@ -48,3 +69,109 @@ def record_step_statement(dialect: str) -> Any:
         index_elements=[steps.execution_id, steps.node_id],
         set_={name: statement.excluded[name] for name in columns},
     )
+
+
+_HELD = (ExecutionStatus.RUNNING.value, ExecutionStatus.CANCELLED.value)
+_STEP_COLUMNS: list[ColumnClause[Any]] = [
+    column("node_id", Text()),
+    column("status", Text()),
+    column("started_at", DateTime(timezone=True)),
+    column("finished_at", DateTime(timezone=True)),
+    column("output", JSONB()),
+    column("error", JSONB()),
+    column("truncated", Boolean()),
+    column("attempts", Integer()),
+    column("ordinal", Integer()),  # 1, 2, ... in the order given
+]
+
+
+@functools.cache
+def beat_and_record_statement() -> Any:
+    """Postgres: a run's heartbeat and its new steps in one statement, atomic on its own, so
+    it needs no transaction around it (one round trip instead of BEGIN, two statements and
+    COMMIT). It answers the execution's status while `b_lease` holds it (running or
+    cancelled), no row otherwise.
+
+    The heartbeat's UPDATE locks the execution's row and re-reads it if a sweep or a cancel
+    committed meanwhile; the steps are inserted from what that UPDATE returned, so they are
+    written only while the lease holds, as `record_step_statement` writes one. The steps come
+    as one JSON array (`b_steps`), read in order; a new step goes after the stored ones, a
+    node's second record replaces its first."""
+    held = (_e.id == bindparam("b_execution_id"), _e.lease == bindparam("b_lease"))
+    running = _e.status == ExecutionStatus.RUNNING.value
+    beat = (
+        update(executions)
+        # Two equalities, not IN: an IN list is expanded again at every execution.
+        .where(*held, or_(*(_e.status == status for status in _HELD)))
+        .values(
+            heartbeat_at=case(
+                (running, bindparam("b_at", type_=UtcDateTime())), else_=_e.heartbeat_at
+            )
+        )
+        .returning(_e.status)
+        .cte("beat")
+    )
+    given = (
+        func.jsonb_to_recordset(bindparam("b_steps", type_=JSONB()))
+        .table_valued(*_STEP_COLUMNS)
+        .render_derived(name="given", with_types=True)
+    )
+    steps = execution_steps.c
+    stored = (
+        select(func.count())
+        .where(steps.execution_id == bindparam("b_execution_id"))
+        .scalar_subquery()
+    )
+    names = [c.name for c in _STEP_COLUMNS if c.name != "ordinal"]
+    rows = select(
+        bindparam("b_execution_id", type_=steps.execution_id.type),
+        stored + given.c.ordinal,
+        *(given.c[name] for name in names),
+    ).where(select(beat.c.status).exists())
+    insert = postgresql.insert(execution_steps).from_select(
+        ["execution_id", "position", *names], rows
+    )
+    written = insert.on_conflict_do_update(
+        index_elements=[steps.execution_id, steps.node_id],
+        set_={name: insert.excluded[name] for name in names if name != "node_id"},
+    ).cte("written")
+    return select(beat.c.status).add_cte(written)
+
+
+def steps_document(steps: Sequence[StepResult]) -> list[dict[str, Any]]:
+    """The steps as `beat_and_record_statement` reads them (one record per node: a node
+    given twice keeps its last)."""
+    last = {step.node_id: step for step in steps}
+    return [
+        {
+            "node_id": step.node_id,
+            "status": step.status.value,
+            "started_at": None if step.started_at is None else step.started_at.isoformat(),
+            "finished_at": None if step.finished_at is None else step.finished_at.isoformat(),
+            "output": step.output,
+            "error": error_to_json(step.error),
+            "truncated": step.truncated,
+            "attempts": step.attempts,
+            "ordinal": ordinal,
+        }
+        for ordinal, step in enumerate(last.values(), start=1)
+    ]
+
+
+async def beat_and_record(
+    connection: AsyncConnection,
+    execution_id: ExecutionId,
+    lease: uuid.UUID,
+    at: datetime,
+    steps: Sequence[StepResult],
+) -> ExecutionStatus | None:
+    """Run `beat_and_record_statement` (Postgres): the status while `lease` holds, or None."""
+    parameters = {
+        "b_execution_id": execution_id,
+        "b_lease": lease,
+        "b_at": at,
+        "b_steps": steps_document(steps),
+    }
+    async with translate_errors():
+        row = (await connection.execute(beat_and_record_statement(), parameters)).first()
+    return None if row is None else ExecutionStatus(row.status)

@@ -3,7 +3,9 @@ the unit of work and repositories of each scope."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 
 from dishka import AsyncContainer, Provider, Scope, alias, provide
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -38,6 +40,7 @@ from flowbuilder_adapters.sql.connections import (
 )
 from flowbuilder_adapters.sql.credentials import SqlCredentialDirectory, SqlCredentialRepository
 from flowbuilder_adapters.sql.database import create_engine
+from flowbuilder_adapters.sql.execution_steps import beat_and_record
 from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
@@ -47,6 +50,7 @@ from flowbuilder_adapters.sql.webhooks import SqlWebhookRepository
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
 from flowbuilder_adapters.wiring.scopes import ScopedRunTransactions
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
+from flowbuilder_core.executions.model import ExecutionId, ExecutionStatus, StepResult
 from flowbuilder_core.executions.ports import (
     AdmitAll,
     DeadLetters,
@@ -101,9 +105,16 @@ class SqlProvider(Provider):
         return reading_engine(engine)
 
     @provide(scope=Scope.APP)
-    def transactions(self, container: AsyncContainer) -> RunTransactions:
-        """A run's (and a follower's) short units of work, each a REQUEST scope of its own."""
-        return ScopedRunTransactions(container)
+    def transactions(
+        self,
+        container: AsyncContainer,
+        engine: AsyncEngine,
+        reading: ReadingEngine,
+        gate: ConnectionGate,
+    ) -> RunTransactions:
+        """A run's (and a follower's) short units of work, each a REQUEST scope of its own;
+        on Postgres a step's record is one statement."""
+        return SqlRunTransactions(container, engine, reading, gate)
 
     @provide(scope=Scope.REQUEST)
     def access(self) -> Access:
@@ -130,6 +141,37 @@ class SqlProvider(Provider):
         SqlCredentialDirectory, scope=Scope.REQUEST, provides=CredentialDirectory
     )
     webhooks = provide(SqlWebhookRepository, scope=Scope.REQUEST, provides=WebhookRepository)
+
+
+class SqlRunTransactions(ScopedRunTransactions):
+    """A run's units of work in REQUEST scopes; on Postgres its most frequent one, a heartbeat
+    with the steps since the last (`record`), is a single statement on an autocommit
+    connection, with no dishka scope, BEGIN or COMMIT around it. SQLite writes it in a unit of
+    work, as the port's default does."""
+
+    def __init__(
+        self,
+        container: AsyncContainer,
+        engine: AsyncEngine,
+        reading: ReadingEngine,
+        gate: ConnectionGate,
+    ) -> None:
+        super().__init__(container)
+        self._engine, self._reading, self._gate = engine, reading, gate
+        self._one_statement = engine.dialect.name == "postgresql"
+
+    async def record(
+        self,
+        execution_id: ExecutionId,
+        lease: uuid.UUID,
+        at: datetime,
+        steps: Sequence[StepResult] = (),
+    ) -> ExecutionStatus | None:
+        if not self._one_statement:
+            return await super().record(execution_id, lease, at, steps)
+        single = Access.ONE_STATEMENT
+        async with scope_connection(self._engine, self._reading, self._gate, single) as connection:
+            return await beat_and_record(connection, execution_id, lease, at, steps)
 
 
 class SqlHealthProvider(Provider):

@@ -32,9 +32,11 @@ Rules (docs/API.md, §6 "Node types" and §7 "Execution lifecycle"):
   branch that fails is recorded `failed`, and the run goes on with `{"error": {"code",
   "message"}}` as its output; under branch only its `"error"` edges are followed then, and
   only its other edges when it succeeds.
-- `should_stop()` is awaited before each node that would run; when it says yes (the run was
+- `should_stop()` is awaited before each node that would run, and again once its `running`
+  step is reported (reporting may be what hears of a cancel); when it says yes (the run was
   cancelled, or is no longer this worker's), that node and all later ones are reported
-  `skipped` and the outcome is `cancelled`.
+  `skipped` (a node reported running is reported again, skipped) and the outcome is
+  `cancelled`.
 - The first failing node (under `on_error` fail, the default) fails the run with
   `error.node_id`; every node not yet run is recorded `skipped`. Error codes: the runner's
   NodeFailedError code; `expression_error` for a template or expression that cannot be
@@ -217,6 +219,9 @@ class Engine:
                 return RunOutcome(ExecutionStatus.CANCELLED)
             started_at = self._clock.now()
             await on_step(StepResult(node.id, StepStatus.RUNNING, started_at=started_at))
+            if await should_stop():  # asked again: recording the start may have heard a cancel
+                await skip(order[position:], on_step)
+                return RunOutcome(ExecutionStatus.CANCELLED)
             result, attempts, stopped = await self._attempts(
                 node, owner, run, credentials, should_stop
             )

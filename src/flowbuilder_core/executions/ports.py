@@ -172,6 +172,26 @@ class RunTransactions(Protocol):
 
     def __call__(self) -> AbstractAsyncContextManager[RunTransaction]: ...
 
+    async def record(
+        self,
+        execution_id: ExecutionId,
+        lease: uuid.UUID,
+        at: datetime,
+        steps: Sequence[StepResult] = (),
+    ) -> ExecutionStatus | None:
+        """Beat the heart of the run holding `lease` (at `at`) and record `steps`, in order,
+        while it holds it, as one write that is durable when this returns; the status as
+        `ExecutionRepository.heartbeat` answers it (steps are written only when that is
+        running or cancelled). This default is a unit of work of its own; a database adapter
+        may write it in one statement with no transaction around it."""
+        async with self() as tx:
+            status = await tx.executions.heartbeat(execution_id, lease, at)
+            if status in (ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED):
+                for step in steps:
+                    await tx.executions.record_step(execution_id, lease, step)
+            await tx.uow.commit()
+        return status
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:

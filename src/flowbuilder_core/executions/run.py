@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flowbuilder_core.executions.children import InlineChildRuns, Stop
@@ -33,6 +33,7 @@ from flowbuilder_core.executions.ports import (
     ExecutionRepository,
     Outbox,
     RunObserver,
+    RunTransaction,
     RunTransactions,
 )
 from flowbuilder_core.shared.clock import Clock
@@ -67,6 +68,15 @@ class _Seen:
     at: datetime
     in_flight: StepResult | None = None
     """The step of the node running now, if one is."""
+    ended: list[StepResult] = field(default_factory=list)
+    """Steps that ended and are not written yet. They go with the run's next write (the next
+    node's start, a status check, the finish), which follows at once, so that a node costs
+    one write rather than two."""
+
+    def taken(self, step: StepResult | None = None) -> list[StepResult]:
+        """The ended steps not yet written (and `step`), handed to a write."""
+        steps, self.ended = self.ended, []
+        return steps if step is None else [*steps, step]
 
 
 class RunExecution:
@@ -139,7 +149,7 @@ class RunExecution:
                 await heartbeat
         if seen.status not in _OURS:
             return None  # finished by someone else: nothing more of it is ours to write
-        await self._finish(execution_id, seen.lease, outcome)
+        await self._finish(execution, seen, outcome)
         self._observer.run_finished(execution, outcome)
         return outcome
 
@@ -156,14 +166,18 @@ class RunExecution:
         node_types = {node.id: node.type for node in definition.nodes}
 
         async def on_step(step: StepResult) -> None:
-            seen.in_flight = step if step.status is StepStatus.RUNNING else None
-            await self._record(execution.id, step, seen)
+            if step.status is StepStatus.RUNNING:
+                seen.in_flight = step
+                await self._record(execution.id, seen.taken(step), seen)
+                return
+            seen.in_flight = None
+            seen.ended.append(step)
             if step.status in (StepStatus.SUCCEEDED, StepStatus.FAILED):
                 self._observer.step_finished(node_types.get(step.node_id, "unknown"), step)
 
         async def should_stop() -> bool:
             if self._clock.now() - seen.at > self._status_fresh:
-                await self._record(execution.id, None, seen)
+                await self._record(execution.id, seen.taken(), seen)
             if seen.status is not ExecutionStatus.RUNNING:
                 return True
             return above is not None and await above()
@@ -199,7 +213,7 @@ class RunExecution:
             outcome = await self._run(child, definition, seen, depth, above)
         except asyncio.CancelledError:
             stopped = RunOutcome(ExecutionStatus.CANCELLED)
-            await asyncio.shield(self._finish_child(child, seen.lease, stopped))
+            await asyncio.shield(self._finish_child(child, seen, stopped))
             raise
         finally:
             heartbeat.cancel()
@@ -210,18 +224,27 @@ class RunExecution:
                 "worker_lost", "The sub-workflow's execution was ended elsewhere."
             )
             return RunOutcome(ExecutionStatus.FAILED, lost)
-        await self._finish_child(child, seen.lease, outcome)
+        await self._finish_child(child, seen, outcome)
         return outcome
 
-    async def _finish_child(self, child: Execution, lease: uuid.UUID, outcome: RunOutcome) -> None:
-        """Record how a child ended, if it is still running under its lease (a cancel wins):
-        one conditional write from the child as it started, nothing read. A child hands no
-        slot on: it took none (its parent's finish, or the periodic resume, does)."""
-        ended = dataclasses.replace(child, steps=[])
-        _apply(ended, outcome, self._clock.now())
+    async def _finish_child(self, child: Execution, seen: _Seen, outcome: RunOutcome) -> None:
+        """Record how a child ended (`_end`). A child hands no slot on: it took none (its
+        parent's finish, or the periodic resume, does)."""
         async with self._transactions() as tx:
-            if await tx.executions.save(ended, expected=ExecutionStatus.RUNNING, lease=lease):
-                await tx.uow.commit()
+            await self._end(tx, child, seen, outcome)
+            await tx.uow.commit()
+
+    async def _end(
+        self, tx: RunTransaction, execution: Execution, seen: _Seen, outcome: RunOutcome
+    ) -> None:
+        """Write the steps not yet written, and how the run ended if the execution is still
+        running under its lease (a cancel wins): a conditional write from the execution as it
+        was claimed, nothing read."""
+        for step in seen.taken():
+            await tx.executions.record_step(execution.id, seen.lease, step)
+        ended = dataclasses.replace(execution, steps=[])
+        _apply(ended, outcome, self._clock.now())
+        await tx.executions.save(ended, expected=ExecutionStatus.RUNNING, lease=seen.lease)
 
     async def _time_out(self, execution_id: ExecutionId, seen: _Seen) -> RunOutcome:
         """The run passed its deadline: the node it was running fails with `run_timeout`."""
@@ -239,7 +262,7 @@ class RunExecution:
                 finished_at=self._clock.now(),
                 error=error,
             )
-            await self._record(execution_id, failed, seen)
+            seen.ended.append(failed)
         return RunOutcome(ExecutionStatus.FAILED, error)
 
     async def _claim(
@@ -267,25 +290,19 @@ class RunExecution:
             return execution, version.definition
 
     async def _record(
-        self, execution_id: ExecutionId, step: StepResult | None, seen: _Seen
+        self, execution_id: ExecutionId, steps: list[StepResult], seen: _Seen
     ) -> None:
-        """Beat the heart, and record `step` if the run is still ours; note the status seen.
-
-        The heartbeat goes first: on a database it locks the execution's row while it is
-        running, so the status it answers still holds when the step is written."""
-        async with self._transactions() as tx:
-            status = await tx.executions.heartbeat(execution_id, seen.lease, self._clock.now())
-            if step is not None and status in _OURS:
-                await tx.executions.record_step(execution_id, seen.lease, step)
-            await tx.uow.commit()
+        """Beat the heart, and record `steps` if the run is still ours; note the status seen."""
+        status = await self._transactions.record(execution_id, seen.lease, self._clock.now(), steps)
         seen.status, seen.at = status, self._clock.now()
 
     async def _beat(self, execution_id: ExecutionId, seen: _Seen) -> None:
-        """Each beat on its own: a failed one (a database failover) is tried again later."""
+        """Each beat on its own: a failed one (a database failover) is tried again later. A
+        beat writes no steps, so a failed one loses none."""
         while True:
             await asyncio.sleep(self._heartbeat_s)
             try:
-                await self._record(execution_id, None, seen)
+                await self._record(execution_id, [], seen)
             except Exception:
                 _log.warning("heartbeat failed; will try again", exc_info=True)
 
@@ -299,19 +316,12 @@ class RunExecution:
         except Exception:
             _log.warning("could not release the run; the lost-run sweep will end it", exc_info=True)
 
-    async def _finish(
-        self, execution_id: ExecutionId, lease: uuid.UUID, outcome: RunOutcome
-    ) -> None:
-        """Record how the run ended if the execution is still running (cancel wins); then hand
-        the slot it freed to the owner's oldest parked execution, once the finish is durable
-        (a unit of work does not read its own writes)."""
+    async def _finish(self, execution: Execution, seen: _Seen, outcome: RunOutcome) -> None:
+        """Record how the run ended (`_end`); then hand the slot it freed to the owner's
+        oldest parked execution, once the finish is durable (a unit of work does not read its
+        own writes)."""
         async with self._transactions() as tx:
-            execution = await tx.executions.get(execution_id)
-            if execution is None:
-                return
-            if execution.status is ExecutionStatus.RUNNING:
-                _apply(execution, outcome, self._clock.now())
-                await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
+            await self._end(tx, execution, seen, outcome)
             waiting = await tx.executions.has_parked(execution.owner_id)
             await tx.uow.commit()
         if not waiting:  # the common case: no second unit of work

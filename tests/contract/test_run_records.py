@@ -1,0 +1,120 @@
+"""The RunTransactions contract over every adapter: `record`, a run's heartbeat with the steps
+since its last, written together only while the run holds its lease (one statement on
+Postgres, a unit of work elsewhere), answering the status as a heartbeat does."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from dishka import AsyncContainer
+from test_execution_repository import LEASE, add, in_scope, make_execution, make_workflow
+
+from flowbuilder_core.executions.model import (
+    ExecutionError,
+    ExecutionStatus,
+    StepResult,
+    StepStatus,
+)
+from flowbuilder_core.executions.ports import RunTransactions
+
+from support.contract import T0
+
+LATER = T0 + timedelta(minutes=5)
+
+
+async def claimed(container: AsyncContainer) -> tuple[RunTransactions, uuid.UUID]:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+    await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
+    return await container.get(RunTransactions), execution.id
+
+
+async def test_a_record_beats_the_heart_and_writes_its_steps_in_the_order_given(
+    container: AsyncContainer,
+) -> None:
+    transactions, execution_id = await claimed(container)
+    failed = StepResult(
+        "fetch",
+        StepStatus.FAILED,
+        T0,
+        LATER,
+        {"status": 500, "body": "a\u00e9\U0001f600"},
+        ExecutionError("http_status", "500", "fetch"),
+        attempts=3,
+    )
+
+    first = await transactions.record(
+        execution_id, LEASE, T0, [StepResult("start", StepStatus.RUNNING, T0)]
+    )
+    second = await transactions.record(
+        execution_id,
+        LEASE,
+        LATER,
+        [
+            StepResult("start", StepStatus.SUCCEEDED, T0, T0, {"n": [1, None, True]}),
+            StepResult("fetch", StepStatus.RUNNING, T0),
+        ],
+    )
+    third = await transactions.record(
+        execution_id, LEASE, LATER, [failed, StepResult("after", StepStatus.SKIPPED)]
+    )
+    found = await in_scope(container, lambda r: r.get(execution_id))
+
+    assert (first, second, third) == (ExecutionStatus.RUNNING,) * 3
+    assert found.heartbeat_at == LATER
+    assert found.steps == [
+        StepResult("start", StepStatus.SUCCEEDED, T0, T0, {"n": [1, None, True]}),
+        failed,
+        StepResult("after", StepStatus.SKIPPED),
+    ]
+
+
+async def test_a_record_with_no_steps_is_a_heartbeat(container: AsyncContainer) -> None:
+    transactions, execution_id = await claimed(container)
+
+    status = await transactions.record(execution_id, LEASE, LATER)
+    found = await in_scope(container, lambda r: r.get(execution_id))
+
+    assert (status, found.heartbeat_at, found.steps) == (ExecutionStatus.RUNNING, LATER, [])
+
+
+async def test_a_cancelled_run_hears_it_and_still_records_its_skips(
+    container: AsyncContainer,
+) -> None:
+    transactions, execution_id = await claimed(container)
+    running = await in_scope(container, lambda r: r.get(execution_id))
+    running.cancel(at=T0)
+    await in_scope(container, lambda r: r.save(running, expected=ExecutionStatus.RUNNING))
+    skipped = StepResult("after", StepStatus.SKIPPED)
+
+    status = await transactions.record(execution_id, LEASE, LATER, [skipped])
+    found = await in_scope(container, lambda r: r.get(execution_id))
+
+    assert (status, found.steps) == (ExecutionStatus.CANCELLED, [skipped])
+    assert found.heartbeat_at == T0  # a cancelled run's heartbeat no longer moves
+
+
+async def test_nothing_is_written_under_a_lease_the_execution_does_not_hold(
+    container: AsyncContainer,
+) -> None:
+    transactions, execution_id = await claimed(container)
+    step = StepResult("start", StepStatus.RUNNING, T0)
+
+    status = await transactions.record(execution_id, uuid.uuid4(), LATER, [step])
+    found = await in_scope(container, lambda r: r.get(execution_id))
+
+    assert (status, found.heartbeat_at, found.steps) == (None, T0, [])
+
+
+async def test_a_run_swept_as_lost_records_nothing_more(container: AsyncContainer) -> None:
+    transactions, execution_id = await claimed(container)
+    running = await in_scope(container, lambda r: r.get(execution_id))
+    running.fail(ExecutionError("worker_lost", "lost"), at=T0)
+    await in_scope(container, lambda r: r.save(running, expected=ExecutionStatus.RUNNING))
+    step = StepResult("start", StepStatus.SUCCEEDED, T0, T0, {})
+
+    status = await transactions.record(execution_id, LEASE, LATER, [step])
+    found = await in_scope(container, lambda r: r.get(execution_id))
+
+    assert (status, found.status, found.steps) == (None, ExecutionStatus.FAILED, [])
