@@ -118,3 +118,87 @@ async def test_a_run_swept_as_lost_records_nothing_more(container: AsyncContaine
     found = await in_scope(container, lambda r: r.get(execution_id))
 
     assert (status, found.status, found.steps) == (None, ExecutionStatus.FAILED, [])
+
+
+async def test_a_finish_writes_the_last_steps_and_the_end_and_hears_of_parked_runs(
+    container: AsyncContainer,
+) -> None:
+    transactions, execution_id = await claimed(container)
+    running = await in_scope(container, lambda r: r.get(execution_id))
+    failure = ExecutionError("boom", "it broke", "fetch")
+    running.fail(failure, at=LATER)
+    last = [StepResult("fetch", StepStatus.FAILED, T0, LATER, None, failure)]
+
+    waiting = await transactions.finish(running, LEASE, last)
+    found = await in_scope(container, lambda r: r.get(execution_id))
+
+    assert waiting is False
+    assert (found.status, found.error, found.finished_at) == (
+        ExecutionStatus.FAILED,
+        failure,
+        LATER,
+    )
+    assert found.steps == last
+
+
+async def test_a_finish_answers_whether_the_owner_has_runs_parked(
+    container: AsyncContainer,
+) -> None:
+    transactions, execution_id = await claimed(container)
+    parked = make_execution(await make_workflow(container), 1)
+    await add(container, parked)
+    running = await in_scope(container, lambda r: r.get(execution_id))
+    # The owner's one slot is taken: the second claim parks its execution.
+    assert await in_scope(container, lambda r: r.claim(parked.id, T0, LEASE, max_running=1)) is None
+    running.succeed(at=LATER)
+
+    waiting = await transactions.finish(running, LEASE)
+
+    assert waiting is True
+
+
+async def test_a_cancel_wins_over_a_finish_which_still_writes_its_steps(
+    container: AsyncContainer,
+) -> None:
+    transactions, execution_id = await claimed(container)
+    running = await in_scope(container, lambda r: r.get(execution_id))
+    cancelled = await in_scope(container, lambda r: r.get(execution_id))
+    cancelled.cancel(at=T0)
+    await in_scope(container, lambda r: r.save(cancelled, expected=ExecutionStatus.RUNNING))
+    running.succeed(at=LATER)
+    skipped = StepResult("after", StepStatus.SKIPPED)
+
+    await transactions.finish(running, LEASE, [skipped])
+    found = await in_scope(container, lambda r: r.get(execution_id))
+
+    assert (found.status, found.finished_at, found.steps) == (
+        ExecutionStatus.CANCELLED,
+        T0,
+        [skipped],
+    )
+
+
+async def test_a_finish_under_a_lease_not_held_writes_nothing(container: AsyncContainer) -> None:
+    transactions, execution_id = await claimed(container)
+    running = await in_scope(container, lambda r: r.get(execution_id))
+    running.succeed(at=LATER)
+
+    waiting = await transactions.finish(
+        running, uuid.uuid4(), [StepResult("start", StepStatus.SKIPPED)]
+    )
+    found = await in_scope(container, lambda r: r.get(execution_id))
+
+    assert (waiting, found.status, found.steps) == (False, ExecutionStatus.RUNNING, [])
+
+
+async def test_a_finish_under_a_lease_not_held_hears_of_no_parked_runs(
+    container: AsyncContainer,
+) -> None:
+    transactions, execution_id = await claimed(container)
+    parked = make_execution(await make_workflow(container), 1)
+    await add(container, parked)
+    running = await in_scope(container, lambda r: r.get(execution_id))
+    assert await in_scope(container, lambda r: r.claim(parked.id, T0, LEASE, max_running=1)) is None
+    running.succeed(at=LATER)
+
+    assert await transactions.finish(running, uuid.uuid4()) is False

@@ -24,13 +24,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.expression import ColumnClause
+from sqlalchemy.sql.expression import CTE, ColumnClause
 
 from flowbuilder_adapters.sql.dialect import dialect_insert
 from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.execution_rows import error_to_json
 from flowbuilder_adapters.sql.tables import UtcDateTime, execution_steps, executions
-from flowbuilder_core.executions.model import ExecutionId, ExecutionStatus, StepResult
+from flowbuilder_core.executions.model import (
+    Execution,
+    ExecutionId,
+    ExecutionStatus,
+    StepResult,
+)
 
 _e = executions.c
 
@@ -111,6 +116,14 @@ def beat_and_record_statement() -> Any:
         .returning(_e.status)
         .cte("beat")
     )
+    written = _steps_written(beat)
+    return select(beat.c.status).add_cte(written)
+
+
+def _steps_written(holder: CTE) -> CTE:
+    """The data-modifying CTE that writes the steps of `b_steps` (a JSON array, in order) for
+    `b_execution_id`, only if `holder` (the UPDATE that proved the lease) returned a row; a
+    new step goes after the stored ones, a node's second record replaces its first."""
     given = (
         func.jsonb_to_recordset(bindparam("b_steps", type_=JSONB()))
         .table_valued(*_STEP_COLUMNS)
@@ -127,15 +140,48 @@ def beat_and_record_statement() -> Any:
         bindparam("b_execution_id", type_=steps.execution_id.type),
         stored + given.c.ordinal,
         *(given.c[name] for name in names),
-    ).where(select(beat.c.status).exists())
+    ).where(select(holder).exists())
     insert = postgresql.insert(execution_steps).from_select(
         ["execution_id", "position", *names], rows
     )
-    written = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=[steps.execution_id, steps.node_id],
         set_={name: insert.excluded[name] for name in names if name != "node_id"},
     ).cte("written")
-    return select(beat.c.status).add_cte(written)
+
+
+@functools.cache
+def finish_statement() -> Any:
+    """Postgres: a run's last steps and its end in one statement, atomic on its own: the
+    steps are written while `b_lease` holds the execution (running or cancelled), the end
+    (`b_status`, `b_error`, `b_finished_at`) only while it is running, since a cancel wins.
+    It answers whether the owner has executions parked, waiting for a slot, or no row when
+    the lease no longer held."""
+    held = (_e.id == bindparam("b_execution_id"), _e.lease == bindparam("b_lease"))
+    running = _e.status == ExecutionStatus.RUNNING.value
+
+    def if_running(value: Any, column: Any) -> Any:
+        return case((running, value), else_=column)
+
+    ended = (
+        update(executions)
+        .where(*held, or_(*(_e.status == status for status in _HELD)))
+        .values(
+            status=if_running(bindparam("b_status"), _e.status),
+            error=if_running(bindparam("b_error", type_=executions.c.error.type), _e.error),
+            finished_at=if_running(bindparam("b_finished_at", type_=UtcDateTime()), _e.finished_at),
+        )
+        .returning(_e.owner_id)
+        .cte("ended")
+    )
+    written = _steps_written(ended)
+    parked = executions.alias("parked")
+    waiting = (
+        select(parked.c.id)
+        .where(parked.c.owner_id == ended.c.owner_id, parked.c.parked_at.is_not(None))
+        .exists()
+    )
+    return select(waiting.label("waiting")).select_from(ended).add_cte(written)
 
 
 def steps_document(steps: Sequence[StepResult]) -> list[dict[str, Any]]:
@@ -175,3 +221,21 @@ async def beat_and_record(
     async with translate_errors():
         row = (await connection.execute(beat_and_record_statement(), parameters)).first()
     return None if row is None else ExecutionStatus(row.status)
+
+
+async def finish_run(
+    connection: AsyncConnection, ended: Execution, lease: uuid.UUID, steps: Sequence[StepResult]
+) -> bool:
+    """Run `finish_statement` (Postgres) for `ended`, an execution moved to how its run ended:
+    whether its owner has executions parked (False when the lease no longer held)."""
+    parameters = {
+        "b_execution_id": ended.id,
+        "b_lease": lease,
+        "b_status": ended.status.value,
+        "b_error": error_to_json(ended.error),
+        "b_finished_at": ended.finished_at,
+        "b_steps": steps_document(steps),
+    }
+    async with translate_errors():
+        row = (await connection.execute(finish_statement(), parameters)).first()
+    return row is not None and bool(row.waiting)

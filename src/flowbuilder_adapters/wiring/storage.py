@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from dishka import AsyncContainer, Provider, Scope, alias, provide
@@ -40,7 +41,7 @@ from flowbuilder_adapters.sql.connections import (
 )
 from flowbuilder_adapters.sql.credentials import SqlCredentialDirectory, SqlCredentialRepository
 from flowbuilder_adapters.sql.database import create_engine
-from flowbuilder_adapters.sql.execution_steps import beat_and_record
+from flowbuilder_adapters.sql.execution_steps import beat_and_record, finish_run
 from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
@@ -50,7 +51,12 @@ from flowbuilder_adapters.sql.webhooks import SqlWebhookRepository
 from flowbuilder_adapters.sql.workflows import SqlWorkflowRepository
 from flowbuilder_adapters.wiring.scopes import ScopedRunTransactions
 from flowbuilder_core.credentials.ports import CredentialRepository, SecretStore
-from flowbuilder_core.executions.model import ExecutionId, ExecutionStatus, StepResult
+from flowbuilder_core.executions.model import (
+    Execution,
+    ExecutionId,
+    ExecutionStatus,
+    StepResult,
+)
 from flowbuilder_core.executions.ports import (
     AdmitAll,
     DeadLetters,
@@ -144,10 +150,10 @@ class SqlProvider(Provider):
 
 
 class SqlRunTransactions(ScopedRunTransactions):
-    """A run's units of work in REQUEST scopes; on Postgres its most frequent one, a heartbeat
-    with the steps since the last (`record`), is a single statement on an autocommit
-    connection, with no dishka scope, BEGIN or COMMIT around it. SQLite writes it in a unit of
-    work, as the port's default does."""
+    """A run's units of work in REQUEST scopes; on Postgres its most frequent ones, a heartbeat
+    with the steps since the last (`record`) and the finish, are each a single statement on an
+    autocommit connection, with no dishka scope, BEGIN or COMMIT around it. SQLite writes
+    them in units of work, as the port's defaults do."""
 
     def __init__(
         self,
@@ -169,9 +175,20 @@ class SqlRunTransactions(ScopedRunTransactions):
     ) -> ExecutionStatus | None:
         if not self._one_statement:
             return await super().record(execution_id, lease, at, steps)
-        single = Access.ONE_STATEMENT
-        async with scope_connection(self._engine, self._reading, self._gate, single) as connection:
+        async with self._one_statement_connection() as connection:
             return await beat_and_record(connection, execution_id, lease, at, steps)
+
+    async def finish(
+        self, ended: Execution, lease: uuid.UUID, steps: Sequence[StepResult] = ()
+    ) -> bool:
+        if not self._one_statement:
+            return await super().finish(ended, lease, steps)
+        async with self._one_statement_connection() as connection:
+            return await finish_run(connection, ended, lease, steps)
+
+    def _one_statement_connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        single = Access.ONE_STATEMENT
+        return scope_connection(self._engine, self._reading, self._gate, single)
 
 
 class SqlHealthProvider(Provider):

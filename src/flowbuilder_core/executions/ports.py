@@ -192,6 +192,28 @@ class RunTransactions(Protocol):
             await tx.uow.commit()
         return status
 
+    async def finish(
+        self, ended: Execution, lease: uuid.UUID, steps: Sequence[StepResult] = ()
+    ) -> bool:
+        """Record a run's last `steps` and its end: `ended` is the execution as claimed, moved
+        to how the run ended. The steps are written while `lease` holds it (running or
+        cancelled), the end (status, error, finish time) only while it is still running (a
+        cancel wins), as one write that is durable when this returns. Whether the owner has
+        executions parked, waiting for a slot (False when the lease no longer held). This
+        default is a unit of work of its own; a database adapter may write it in one
+        statement."""
+        assert ended.finished_at is not None, "an ended execution has its finish time"
+        async with self() as tx:
+            status = await tx.executions.heartbeat(ended.id, lease, ended.finished_at)
+            if status not in (ExecutionStatus.RUNNING, ExecutionStatus.CANCELLED):
+                return False
+            for step in steps:
+                await tx.executions.record_step(ended.id, lease, step)
+            await tx.executions.save(ended, expected=ExecutionStatus.RUNNING, lease=lease)
+            waiting = await tx.executions.has_parked(ended.owner_id)
+            await tx.uow.commit()
+        return waiting
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:

@@ -33,7 +33,6 @@ from flowbuilder_core.executions.ports import (
     ExecutionRepository,
     Outbox,
     RunObserver,
-    RunTransaction,
     RunTransactions,
 )
 from flowbuilder_core.shared.clock import Clock
@@ -230,21 +229,15 @@ class RunExecution:
     async def _finish_child(self, child: Execution, seen: _Seen, outcome: RunOutcome) -> None:
         """Record how a child ended (`_end`). A child hands no slot on: it took none (its
         parent's finish, or the periodic resume, does)."""
-        async with self._transactions() as tx:
-            await self._end(tx, child, seen, outcome)
-            await tx.uow.commit()
+        await self._end(child, seen, outcome)
 
-    async def _end(
-        self, tx: RunTransaction, execution: Execution, seen: _Seen, outcome: RunOutcome
-    ) -> None:
+    async def _end(self, execution: Execution, seen: _Seen, outcome: RunOutcome) -> bool:
         """Write the steps not yet written, and how the run ended if the execution is still
-        running under its lease (a cancel wins): a conditional write from the execution as it
-        was claimed, nothing read."""
-        for step in seen.taken():
-            await tx.executions.record_step(execution.id, seen.lease, step)
+        running under its lease (a cancel wins): one write from the execution as it was
+        claimed, nothing read but whether its owner has executions parked (the answer)."""
         ended = dataclasses.replace(execution, steps=[])
         _apply(ended, outcome, self._clock.now())
-        await tx.executions.save(ended, expected=ExecutionStatus.RUNNING, lease=seen.lease)
+        return await self._transactions.finish(ended, seen.lease, seen.taken())
 
     async def _time_out(self, execution_id: ExecutionId, seen: _Seen) -> RunOutcome:
         """The run passed its deadline: the node it was running fails with `run_timeout`."""
@@ -320,10 +313,7 @@ class RunExecution:
         """Record how the run ended (`_end`); then hand the slot it freed to the owner's
         oldest parked execution, once the finish is durable (a unit of work does not read its
         own writes)."""
-        async with self._transactions() as tx:
-            await self._end(tx, execution, seen, outcome)
-            waiting = await tx.executions.has_parked(execution.owner_id)
-            await tx.uow.commit()
+        waiting = await self._end(execution, seen, outcome)
         if not waiting:  # the common case: no second unit of work
             return
         async with self._transactions() as tx:
