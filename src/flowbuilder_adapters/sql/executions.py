@@ -50,6 +50,21 @@ _STEPS = (
     .order_by(execution_steps.c.position)
 )
 _INSERT = insert(executions)
+_QUEUED = (_e.id == bindparam("b_id"), _e.status == ExecutionStatus.QUEUED.value)
+_AT = bindparam("b_at", type_=executions.c.started_at.type)
+_CLAIM = (
+    update(executions)
+    .where(*_QUEUED)
+    .values(
+        status=ExecutionStatus.RUNNING.value,
+        started_at=_AT,
+        heartbeat_at=_AT,
+        lease=bindparam("b_lease", type_=executions.c.lease.type),
+        parked_at=None,
+    )
+    .returning(*executions.c)
+)
+_PARK = update(executions).where(*_QUEUED, _e.parked_at.is_(None)).values(parked_at=_AT)
 
 
 def _running_of(owner: Any) -> Any:
@@ -64,6 +79,22 @@ def _running_of(owner: Any) -> Any:
         )
         .scalar_subquery()
     )
+
+
+_CLAIM_WITHIN_LIMIT = _CLAIM.where(
+    _running_of(_e.owner_id).correlate(executions) < bindparam("b_max")
+)
+
+
+def _turn_of(owner: Any) -> Any:
+    """Postgres: the statement that makes claims and unparks of `owner`'s executions take
+    turns (a transaction lock on the owner)."""
+    return select(func.pg_advisory_xact_lock(func.hashtextextended(owner, 0)))
+
+
+_TAKE_TURN_OF_EXECUTION = _turn_of(
+    select(_e.owner_id).where(_e.id == bindparam("b_id")).scalar_subquery()
+)
 
 
 def _row(execution: Execution) -> dict[str, Any]:
@@ -164,33 +195,19 @@ class SqlExecutionRepository(ExecutionRepository):
         *,
         max_running: int | None = None,
     ) -> Execution | None:
-        queued = (_e.id == execution_id, _e.status == ExecutionStatus.QUEUED.value)
-        conditions = list(queued)
+        parameters = {"b_id": execution_id, "b_at": at, "b_lease": lease, "b_max": max_running}
         async with translate_errors():
             if max_running is not None:
-                owner = select(_e.owner_id).where(_e.id == execution_id).scalar_subquery()
-                await self._take_turn(owner)
-                conditions.append(_running_of(_e.owner_id).correlate(executions) < max_running)
-            claimed = await self._connection.execute(
-                update(executions)
-                .where(*conditions)
-                .values(
-                    status=ExecutionStatus.RUNNING.value,
-                    started_at=at,
-                    heartbeat_at=at,
-                    lease=lease,
-                    parked_at=None,
-                )
-            )
-            if claimed.rowcount != 1:
-                if max_running is not None:  # still queued: the owner has no free slot
-                    await self._connection.execute(
-                        update(executions)
-                        .where(*queued, _e.parked_at.is_(None))
-                        .values(parked_at=at)
-                    )
-                return None
-        return await self.get(execution_id)
+                if self._connection.dialect.name == "postgresql":
+                    await self._connection.execute(_TAKE_TURN_OF_EXECUTION, parameters)
+                claimed = await self._connection.execute(_CLAIM_WITHIN_LIMIT, parameters)
+            else:
+                claimed = await self._connection.execute(_CLAIM, parameters)
+            # A claimed execution has no steps: a claim follows its creation or a release.
+            row = claimed.first()
+            if row is None and max_running is not None:  # still queued: no free slot
+                await self._connection.execute(_PARK, parameters)
+        return None if row is None else execution_from_row(row)
 
     async def release(self, execution_id: ExecutionId, lease: uuid.UUID) -> bool:
         held = (
@@ -262,8 +279,7 @@ class SqlExecutionRepository(ExecutionRepository):
         lock on the owner), so counting their running executions and moving one is atomic.
         SQLite has one writer at a time anyway."""
         if self._connection.dialect.name == "postgresql":
-            key = func.hashtextextended(owner, 0)
-            await self._connection.execute(select(func.pg_advisory_xact_lock(key)))
+            await self._connection.execute(_turn_of(owner))
 
     async def heartbeat(
         self, execution_id: ExecutionId, lease: uuid.UUID, at: datetime
