@@ -247,14 +247,20 @@ async def throughput(database_url: str, concurrency: int) -> dict[str, float]:
             while await relay.backlog() > 0:  # noqa: ASYNC110 - a poll of the database
                 await asyncio.sleep(0.01)
         waits = [queue.expect(execution_id) for execution_id in ids]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         async with services(container, queue, worker=True, concurrency=concurrency):
             finished = await asyncio.wait_for(asyncio.gather(*waits), 120)
+            cpu = time.process_time() - cpu
         elapsed = max(finished) - started
         statuses = {await status_of(container, execution_id) for execution_id in ids}
         if statuses != {ExecutionStatus.SUCCEEDED}:
             raise RuntimeError(f"throughput runs ended {statuses}")
-        return {"runs": len(ids), "seconds": elapsed, "per_second": len(ids) / elapsed}
+        return {
+            "runs": len(ids),
+            "seconds": elapsed,
+            "per_second": len(ids) / elapsed,
+            "cpu_ms_per_run": cpu * 1000 / len(ids),
+        }
     finally:
         await container.close()
 
@@ -264,7 +270,9 @@ async def _all_done(container: AsyncContainer, ids: Sequence[uuid.UUID]) -> None
     for execution_id in ids:
         while await status_of(container, execution_id) is not ExecutionStatus.SUCCEEDED:
             if time.monotonic() > deadline:
-                raise RuntimeError("warm-up runs did not finish")
+                async with container() as scope:
+                    stuck = await (await scope.get(GetExecution))(USER, execution_id)
+                raise RuntimeError(f"warm-up runs did not finish: {stuck}")
             await asyncio.sleep(0.01)
 
 
