@@ -35,6 +35,7 @@ from flowbuilder_core.executions.ports import (
     RunObserver,
     RunTransactions,
 )
+from flowbuilder_core.executions.templates import TRIGGERS
 from flowbuilder_core.shared.clock import Clock
 from flowbuilder_core.shared.ids import UserId, new_uuid
 from flowbuilder_core.workflows.model import Definition
@@ -84,10 +85,14 @@ class RunExecution:
     - The claim moves it from queued to running, or does nothing: a duplicate delivery, or an
       execution cancelled or taken before it started, returns None at once. An execution
       whose workflow version is gone fails with `workflow_version_missing`.
-    - Each step is recorded in a unit of work of its own (`RunTransactions`), and only while
-      the run is still ours. Recording answers the execution's current status too, so between
-      two nodes the run knows whether to go on without another transaction; an answer older
-      than `status_fresh` is asked again.
+    - Steps are recorded only while the run is still ours, one write per node
+      (`RunTransactions.record`, one statement on Postgres): a node's start goes out when it
+      starts, together with the end of the node before it (which ended an instant earlier),
+      and the last node's end goes with the finish. A trigger's start and end go with the
+      next write, since it does nothing but hand on its input. Recording answers the
+      execution's current status too, so between two nodes the run knows whether to go on
+      without another write; an answer older than `status_fresh` is asked again. A crash
+      loses at most the node in flight and the end of the node before it.
     - A run whose execution was cancelled stops before its next node, records the rest
       `skipped`, and ends `cancelled`. A run whose execution was finished by someone else
       (the lost-run sweep's `worker_lost`, after which its owner may retry it) is no longer
@@ -167,7 +172,12 @@ class RunExecution:
         async def on_step(step: StepResult) -> None:
             if step.status is StepStatus.RUNNING:
                 seen.in_flight = step
-                await self._record(execution.id, seen.taken(step), seen)
+                if node_types.get(step.node_id) in TRIGGERS:
+                    # A trigger's output is the input it was given: it starts and ends at
+                    # once, so its start goes with its end, in the run's next write.
+                    seen.ended.append(step)
+                else:
+                    await self._record(execution.id, seen.taken(step), seen)
                 return
             seen.in_flight = None
             seen.ended.append(step)
