@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import itertools
 import os
@@ -34,12 +35,14 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dishka import AsyncContainer, make_async_container
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from benchmarks import worker_processes
 from flowbuilder_adapters.relay import OutboxRelay
@@ -71,6 +74,7 @@ LATENCY_WARMUP = 5
 LATENCY_TARGET_MS = 150.0
 THROUGHPUT_RUNS = 300
 THROUGHPUT_WARMUP = 20
+THROUGHPUT_CONCURRENCY = (1, 2, 4)
 RUN_TIMEOUT_S = 30.0
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"  # tests/support/postgres.py
 WORKER_CONCURRENCY = 4  # `flowbuilder worker`'s default
@@ -247,10 +251,11 @@ async def throughput(database_url: str, concurrency: int) -> dict[str, float]:
             while await relay.backlog() > 0:  # noqa: ASYNC110 - a poll of the database
                 await asyncio.sleep(0.01)
         waits = [queue.expect(execution_id) for execution_id in ids]
-        started, cpu = time.perf_counter(), time.process_time()
-        async with services(container, queue, worker=True, concurrency=concurrency):
-            finished = await asyncio.wait_for(asyncio.gather(*waits), 120)
-            cpu = time.process_time() - cpu
+        with counting_round_trips() as trips:
+            started, cpu = time.perf_counter(), time.process_time()
+            async with services(container, queue, worker=True, concurrency=concurrency):
+                finished = await asyncio.wait_for(asyncio.gather(*waits), 120)
+                cpu = time.process_time() - cpu
         elapsed = max(finished) - started
         statuses = {await status_of(container, execution_id) for execution_id in ids}
         if statuses != {ExecutionStatus.SUCCEEDED}:
@@ -260,9 +265,35 @@ async def throughput(database_url: str, concurrency: int) -> dict[str, float]:
             "seconds": elapsed,
             "per_second": len(ids) / elapsed,
             "cpu_ms_per_run": cpu * 1000 / len(ids),
+            "statements_per_run": trips["statements"] / len(ids),
+            "transactions_per_run": trips["transactions"] / len(ids),
         }
     finally:
         await container.close()
+
+
+@contextlib.contextmanager
+def counting_round_trips() -> Iterator[collections.Counter[str]]:
+    """Count what this process sends the database meanwhile: statements (through SQLAlchemy,
+    the outbox relay's idle polls included) and transactions (each a BEGIN and a COMMIT or
+    ROLLBACK more; an autocommit statement has none)."""
+    seen: collections.Counter[str] = collections.Counter()
+
+    def statement(*_: Any) -> None:
+        seen["statements"] += 1
+
+    def transaction(connection: Any) -> None:
+        # SQLAlchemy announces a "begin" on autocommit connections too, where none is sent.
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            seen["transactions"] += 1
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "begin", transaction)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", statement)
+        event.remove(Engine, "begin", transaction)
 
 
 async def _all_done(container: AsyncContainer, ids: Sequence[uuid.UUID]) -> None:
@@ -288,8 +319,7 @@ async def run(database_url: str, only: str | None = None, items: int | None = No
     lat = await latency(database_url)
     if only == "latency":
         return "\n".join(["## Engine (latency only)", "", *latency_section(lat)])
-    one = await throughput(database_url, 1)
-    two = await throughput(database_url, 2)
+    by_concurrency = {c: await throughput(database_url, c) for c in THROUGHPUT_CONCURRENCY}
 
     async def three_node_flow(container: AsyncContainer) -> worker_processes.Execute:
         workflow = await create(container, "3 nodes, worker processes", linear_flow(3))
@@ -315,12 +345,19 @@ async def run(database_url: str, only: str | None = None, items: int | None = No
         *latency_section(lat),
         f"### 3-node flow throughput ({THROUGHPUT_RUNS} runs queued first, then drained)",
         "",
-        "| workers | executions/s | runs | seconds |",
-        "|---|---:|---:|---:|",
-        f"| 1 process, concurrency 1 | {one['per_second']:.1f} | {one['runs']:.0f} "
-        f"| {one['seconds']:.2f} |",
-        f"| 1 process, concurrency 2 | {two['per_second']:.1f} | {two['runs']:.0f} "
-        f"| {two['seconds']:.2f} |",
+        "Per run: the worker process's CPU time, the SQL statements it sent and the "
+        "transactions it opened (each costs a BEGIN and a COMMIT round trip more; a step's "
+        "record and the finish are single autocommit statements on Postgres).",
+        "",
+        "| workers | executions/s | runs | seconds | CPU ms/run | statements/run "
+        "| transactions/run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| 1 process, concurrency {c} | {r['per_second']:.1f} | {r['runs']:.0f} "
+            f"| {r['seconds']:.2f} | {r['cpu_ms_per_run']:.2f} | {r['statements_per_run']:.1f} "
+            f"| {r['transactions_per_run']:.2f} |"
+            for c, r in by_concurrency.items()
+        ),
         "",
         *for_each.section(each),
         f"### 3-node flow throughput, `flowbuilder worker` processes on Postgres and SQS "
