@@ -202,3 +202,55 @@ async def test_a_finish_under_a_lease_not_held_hears_of_no_parked_runs(
     running.succeed(at=LATER)
 
     assert await transactions.finish(running, uuid.uuid4()) is False
+
+
+async def test_a_claim_answers_the_execution_running_and_the_version_it_runs(
+    container: AsyncContainer,
+) -> None:
+    execution = make_execution(await make_workflow(container))
+    await add(container, execution)
+    transactions = await container.get(RunTransactions)
+
+    claimed = await transactions.claim(execution.id, LATER, LEASE, max_running=10)
+    again = await transactions.claim(execution.id, LATER, uuid.uuid4(), max_running=10)
+
+    assert claimed is not None
+    assert again is None
+    assert (claimed.execution.id, claimed.execution.status) == (
+        execution.id,
+        ExecutionStatus.RUNNING,
+    )
+    assert (claimed.execution.started_at, claimed.execution.steps) == (LATER, [])
+    assert claimed.version is not None
+    assert (claimed.version.workflow_id, claimed.version.version) == (execution.workflow_id, 1)
+    assert claimed.version.name == "w"
+
+
+async def test_a_claim_of_a_version_that_is_gone_answers_no_version(
+    container: AsyncContainer,
+) -> None:
+    execution = make_execution(await make_workflow(container), workflow_version=7)
+    await add(container, execution)
+    transactions = await container.get(RunTransactions)
+
+    claimed = await transactions.claim(execution.id, LATER, LEASE)
+
+    assert claimed is not None
+    assert (claimed.execution.status, claimed.version) == (ExecutionStatus.RUNNING, None)
+
+
+async def test_a_claim_past_the_owners_limit_parks_the_execution_durably(
+    container: AsyncContainer,
+) -> None:
+    workflow_id = await make_workflow(container)
+    first, second = make_execution(workflow_id, 1), make_execution(workflow_id, 2)
+    await add(container, first, second)
+    transactions = await container.get(RunTransactions)
+
+    assert await transactions.claim(first.id, T0, LEASE, max_running=1) is not None
+    parked = await transactions.claim(second.id, T0, LEASE, max_running=1)
+
+    assert parked is None
+    assert await in_scope(container, lambda r: r.has_parked(first.owner_id)) is True
+    found = await in_scope(container, lambda r: r.get(second.id))
+    assert found.status is ExecutionStatus.QUEUED

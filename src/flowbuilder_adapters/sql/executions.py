@@ -12,7 +12,6 @@ from sqlalchemy import (
     Select,
     bindparam,
     delete,
-    func,
     insert,
     select,
     union_all,
@@ -25,6 +24,14 @@ from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.execution_rows import error_to_json, execution_from_row
 from flowbuilder_adapters.sql.execution_steps import record_step_statement
 from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
+from flowbuilder_adapters.sql.run_claims import (
+    CLAIM,
+    CLAIM_WITHIN_LIMIT,
+    PARK,
+    TAKE_TURN_OF_EXECUTION,
+    running_of,
+    turn_of,
+)
 from flowbuilder_adapters.sql.tables import execution_steps, executions
 from flowbuilder_core.executions.model import (
     Execution,
@@ -50,51 +57,6 @@ _STEPS = (
     .order_by(execution_steps.c.position)
 )
 _INSERT = insert(executions)
-_QUEUED = (_e.id == bindparam("b_id"), _e.status == ExecutionStatus.QUEUED.value)
-_AT = bindparam("b_at", type_=executions.c.started_at.type)
-_CLAIM = (
-    update(executions)
-    .where(*_QUEUED)
-    .values(
-        status=ExecutionStatus.RUNNING.value,
-        started_at=_AT,
-        heartbeat_at=_AT,
-        lease=bindparam("b_lease", type_=executions.c.lease.type),
-        parked_at=None,
-    )
-    .returning(*executions.c)
-)
-_PARK = update(executions).where(*_QUEUED, _e.parked_at.is_(None)).values(parked_at=_AT)
-
-
-def _running_of(owner: Any) -> Any:
-    """How many executions `owner` (a value or a column) has running."""
-    running = executions.alias("running")
-    return (
-        select(func.count())
-        .select_from(running)
-        .where(
-            running.c.owner_id == owner,
-            running.c.status == ExecutionStatus.RUNNING.value,
-        )
-        .scalar_subquery()
-    )
-
-
-_CLAIM_WITHIN_LIMIT = _CLAIM.where(
-    _running_of(_e.owner_id).correlate(executions) < bindparam("b_max")
-)
-
-
-def _turn_of(owner: Any) -> Any:
-    """Postgres: the statement that makes claims and unparks of `owner`'s executions take
-    turns (a transaction lock on the owner)."""
-    return select(func.pg_advisory_xact_lock(func.hashtextextended(owner, 0)))
-
-
-_TAKE_TURN_OF_EXECUTION = _turn_of(
-    select(_e.owner_id).where(_e.id == bindparam("b_id")).scalar_subquery()
-)
 
 
 def _row(execution: Execution) -> dict[str, Any]:
@@ -199,14 +161,14 @@ class SqlExecutionRepository(ExecutionRepository):
         async with translate_errors():
             if max_running is not None:
                 if self._connection.dialect.name == "postgresql":
-                    await self._connection.execute(_TAKE_TURN_OF_EXECUTION, parameters)
-                claimed = await self._connection.execute(_CLAIM_WITHIN_LIMIT, parameters)
+                    await self._connection.execute(TAKE_TURN_OF_EXECUTION, parameters)
+                claimed = await self._connection.execute(CLAIM_WITHIN_LIMIT, parameters)
             else:
-                claimed = await self._connection.execute(_CLAIM, parameters)
+                claimed = await self._connection.execute(CLAIM, parameters)
             # A claimed execution has no steps: a claim follows its creation or a release.
             row = claimed.first()
             if row is None and max_running is not None:  # still queued: no free slot
-                await self._connection.execute(_PARK, parameters)
+                await self._connection.execute(PARK, parameters)
         return None if row is None else execution_from_row(row)
 
     async def release(self, execution_id: ExecutionId, lease: uuid.UUID) -> bool:
@@ -241,7 +203,7 @@ class SqlExecutionRepository(ExecutionRepository):
             if (await self._connection.execute(parked)).first() is None:
                 return []
             await self._take_turn(owner)
-            running = (await self._connection.execute(select(_running_of(owner)))).scalar_one()
+            running = (await self._connection.execute(select(running_of(owner)))).scalar_one()
             if running >= max_running:
                 return []
             oldest = (
@@ -279,7 +241,7 @@ class SqlExecutionRepository(ExecutionRepository):
         lock on the owner), so counting their running executions and moving one is atomic.
         SQLite has one writer at a time anyway."""
         if self._connection.dialect.name == "postgresql":
-            await self._connection.execute(_turn_of(owner))
+            await self._connection.execute(turn_of(owner))
 
     async def heartbeat(
         self, execution_id: ExecutionId, lease: uuid.UUID, at: datetime

@@ -41,10 +41,12 @@ from flowbuilder_adapters.sql.connections import (
 )
 from flowbuilder_adapters.sql.credentials import SqlCredentialDirectory, SqlCredentialRepository
 from flowbuilder_adapters.sql.database import create_engine
+from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.execution_steps import beat_and_record, finish_run
 from flowbuilder_adapters.sql.executions import SqlExecutionRepository
 from flowbuilder_adapters.sql.health import SqlHealthProbe
 from flowbuilder_adapters.sql.idempotency import SqlIdempotencyStore
+from flowbuilder_adapters.sql.run_claims import claim_run
 from flowbuilder_adapters.sql.schedules import SqlScheduleRepository
 from flowbuilder_adapters.sql.uow import SqlUnitOfWork
 from flowbuilder_adapters.sql.webhooks import SqlWebhookRepository
@@ -59,6 +61,7 @@ from flowbuilder_core.executions.model import (
 )
 from flowbuilder_core.executions.ports import (
     AdmitAll,
+    ClaimedRun,
     DeadLetters,
     ExecutionRepository,
     Outbox,
@@ -150,10 +153,11 @@ class SqlProvider(Provider):
 
 
 class SqlRunTransactions(ScopedRunTransactions):
-    """A run's units of work in REQUEST scopes; on Postgres its most frequent ones, a heartbeat
-    with the steps since the last (`record`) and the finish, are each a single statement on an
-    autocommit connection, with no dishka scope, BEGIN or COMMIT around it. SQLite writes
-    them in units of work, as the port's defaults do."""
+    """A run's units of work in REQUEST scopes; on Postgres its own ones go straight to a
+    connection, with no dishka scope: the claim with its version read (after the owner's turn,
+    in a transaction), and each heartbeat with the steps since the last (`record`) and the
+    finish, as single statements on an autocommit connection, with no BEGIN or COMMIT.
+    SQLite writes them in units of work, as the port's defaults do."""
 
     def __init__(
         self,
@@ -164,7 +168,7 @@ class SqlRunTransactions(ScopedRunTransactions):
     ) -> None:
         super().__init__(container)
         self._engine, self._reading, self._gate = engine, reading, gate
-        self._one_statement = engine.dialect.name == "postgresql"
+        self._postgres = engine.dialect.name == "postgresql"
 
     async def record(
         self,
@@ -173,15 +177,32 @@ class SqlRunTransactions(ScopedRunTransactions):
         at: datetime,
         steps: Sequence[StepResult] = (),
     ) -> ExecutionStatus | None:
-        if not self._one_statement:
+        if not self._postgres:
             return await super().record(execution_id, lease, at, steps)
         async with self._one_statement_connection() as connection:
             return await beat_and_record(connection, execution_id, lease, at, steps)
 
+    async def claim(
+        self,
+        execution_id: ExecutionId,
+        at: datetime,
+        lease: uuid.UUID,
+        *,
+        max_running: int | None = None,
+    ) -> ClaimedRun | None:
+        if not self._postgres:
+            return await super().claim(execution_id, at, lease, max_running=max_running)
+        writing = Access.READ_WRITE
+        async with scope_connection(self._engine, self._reading, self._gate, writing) as connection:
+            claimed = await claim_run(connection, execution_id, at, lease, max_running)
+            async with translate_errors():
+                await connection.commit()
+        return claimed
+
     async def finish(
         self, ended: Execution, lease: uuid.UUID, steps: Sequence[StepResult] = ()
     ) -> bool:
-        if not self._one_statement:
+        if not self._postgres:
             return await super().finish(ended, lease, steps)
         async with self._one_statement_connection() as connection:
             return await finish_run(connection, ended, lease, steps)

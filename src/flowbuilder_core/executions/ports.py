@@ -23,7 +23,7 @@ from flowbuilder_core.executions.model import (
 from flowbuilder_core.shared.ids import UserId
 from flowbuilder_core.shared.pagination import PageRequest
 from flowbuilder_core.shared.uow import UnitOfWork
-from flowbuilder_core.workflows.model import Node, WorkflowId
+from flowbuilder_core.workflows.model import Node, WorkflowId, WorkflowVersion
 from flowbuilder_core.workflows.ports import WorkflowRepository
 
 
@@ -165,12 +165,41 @@ class RunTransaction:
     uow: UnitOfWork
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A claimed execution and the workflow version it runs (None when that is gone)."""
+
+    execution: Execution
+    version: WorkflowVersion | None
+
+
 class RunTransactions(Protocol):
     """Opens a unit of work of its own for each piece of a run's bookkeeping (the claim, one
     step, the finish), so that a run holds no transaction, and no connection, while its nodes
     run: a slow node blocks nobody (embedded SQLite has one connection)."""
 
     def __call__(self) -> AbstractAsyncContextManager[RunTransaction]: ...
+
+    async def claim(
+        self,
+        execution_id: ExecutionId,
+        at: datetime,
+        lease: uuid.UUID,
+        *,
+        max_running: int | None = None,
+    ) -> ClaimedRun | None:
+        """`ExecutionRepository.claim`, and the workflow version the claimed execution runs,
+        in one unit of work (a parking is durable too). This default reads them one after the
+        other; a database adapter may read both in one statement."""
+        async with self() as tx:
+            execution = await tx.executions.claim(execution_id, at, lease, max_running=max_running)
+            version = None
+            if execution is not None:
+                version = await tx.workflows.version(
+                    execution.workflow_id, execution.workflow_version
+                )
+            await tx.uow.commit()
+        return None if execution is None else ClaimedRun(execution, version)
 
     async def record(
         self,

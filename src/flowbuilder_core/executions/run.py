@@ -271,26 +271,22 @@ class RunExecution:
     async def _claim(
         self, execution_id: ExecutionId, lease: uuid.UUID
     ) -> tuple[Execution, Definition] | None:
-        async with self._transactions() as tx:
-            execution = await tx.executions.claim(
-                execution_id, self._clock.now(), lease, max_running=self._limits.max_running
-            )
-            if execution is None:
-                # Not queued any more, or parked for want of a slot: the parking must be
-                # durable, since the message is done with.
-                await tx.uow.commit()
-                return None
-            version = await tx.workflows.version(execution.workflow_id, execution.workflow_version)
-            if version is None:
-                missing = ExecutionError(
-                    "workflow_version_missing", "The workflow version is gone."
-                )
-                execution.fail(missing, at=self._clock.now())
-                await tx.executions.save(execution, expected=ExecutionStatus.RUNNING, lease=lease)
-                await tx.uow.commit()
-                return None
-            await tx.uow.commit()
-            return execution, version.definition
+        """The claimed execution and its definition; None when not claimed (not queued any
+        more, or parked for want of a slot), or when its workflow version is gone (it then
+        fails with `workflow_version_missing`)."""
+        claimed = await self._transactions.claim(
+            execution_id, self._clock.now(), lease, max_running=self._limits.max_running
+        )
+        if claimed is None:
+            return None
+        execution = claimed.execution
+        if claimed.version is None:
+            missing = ExecutionError("workflow_version_missing", "The workflow version is gone.")
+            ended = dataclasses.replace(execution, steps=[])
+            ended.fail(missing, at=self._clock.now())
+            await self._transactions.finish(ended, lease)
+            return None
+        return execution, claimed.version.definition
 
     async def _record(
         self, execution_id: ExecutionId, steps: list[StepResult], seen: _Seen
