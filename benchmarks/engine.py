@@ -47,6 +47,7 @@ from sqlalchemy.engine import Engine
 from benchmarks import worker_processes
 from flowbuilder_adapters.relay import OutboxRelay
 from flowbuilder_adapters.secrets.keyring import Keyring
+from flowbuilder_adapters.sql.driver import DriverStatement
 from flowbuilder_adapters.sql.migrate import upgrade
 from flowbuilder_adapters.wiring import (
     CoreProvider,
@@ -274,9 +275,9 @@ async def throughput(database_url: str, concurrency: int) -> dict[str, float]:
 
 @contextlib.contextmanager
 def counting_round_trips() -> Iterator[collections.Counter[str]]:
-    """Count what this process sends the database meanwhile: statements (through SQLAlchemy,
-    the outbox relay's idle polls included) and transactions (each a BEGIN and a COMMIT or
-    ROLLBACK more; an autocommit statement has none)."""
+    """Count what this process sends the database meanwhile: statements (through SQLAlchemy
+    or straight to the driver, the outbox relay's idle polls included) and transactions (each
+    a BEGIN and a COMMIT or ROLLBACK more; an autocommit statement has none)."""
     seen: collections.Counter[str] = collections.Counter()
 
     def statement(*_: Any) -> None:
@@ -287,11 +288,19 @@ def counting_round_trips() -> Iterator[collections.Counter[str]]:
         if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
             seen["transactions"] += 1
 
+    on_driver = DriverStatement.fetchrow
+
+    async def fetchrow(self: DriverStatement, *arguments: Any) -> Any:
+        seen["statements"] += 1  # run on asyncpg itself: SQLAlchemy's events do not see them
+        return await on_driver(self, *arguments)
+
     event.listen(Engine, "before_cursor_execute", statement)
     event.listen(Engine, "begin", transaction)
+    DriverStatement.fetchrow = fetchrow  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        DriverStatement.fetchrow = on_driver  # type: ignore[method-assign]
         event.remove(Engine, "before_cursor_execute", statement)
         event.remove(Engine, "begin", transaction)
 

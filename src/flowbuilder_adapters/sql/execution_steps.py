@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,11 +23,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import CTE, ColumnClause
 
 from flowbuilder_adapters.sql.dialect import dialect_insert
-from flowbuilder_adapters.sql.errors import translate_errors
+from flowbuilder_adapters.sql.driver import DriverStatement
 from flowbuilder_adapters.sql.execution_rows import error_to_json
 from flowbuilder_adapters.sql.tables import UtcDateTime, execution_steps, executions
 from flowbuilder_core.executions.model import (
@@ -218,9 +219,10 @@ async def beat_and_record(
         "b_at": at,
         "b_steps": steps_document(steps),
     }
-    async with translate_errors():
-        row = (await connection.execute(beat_and_record_statement(), parameters)).first()
-    return None if row is None else ExecutionStatus(row.status)
+    row = await _on_driver(beat_and_record_statement, connection.dialect).fetchrow(
+        connection, parameters
+    )
+    return None if row is None else ExecutionStatus(row["status"])
 
 
 async def finish_run(
@@ -236,6 +238,12 @@ async def finish_run(
         "b_finished_at": ended.finished_at,
         "b_steps": steps_document(steps),
     }
-    async with translate_errors():
-        row = (await connection.execute(finish_statement(), parameters)).first()
-    return row is not None and bool(row.waiting)
+    row = await _on_driver(finish_statement, connection.dialect).fetchrow(connection, parameters)
+    return row is not None and bool(row["waiting"])
+
+
+@functools.cache
+def _on_driver(statement: Callable[[], Any], dialect: Dialect) -> DriverStatement:
+    """`statement()` compiled once for `dialect`, to run on the driver: a run's records are
+    the worker's most frequent statements."""
+    return DriverStatement(statement(), dialect)
