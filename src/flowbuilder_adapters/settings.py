@@ -31,6 +31,9 @@ LOG_FORMATS = ("json", "text")
 BIND_HOST_VARIABLE = "FLOWBUILDER_BIND_HOST"
 
 
+MAX_WORKER_POLL_S = 20
+
+
 class Mode(StrEnum):
     """What the process is for: each needs a different part of the configuration."""
 
@@ -84,6 +87,8 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9100
     shutdown_grace_s: int = 25
+    worker_poll_s: int = 10
+    """How long a worker's receive waits on an empty SQS queue (long polling), 1 to 20 s."""
     engine_limits: EngineLimits = field(default_factory=EngineLimits)
     schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
     data_dir: Path = EMBEDDED_DIR
@@ -164,6 +169,7 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         metrics_host=reader.text("METRICS_HOST") or "127.0.0.1",
         metrics_port=reader.port("METRICS_PORT", 9100),
         shutdown_grace_s=reader.positive_int("SHUTDOWN_GRACE_S", 25),
+        worker_poll_s=reader.positive_int("WORKER_POLL_S", 10),
         engine_limits=EngineLimits(
             max_node_output_bytes=reader.positive_int(
                 "MAX_NODE_OUTPUT_BYTES", limits.max_node_output_bytes
@@ -179,6 +185,10 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         schedules=read_schedule_settings(reader),
         data_dir=data_dir,
     )
+    if settings.worker_poll_s > MAX_WORKER_POLL_S:
+        reader.problems.append(
+            f"WORKER_POLL_S: at most {MAX_WORKER_POLL_S} (SQS waits at most 20 s for a message)"
+        )
     if (
         mode is Mode.SERVE
         and settings.idempotency_hmac_key is None

@@ -60,6 +60,7 @@ DEFAULTS: Mapping[str, str | None] = {
     "METRICS_HOST": "127.0.0.1",
     "METRICS_PORT": "9100",
     "SHUTDOWN_GRACE_S": "25",
+    "WORKER_POLL_S": "10",
     "SCHEDULE_TICK_S": "1",
     "SCHEDULE_BATCH": "100",
     "SCHEDULE_MIN_INTERVAL_S": "60",

@@ -227,3 +227,19 @@ def test_embedded_mode_may_keep_its_sqlite_database_elsewhere(tmp_path: Path) ->
 )
 def test_loopback_hosts_are_told_from_the_others(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+# --- WORKER_POLL_S ----------------------------------------------------------------------------
+
+
+def test_a_worker_long_polls_ten_seconds_unless_told_otherwise() -> None:
+    assert loaded(make_env(), Mode.WORKER).worker_poll_s == 10
+    assert loaded(make_env(WORKER_POLL_S="1"), Mode.WORKER).worker_poll_s == 1
+
+
+@pytest.mark.parametrize("value", ["0", "21", "ten", "1.5"])
+def test_a_long_poll_outside_what_sqs_allows_stops_start_up_naming_the_setting(value: str) -> None:
+    found = problems(make_env(WORKER_POLL_S=value), Mode.WORKER)
+
+    assert len(found) == 1
+    assert found[0].startswith("WORKER_POLL_S: ")

@@ -143,6 +143,8 @@ def seed_env(database_url: str, frontend_url: str, **extra: str) -> dict[str, st
         "WORKFLOW_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/flowbuilder",
         "IDEMPOTENCY_HMAC_KEY": base64.b64encode(os.urandom(32)).decode(),
         "SECRETS_PREFIX": f"flowbuilder-e2e/{uuid.uuid4().hex}/",
+        # Every stop of a worker waits for its last long poll: short ones keep the suite short.
+        "WORKER_POLL_S": "1",
     }
     return clean_env(**{**settings, **extra})
 

@@ -77,10 +77,11 @@ class BackgroundProvider(Provider):
         concurrency: int = 4,
         grace_seconds: float = 25.0,
         schedule_tick_s: float = 1.0,
+        poll_seconds: float = 10.0,
     ) -> None:
         super().__init__()
         self._relay, self._worker, self._concurrency = relay, worker, concurrency
-        self._grace, self._tick = grace_seconds, schedule_tick_s
+        self._grace, self._tick, self._poll = grace_seconds, schedule_tick_s, poll_seconds
 
     @provide(scope=Scope.APP)
     def background(
@@ -108,6 +109,7 @@ class BackgroundProvider(Provider):
                 run,
                 concurrency=self._concurrency,
                 grace_seconds=self._grace,
+                poll_seconds=self._poll,
                 cancellable_polls=in_process,
                 on_slots=observe_slots,
             )
@@ -118,9 +120,10 @@ class BackgroundProvider(Provider):
         afterwards = []
         if isinstance(queues.work, InMemoryExecutionQueue):
             afterwards.append(_back_to_the_outbox(container, queues.work))
-        # The worker takes its grace, or its last long poll (up to 10 s) if that is longer; its
-        # runs' release then takes moments.
-        return Background(services, grace_seconds=self._grace + 15, afterwards=afterwards)
+        # The worker takes its grace, or its last long poll if that is longer; its runs'
+        # release then takes moments.
+        grace = max(self._grace, self._poll) + 5
+        return Background(services, grace_seconds=grace, afterwards=afterwards)
 
 
 def _back_to_the_outbox(
@@ -183,6 +186,7 @@ def providers_for(settings: Settings, *, worker_concurrency: int = 4) -> list[Pr
             concurrency=worker_concurrency,
             grace_seconds=settings.shutdown_grace_s,
             schedule_tick_s=settings.schedules.tick_s,
+            poll_seconds=settings.worker_poll_s,
         ),
         AuthProvider(settings),
     ]
