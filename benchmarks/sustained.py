@@ -55,7 +55,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.procs import Server, pinned_server, rss_bytes
+from benchmarks.procs import Server, cpu_seconds, pinned_server, rss_bytes
 
 from support.processes import clean_env, free_port
 
@@ -63,6 +63,7 @@ FLOWBUILDER = str(Path(sys.executable).parent / "flowbuilder")
 HUGE_RATE = "1000000000"
 USER = "user_sustained_bench"
 LATE_S = 0.1
+QUEUE_CONCURRENCY = 32
 TARGET_SHARE = 0.5
 FINISHED = ("succeeded", "failed", "cancelled")
 BACKLOG = ("queued", "running")
@@ -106,6 +107,7 @@ class Sample:
     finished: int
     backlog: int
     rss: int
+    cpu: float  # the server's CPU seconds so far
 
 
 @dataclass
@@ -193,6 +195,7 @@ async def _send_on_schedule(
 async def _sample(counts: RunCounts, load: Load, pid: int, t0: float) -> Sample:
     finished, backlog = await asyncio.to_thread(counts.read)
     rss = await asyncio.to_thread(rss_bytes, pid)
+    cpu = await asyncio.to_thread(cpu_seconds, pid)
     return Sample(
         round(time.monotonic() - t0, 2),
         load.sent,
@@ -203,6 +206,7 @@ async def _sample(counts: RunCounts, load: Load, pid: int, t0: float) -> Sample:
         finished,
         backlog,
         rss,
+        cpu,
     )
 
 
@@ -221,8 +225,9 @@ class Outcome:
     args: dict[str, Any]
     load: Load
     under_load: list[Sample]
-    load_s: float  # from the first send to the last answer
-    drain: list[Sample]
+    idle: list[Sample]  # B: the drain of the runs kept from the first start, API idle
+    idle_drained: bool
+    drain: list[Sample]  # after A
     drained: bool
     rss_start: int
     rss_peak: int
@@ -230,28 +235,62 @@ class Outcome:
     cpu: str
 
 
-async def measure(server: Server, token: str, database: Path, args: argparse.Namespace) -> Outcome:
+def _client(server: Server, token: str, cap: int) -> httpx.AsyncClient:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=args.max_in_flight, max_keepalive_connections=64)
+    limits = httpx.Limits(max_connections=cap, max_keepalive_connections=min(cap, 64))
     timeout = httpx.Timeout(30.0, connect=10.0)
-    async with httpx.AsyncClient(
+    return httpx.AsyncClient(
         base_url=server.base_url, headers=headers, limits=limits, timeout=timeout
-    ) as client:
+    )
+
+
+async def queue_runs(server: Server, token: str, runs: int) -> tuple[str, int]:
+    """Create the workflow and request `runs` runs of it, 32 at a time: (its execute path, the
+    202s). The worker runs some meanwhile; the server then stops, which keeps the rest."""
+    async with _client(server, token, QUEUE_CONCURRENCY) as client:
         created = await client.post("/api/workflows", content=json.dumps(WORKFLOW))
         if created.status_code != 201:
             raise RuntimeError(f"creating the workflow: {created.status_code} {created.text}")
         path = f"/api/workflows/{created.json()['id']}/execute"
-        trial = await client.post(path, content=EXECUTE_BODY)
-        if trial.status_code != 202:
-            raise RuntimeError(f"a trial execute: {trial.status_code} {trial.text}")
-        counts = RunCounts(database)
-        try:
-            await _until_idle(counts, 30.0)
-            assert server.sampler is not None
-            server.sampler.reset_window()
-            rss_start = rss_bytes(server.pid)
-            load, samples = Load(), list[Sample]()
-            log(f"load: {args.rate}/s for {args.seconds} s (at most {args.max_in_flight} waiting)")
+        load = Load()
+        batch = iter(range(runs))
+
+        async def sender() -> None:
+            for _ in batch:
+                await _one(client, path, load)
+
+        await asyncio.gather(*(sender() for _ in range(QUEUE_CONCURRENCY)))
+        if load.accepted != runs:
+            raise RuntimeError(f"queueing runs: {dict(load.statuses)} {dict(load.errors)}")
+    return path, load.accepted
+
+
+async def _drain(
+    counts: RunCounts, load: Load, pid: int, t0: float, timeout_s: float
+) -> tuple[list[Sample], bool]:
+    """Samples every 0.5 s until the backlog is 0 (True) or `timeout_s` has passed (False)."""
+    samples = [await _sample(counts, load, pid, t0)]
+    started = samples[0].t
+    while samples[-1].backlog and samples[-1].t - started < timeout_s:
+        await asyncio.sleep(0.5)
+        samples.append(await _sample(counts, load, pid, t0))
+    return samples, samples[-1].backlog == 0
+
+
+async def measure(
+    server: Server, token: str, database: Path, path: str, args: argparse.Namespace
+) -> Outcome:
+    assert server.sampler is not None
+    counts = RunCounts(database)
+    try:
+        log("B. drain of the runs kept from the first start")
+        t0 = time.monotonic()
+        idle, idle_drained = await _drain(counts, Load(), server.pid, t0, args.drain_timeout)
+        server.sampler.reset_window()
+        rss_start = rss_bytes(server.pid)
+        load, samples = Load(), list[Sample]()
+        log(f"A. load: {args.rate}/s for {args.seconds} s (at most {args.max_in_flight} waiting)")
+        async with _client(server, token, args.max_in_flight) as client:
             t0 = time.monotonic()
             sampler = asyncio.create_task(
                 _sampling(counts, load, server.pid, t0, args.interval, samples)
@@ -260,22 +299,17 @@ async def measure(server: Server, token: str, database: Path, args: argparse.Nam
             sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
-            samples.append(await _sample(counts, load, server.pid, t0))
-            load_s = samples[-1].t
-            log(f"load over after {load_s:.1f} s; draining (at most {args.drain_timeout} s)")
-            drain = [samples[-1]]
-            drained = samples[-1].backlog == 0
-            while not drained and drain[-1].t - load_s < args.drain_timeout:
-                await asyncio.sleep(0.5)
-                drain.append(await _sample(counts, load, server.pid, t0))
-                drained = drain[-1].backlog == 0
-        finally:
-            counts.close()
+        samples.append(await _sample(counts, load, server.pid, t0))
+        log(f"load over after {samples[-1].t:.1f} s; draining (at most {args.drain_timeout} s)")
+        drain, drained = await _drain(counts, load, server.pid, t0, args.drain_timeout)
+    finally:
+        counts.close()
     return Outcome(
         args=vars(args),
         load=load,
         under_load=samples,
-        load_s=load_s,
+        idle=idle,
+        idle_drained=idle_drained,
         drain=drain,
         drained=drained,
         rss_start=rss_start,
@@ -283,15 +317,6 @@ async def measure(server: Server, token: str, database: Path, args: argparse.Nam
         rss_end=rss_bytes(server.pid),
         cpu=_cpu_model(),
     )
-
-
-async def _until_idle(counts: RunCounts, timeout_s: float) -> None:
-    """Until the trial run has finished (the worker is warm), at most `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not (await asyncio.to_thread(counts.read))[1]:
-            return
-        await asyncio.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +335,11 @@ def _per_s(now: Sample, before: Sample, attribute: str) -> str:
     return f"{(getattr(now, attribute) - getattr(before, attribute)) / span:.1f}"
 
 
+def _cpu_share(now: Sample, before: Sample) -> str:
+    span = now.t - before.t
+    return f"{100 * (now.cpu - before.cpu) / span:.0f}" if span > 0 else "-"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table: the first column (a label) left-aligned, the figures right."""
     align = ["---", *("---:" for _ in header[1:])]
@@ -317,23 +347,43 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def _rate(samples: list[Sample]) -> tuple[float, float, float]:
+    """(runs finished per second, seconds, server CPU %) from the first sample to the last."""
+    first, last = samples[0], samples[-1]
+    span = last.t - first.t
+    if span <= 0:
+        return 0.0, 0.0, 0.0
+    return (last.finished - first.finished) / span, span, 100 * (last.cpu - first.cpu) / span
+
+
 def figures(outcome: Outcome) -> dict[str, float]:
     """The headline numbers: rates under load, the idle rate, the fair-share ratio."""
     first, last = outcome.under_load[0], outcome.under_load[-1]
     span = max(last.t - first.t, 1e-9)
-    finished_under_load = (last.finished - first.finished) / span
-    drain_start, drain_end = outcome.drain[0], outcome.drain[-1]
-    drain_s = drain_end.t - drain_start.t
-    idle = (drain_end.finished - drain_start.finished) / drain_s if drain_s > 0 else 0.0
+    finished_under_load, _, cpu_under_load = _rate(outcome.under_load)
+    idle, idle_s, idle_cpu = _rate(outcome.idle)
+    after, after_s, _ = _rate(outcome.drain)
     return {
         "accepted_per_s": (last.accepted - first.accepted) / span,
         "refused_per_s": (last.overloaded + last.limited - first.overloaded - first.limited) / span,
         "finished_per_s_under_load": finished_under_load,
+        "idle_runs": float(outcome.idle[0].backlog),
+        "idle_s": idle_s,
         "idle_per_s": idle,
         "share": finished_under_load / idle if idle > 0 else 0.0,
-        "drain_s": drain_s,
-        "backlog_at_end_of_load": float(drain_start.backlog),
+        "backlog_at_end_of_load": float(outcome.drain[0].backlog),
+        "drain_after_load_s": after_s,
+        "drain_after_load_per_s": after,
+        "cpu_pct_under_load": cpu_under_load,
+        "cpu_pct_idle_drain": idle_cpu,
     }
+
+
+def _drained(samples: list[Sample], drained: bool) -> str:
+    seconds = samples[-1].t - samples[0].t
+    if drained:
+        return f"{samples[0].backlog:,} runs drained in {seconds:.1f} s"
+    return f"{samples[-1].backlog:,} of {samples[0].backlog:,} still waiting after {seconds:.0f} s"
 
 
 def markdown(outcome: Outcome) -> str:
@@ -341,13 +391,14 @@ def markdown(outcome: Outcome) -> str:
     samples = outcome.under_load
     rows = [
         [
-            f"{now.t:.0f}",
+            f"{now.t:.1f}",
             _per_s(now, before, "accepted"),
             _per_s(now, before, "overloaded"),
             _per_s(now, before, "limited"),
             _per_s(now, before, "finished"),
             f"{now.backlog:,}",
             _mib(now.rss),
+            _cpu_share(now, before),
         ]
         for before, now in itertools.pairwise(samples)
     ]
@@ -355,23 +406,25 @@ def markdown(outcome: Outcome) -> str:
     p50 = latencies[len(latencies) // 2] * 1000 if latencies else 0.0
     p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0
     share_ok = "holds" if f["share"] >= TARGET_SHARE else "**MISSED**"
-    drain_end = outcome.drain[-1]
-    drained = (
-        f"the backlog of {f['backlog_at_end_of_load']:,.0f} drained in {f['drain_s']:.1f} s"
-        if outcome.drained
-        else f"{drain_end.backlog:,} runs still waited after {f['drain_s']:.0f} s (not drained)"
-    )
+    bound = a["api_concurrency"] if a["api_concurrency"] is not None else "its default"
     lines = [
         "## Sustained load and drain, embedded mode (#16)",
         "",
         f"`benchmarks/sustained.py`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}:"
-        f" `flowbuilder serve --embedded` (SQLite, in-process queue and worker) pinned to one"
-        f" CPU, the load from another ({outcome.cpu}); POST execute of a 3-node flow"
-        f" (trigger.manual -> data.set -> data.transform) open-loop at {a['rate']}/s for"
-        f" {a['seconds']} s, at most {a['max_in_flight']} waiting; execution rate limit raised,"
-        " `MAX_QUEUED_EXECUTIONS` at its default. Runs counted from the SQLite file, read-only.",
+        " `flowbuilder serve --embedded` (SQLite, in-process queue and worker of concurrency 4)"
+        f" pinned to one CPU, the load from another ({outcome.cpu}); a 3-node flow"
+        " (trigger.manual -> data.set -> data.transform); execution rate limit raised,"
+        f" `MAX_QUEUED_EXECUTIONS` at its default, `MAX_CONCURRENT_API_REQUESTS` {bound}."
+        " Runs counted from the SQLite file, read-only.",
         "",
-        f"### A. Under load (every {a['interval']:g} s)",
+        f"- B, idle drain: {a['drain_runs']:,} runs requested, then the server restarted (a"
+        " stop keeps the in-process queue in the outbox); from the restart, nothing but the"
+        " worker (and the relay) runs until the backlog is 0: the worker's idle rate.",
+        f"- A, sustained load: POST execute open-loop at {a['rate']:g}/s for {a['seconds']:g} s"
+        f" (at most {a['max_in_flight']} waiting for answers), sampled every"
+        f" {a['interval']:g} s; then the drain of what is left.",
+        "",
+        "### A. Under load",
         "",
         *_table(
             [
@@ -382,14 +435,13 @@ def markdown(outcome: Outcome) -> str:
                 "finished/s",
                 "backlog (queued + running)",
                 "RSS MiB",
+                "server CPU %",
             ],
             rows,
         ),
         "",
-        "### Totals",
-        "",
         *_table(
-            ["measure", "value"],
+            ["total", "value"],
             [
                 ["execute requests due", f"{int(a['rate'] * a['seconds']):,}"],
                 ["sent", f"{load.sent:,}"],
@@ -402,33 +454,41 @@ def markdown(outcome: Outcome) -> str:
                 ["execute latency p50 / p99 ms", f"{p50:.0f} / {p99:.0f}"],
                 ["accepted/s under load", f"{f['accepted_per_s']:.1f}"],
                 ["finished/s under load", f"{f['finished_per_s_under_load']:.1f}"],
+                ["server CPU % under load", f"{f['cpu_pct_under_load']:.0f}"],
                 ["backlog when the load ended", f"{f['backlog_at_end_of_load']:,.0f}"],
+                [
+                    "its drain (API idle)",
+                    f"{_drained(outcome.drain, outcome.drained)},"
+                    f" {f['drain_after_load_per_s']:.1f} runs/s",
+                ],
             ],
         ),
         "",
-        "### B. Drain and fair share",
+        "### B. Idle drain and fair share",
         "",
         *_table(
             [
+                "idle drain",
+                "idle rate (runs/s)",
+                "server CPU % idle",
                 "finished/s under load",
-                "idle drain rate (runs/s)",
                 "fair share",
                 f"target ≥ {TARGET_SHARE}",
-                "drain",
             ],
             [
                 [
-                    f"{f['finished_per_s_under_load']:.1f}",
+                    _drained(outcome.idle, outcome.idle_drained),
                     f"{f['idle_per_s']:.1f}",
+                    f"{f['cpu_pct_idle_drain']:.0f}",
+                    f"{f['finished_per_s_under_load']:.1f}",
                     f"{f['share']:.2f}",
                     share_ok,
-                    drained,
                 ]
             ],
         ),
         "",
         *_table(
-            ["RSS start MiB", "RSS peak MiB", "RSS end MiB"],
+            ["RSS MiB, start of A", "peak (A and its drain)", "end"],
             [[_mib(outcome.rss_start), _mib(outcome.rss_peak), _mib(outcome.rss_end)]],
         ),
         "",
@@ -471,13 +531,28 @@ def _env(**extra: str) -> dict[str, str]:
     )
 
 
+def _embedded(
+    name: str, env: dict[str, str], workdir: Path, cpu: str | None
+) -> contextlib.AbstractContextManager[Server]:
+    port = free_port()
+    return pinned_server(
+        name,
+        [FLOWBUILDER, "serve", "--embedded", "--port", str(port)],
+        env,
+        port,
+        workdir / f"{name}.log",
+        cpu=cpu,
+        ready=lambda client: client.get("/health/ready").status_code == 200,
+        cwd=workdir,
+    )
+
+
 def run(args: argparse.Namespace) -> Outcome:
     workdir = Path(tempfile.mkdtemp(prefix="flowbuilder-sustained-"))
-    log(f"working directory (database, keys, server log): {workdir}")
-    env = _env()
+    log(f"working directory (database, keys, server logs): {workdir}")
     token = subprocess.run(  # noqa: S603 (our own command)
         [FLOWBUILDER, "dev-token", "--user", USER, "--ttl", "7200"],
-        env=env,
+        env=_env(),
         cwd=workdir,
         capture_output=True,
         text=True,
@@ -487,20 +562,20 @@ def run(args: argparse.Namespace) -> Outcome:
     server_cpu, own_cpus = _cpus()
     if own_cpus is not None:
         os.sched_setaffinity(0, own_cpus)
-    port = free_port()
-    with pinned_server(
-        "embedded",
-        [FLOWBUILDER, "serve", "--embedded", "--port", str(port)],
-        env,
-        port,
-        workdir / "server.log",
-        cpu=server_cpu,
-        ready=lambda client: client.get("/health/ready").status_code == 200,
-        cwd=workdir,
-    ) as server:
-        return asyncio.run(
-            measure(server, token, workdir / ".flowbuilder" / "flowbuilder.db", args)
-        )
+    # The first start only requests the runs of B, as fast as it takes them.
+    with _embedded(
+        "queueing", _env(MAX_CONCURRENT_API_REQUESTS="64"), workdir, server_cpu
+    ) as first:
+        log(f"requesting {args.drain_runs} runs for B")
+        path, _ = asyncio.run(queue_runs(first, token, args.drain_runs))
+    bound = (
+        {}
+        if args.api_concurrency is None
+        else {"MAX_CONCURRENT_API_REQUESTS": str(args.api_concurrency)}
+    )
+    with _embedded("measured", _env(**bound), workdir, server_cpu) as server:
+        database = workdir / ".flowbuilder" / "flowbuilder.db"
+        return asyncio.run(measure(server, token, database, path, args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -519,6 +594,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--drain-timeout", type=float, default=300.0, help="longest wait for the backlog"
     )
+    parser.add_argument(
+        "--drain-runs", type=int, default=2000, help="runs requested for the idle drain (B)"
+    )
+    parser.add_argument(
+        "--api-concurrency",
+        type=int,
+        help="MAX_CONCURRENT_API_REQUESTS of the measured server (default: its default)",
+    )
     parser.add_argument("--markdown-out", type=Path, help="write the section here too")
     parser.add_argument("--json-out", type=Path, help="the samples and totals as JSON")
     return parser
@@ -528,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not (0 < args.rate <= 2000 and 0 < args.seconds <= 60 and args.max_in_flight > 0):
         raise SystemExit("--rate must be in (0, 2000], --seconds in (0, 60], --max-in-flight > 0")
+    if not 0 < args.drain_runs <= 10_000:
+        raise SystemExit("--drain-runs must be in (0, 10000]")
     outcome = run(args)
     text = markdown(outcome)
     print(text)
@@ -540,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                     "figures": figures(outcome),
                     "samples": [vars(s) for s in outcome.under_load],
                     "drain": [vars(s) for s in outcome.drain],
+                    "idle": [vars(s) for s in outcome.idle],
                 },
                 indent=2,
                 default=str,
