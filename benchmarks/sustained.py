@@ -16,9 +16,14 @@ to the second, when there are two), with the execution rate limit raised through
   (`sent late`): the load asked for is then not the load given, and the report says so.
   Every `--interval` seconds: 202s (accepted) and refusals (503 `overloaded`, 429) per second,
   runs finished per second, the backlog (queued + running) and the server's RSS.
-- B: drain. Once every answer is in, the clock runs until the backlog is 0 (at most
-  `--drain-timeout` seconds): the runs finished over that time per second is the worker's idle
-  rate (the API does nothing meanwhile).
+- B: idle drain (run first). A first start of the server takes `--drain-runs` runs (2,000)
+  as fast as it answers, then stops, which keeps the runs still queued in its outbox; the
+  measured server starts on the same directory, its relay sends them to its in-process
+  queue, and the clock runs until the backlog is 0 (at most `--drain-timeout` seconds) with
+  no API request at all: runs finished per second over that time is the worker's idle rate.
+  The drain of what is left after A is timed too (its rate is another idle rate).
+- `--api-concurrency N` sets the measured server's `MAX_CONCURRENT_API_REQUESTS` (the first
+  start uses 64, to queue fast): a large N is the unbounded API of before #16.
 
 Fair share: runs finished per second under load / the idle rate; issue #16's target is >= 0.5.
 
