@@ -209,9 +209,10 @@ TEMPLATE = """# Benchmarks
 `make bench` (that is, `.venv/bin/python -m benchmarks`) writes the generated blocks of this file;
 text outside the `<!-- bench:... -->` markers is kept from run to run. Absolute figures drift
 between machines and from run to run (10 to 20 % for the same scenario on a 2-core box); the
-ratio to the ceiling app measured in the same run is what counts. The Scale and Engine sections
-come from `benchmarks/scale.py` and `benchmarks/engine.py`, which `make bench` runs after the API
-part (`make bench BENCH_ARGS="--no-scale --no-engine"` skips them; `--help` lists the options).
+ratio to the ceiling app measured in the same run is what counts. The Scale, Engine and Sustained
+sections come from `benchmarks/scale.py`, `benchmarks/engine.py` and `benchmarks/sustained.py`,
+which `make bench` runs after the API part (`make bench BENCH_ARGS="--no-scale --no-engine
+--no-sustained"` skips them; `--help` lists the options).
 
 ## API throughput: FlowBuilder against the raw ceiling
 
@@ -230,6 +231,12 @@ part (`make bench BENCH_ARGS="--no-scale --no-engine"` skips them; `--help` list
 
 (not run yet: `benchmarks/engine.py` writes this section)
 <!-- bench:engine:end -->
+
+<!-- bench:sustained:begin -->
+## Sustained load and drain, embedded mode (#16)
+
+(not run yet: `benchmarks/sustained.py` writes this section)
+<!-- bench:sustained:end -->
 
 ## Profiles and fixes (before / after)
 

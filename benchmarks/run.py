@@ -12,12 +12,13 @@
    connections). Then the same for the ceiling app (benchmarks/ceiling.py under granian).
 4. The table, the ratios, and docs/benchmarks.md.
 
-Scale and engine sections: when `benchmarks/scale.py` / `benchmarks/engine.py` exist (and
-`--no-scale` / `--no-engine` are not given), each runs as `python -m benchmarks.<name>
-DATABASE_URL --markdown-out FILE`, DATABASE_URL an empty database of this run's Postgres (the
-server's URL is also in the environment as FLOWBUILDER_BENCH_POSTGRES_URL); FILE when the script
-wrote it, else its standard output, becomes that section of docs/benchmarks.md. Each is bounded
-by `--section-timeout` (900 s).
+Scale, engine and sustained sections: when `benchmarks/scale.py` / `benchmarks/engine.py` /
+`benchmarks/sustained.py` exist (and `--no-scale` / `--no-engine` / `--no-sustained` are not
+given), each runs as `python -m benchmarks.<name> DATABASE_URL --markdown-out FILE`,
+DATABASE_URL an empty database of this run's Postgres (the server's URL is also in the
+environment as FLOWBUILDER_BENCH_POSTGRES_URL); the sustained section (embedded mode, its own
+SQLite) gets no URL. FILE when the script wrote it, else its standard output, becomes that
+section of docs/benchmarks.md. Each is bounded by `--section-timeout` (900 s).
 """
 
 from __future__ import annotations
@@ -409,19 +410,22 @@ async def _outbox_backlog(database_url: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Scale and engine sections
+# Scale, engine and sustained sections
 # ---------------------------------------------------------------------------------------------
+
+NO_DATABASE = {"sustained"}  # embedded mode: a SQLite file of its own, no Postgres
 
 
 def run_section(
-    name: str, database_url: str, workdir: Path, env: Mapping[str, str], timeout_s: int
+    name: str, database_url: str | None, workdir: Path, env: Mapping[str, str], timeout_s: int
 ) -> str | None:
-    """Run benchmarks/<name>.py if present; its Markdown, or None when it does not exist."""
+    """Run benchmarks/<name>.py if present (with `database_url` as its argument when given);
+    its Markdown, or None when it does not exist."""
     if not (ROOT / "benchmarks" / f"{name}.py").exists():
         log(f"benchmarks/{name}.py not present: its section keeps its placeholder")
         return None
     out = workdir / f"{name}.md"
-    base = [sys.executable, "-m", f"benchmarks.{name}", database_url]
+    base = [sys.executable, "-m", f"benchmarks.{name}", *([database_url] if database_url else [])]
     log(f"running benchmarks/{name}.py (at most {timeout_s} s)")
     started = time.monotonic()
     try:
@@ -479,7 +483,7 @@ def _parser() -> argparse.ArgumentParser:
         "--only", nargs="*", default=None, help="scenario keys to run (default: all)"
     )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the ceiling app")
-    for name in ("scale", "engine"):
+    for name in ("scale", "engine", "sustained"):
         parser.add_argument(
             f"--with-{name}",
             action=argparse.BooleanOptionalAction,
@@ -494,7 +498,10 @@ def _parser() -> argparse.ArgumentParser:
         help="only rewrite the API section of docs/benchmarks.md from an earlier run's results",
     )
     parser.add_argument(
-        "--section-timeout", type=int, default=SECTION_TIMEOUT_S, help="scale/engine time bound"
+        "--section-timeout",
+        type=int,
+        default=SECTION_TIMEOUT_S,
+        help="scale/engine/sustained time bound",
     )
     return parser
 
@@ -615,19 +622,20 @@ def main(argv: list[str] | None = None) -> int:
 
         sections: dict[str, str] = {}
         section_env = {**os.environ, "FLOWBUILDER_BENCH_POSTGRES_URL": pg_server}
-        # The engine first: its latencies would otherwise share the cluster with the checkpoints
-        # and autovacuum that follow the scale benchmark's million-row load.
-        for name, wanted in (("engine", args.with_engine), ("scale", args.with_scale)):
+        # The sustained load and the engine first: their rates would otherwise share the CPUs
+        # with the checkpoints and autovacuum that follow the scale benchmark's million-row load.
+        for name, wanted in (
+            ("sustained", args.with_sustained),
+            ("engine", args.with_engine),
+            ("scale", args.with_scale),
+        ):
             if wanted:
-                database = f"bench_{name}"
-                asyncio.run(_admin(pg_server, "CHECKPOINT", f"CREATE DATABASE {database}"))
-                text = run_section(
-                    name,
-                    _on_database(pg_server, database),
-                    workdir,
-                    section_env,
-                    args.section_timeout,
-                )
+                url = None
+                if name not in NO_DATABASE:
+                    database = f"bench_{name}"
+                    asyncio.run(_admin(pg_server, "CHECKPOINT", f"CREATE DATABASE {database}"))
+                    url = _on_database(pg_server, database)
+                text = run_section(name, url, workdir, section_env, args.section_timeout)
                 if text is not None:
                     sections[name] = text
 

@@ -72,6 +72,7 @@ class Settings:
     run_timeout_s: int = 900
     max_running_per_user: int = 10
     max_queued_executions: int = 10_000
+    max_concurrent_api_requests: int = 1
     max_event_streams_per_user: int = 10
     max_workflows_per_user: int = 1000
     max_credentials_per_user: int = 500
@@ -151,6 +152,7 @@ def load_settings(env: Mapping[str, str], mode: Mode) -> Settings:
         run_timeout_s=reader.positive_int("RUN_TIMEOUT_S", 900),
         max_running_per_user=reader.positive_int("MAX_RUNNING_PER_USER", 10),
         max_queued_executions=reader.positive_int("MAX_QUEUED_EXECUTIONS", 10_000),
+        max_concurrent_api_requests=reader.positive_int("MAX_CONCURRENT_API_REQUESTS", 1),
         max_event_streams_per_user=reader.positive_int("MAX_EVENT_STREAMS_PER_USER", 10),
         max_workflows_per_user=reader.positive_int("MAX_WORKFLOWS_PER_USER", 1000),
         max_credentials_per_user=reader.positive_int("MAX_CREDENTIALS_PER_USER", 500),

@@ -25,6 +25,7 @@ from flowbuilder_core.shared.errors import FlowbuilderError
 from flowbuilder_core.shared.identity import TokenVerifier
 from flowbuilder_http.admission import Admission
 from flowbuilder_http.auth import PrincipalProvider
+from flowbuilder_http.concurrency import api_slots
 from flowbuilder_http.configuration import keep_secrets_out_of_logs
 from flowbuilder_http.docs_ui import DOCS_PATH, SwaggerUIPlugin, docs_router
 from flowbuilder_http.idempotency import IdempotencyProvider
@@ -128,7 +129,12 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
         logging_config=None,  # ours (configure_logging) stamps every line with the request id
     )
     setup_dishka(container, app)
-    app.asgi_handler = request_id_middleware(drain_unread_body(app.asgi_handler))
+    handler = drain_unread_body(app.asgi_handler)
+    if settings.embedded:
+        # One process runs the API and the worker on one event loop (issue #16): bounded, a
+        # busy API leaves the worker its share instead of starving it (API.md, Embedded mode).
+        handler = api_slots(handler, settings.max_concurrent_api_requests)
+    app.asgi_handler = request_id_middleware(handler)
     return app
 
 

@@ -201,6 +201,20 @@ def test_embedded_mode_refuses_to_start_next_to_a_production_setting(name: str, 
     assert value not in found[0]
 
 
+def test_embedded_mode_works_on_one_api_request_at_once_unless_told_more() -> None:
+    assert loaded({}, Mode.EMBEDDED).max_concurrent_api_requests == 1
+    told = loaded({"MAX_CONCURRENT_API_REQUESTS": "8"}, Mode.EMBEDDED)
+    assert told.max_concurrent_api_requests == 8
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_an_api_request_bound_that_is_not_a_positive_integer_stops_start_up(value: str) -> None:
+    found = problems({"MAX_CONCURRENT_API_REQUESTS": value}, Mode.EMBEDDED)
+
+    assert len(found) == 1
+    assert found[0].startswith("MAX_CONCURRENT_API_REQUESTS: ")
+
+
 def test_embedded_mode_may_keep_its_sqlite_database_elsewhere(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'elsewhere.db'}"
 

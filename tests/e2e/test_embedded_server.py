@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import time
 from pathlib import Path
@@ -232,3 +233,43 @@ def test_embedded_execute_past_the_queue_bound_is_503_overloaded_and_stores_noth
     assert refused.json()["type"] == "urn:flowbuilder:problem:overloaded"
     assert len(listed) == 2, "the refused request stored nothing"
     assert later.status_code == 202, "a place frees as soon as a run ends"
+
+
+def test_the_embedded_server_refuses_to_start_with_an_api_request_bound_below_one(
+    tmp_path: Path,
+) -> None:
+    env = clean_env(MAX_CONCURRENT_API_REQUESTS="0")
+
+    refused = run(["serve", "--embedded", "--port", str(free_port())], env, cwd=tmp_path)
+
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2
+    assert len(lines) == 1, refused.stderr
+    assert "MAX_CONCURRENT_API_REQUESTS" in lines[0]
+
+
+def test_the_embedded_server_answers_every_request_of_a_burst_beyond_its_api_bound(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    alice = dev_token(tmp_path, "alice")
+
+    async def burst(base: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=base, headers=alice, timeout=30) as client:
+            created = await client.post("/api/workflows", json=make_workflow_body())
+            location = created.headers["location"]
+            answers = await asyncio.gather(*(client.get(location) for _ in range(30)))
+            executed = await asyncio.gather(
+                *(client.post(f"{location}/execute", json={}) for _ in range(10))
+            )
+        return [created.status_code, *(r.status_code for r in [*answers, *executed])]
+
+    with server(
+        ["serve", "--embedded", "--port", str(port)],
+        clean_env(MAX_CONCURRENT_API_REQUESTS="1"),
+        port,
+        cwd=tmp_path,
+    ) as base:
+        statuses = asyncio.run(burst(base))
+
+    assert statuses == [201] + [200] * 30 + [202] * 10, "waited their turn, none refused"
