@@ -66,6 +66,7 @@ from flowbuilder_core.executions.model import (
 from flowbuilder_core.executions.ports import (
     AdmitAll,
     ChildRuns,
+    ClaimedRun,
     CredentialResolver,
     DeadLetters,
     Delivery,
@@ -203,6 +204,7 @@ __all__ = [
     "Blocks",
     "CancelExecution",
     "ChildRuns",
+    "ClaimedRun",
     "Clock",
     "ConcurrentUpdateError",
     "ConflictError",
