@@ -133,7 +133,7 @@ def create_app(settings: Settings, *providers: Provider) -> Litestar:
     if settings.embedded:
         # One process runs the API and the worker on one event loop (issue #16): bounded, a
         # busy API leaves the worker its share instead of starving it (API.md, Embedded mode).
-        handler = api_slots(handler, settings.max_concurrent_api_requests)
+        handler = api_slots(handler, settings.max_concurrent_api_requests, MAX_BODY_BYTES)
     app.asgi_handler = request_id_middleware(handler)
     return app
 

@@ -6,6 +6,9 @@ their tasks outnumber the worker's runs on the loop and in the connection's queu
 accepts runs ten times faster than the worker finishes them (issue #16). Bounded, requests
 beyond the bound wait for a slot, in arrival order, before any of their work is done (they are
 not refused: each is answered as it would be, later), so the worker keeps its share.
+
+A request's body is read before it waits for a slot: a client that sends its body slowly
+must not hold the API's only slot while it does.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 BOUNDED_PREFIX = "/api/"
 """What is bounded: the API. Health checks, metrics, the docs and webhooks' `/hooks` (whose
@@ -21,11 +24,12 @@ BOUNDED_PREFIX = "/api/"
 behind the worker) pass freely."""
 
 
-def api_slots(app: ASGIApp, limit: int) -> ASGIApp:
+def api_slots(app: ASGIApp, limit: int, body_bytes: int) -> ASGIApp:
     """`app` with at most `limit` requests under `/api/` in progress at once; the others wait
-    for a slot in arrival order. A request holds its slot from its turn until its response
-    starts (or it ends without one): an event stream frees it as soon as its headers are sent,
-    not when the stream closes."""
+    for a slot in arrival order. A request first receives its body (up to `body_bytes`, past
+    which the app's own limit answers it), then takes its turn, and holds its slot until its
+    response starts (or it ends without one): an event stream frees it as soon as its headers
+    are sent, not when the stream closes."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
     slots = asyncio.Semaphore(limit)
@@ -34,6 +38,11 @@ def api_slots(app: ASGIApp, limit: int) -> ASGIApp:
         if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(BOUNDED_PREFIX):
             await app(scope, receive, send)
             return
+        arrived = await _body(receive, body_bytes)
+
+        async def replay() -> ReceiveMessage:
+            return arrived.pop(0) if arrived else await receive()
+
         await slots.acquire()
         held = True
 
@@ -49,8 +58,23 @@ def api_slots(app: ASGIApp, limit: int) -> ASGIApp:
             await send(message)
 
         try:
-            await app(scope, receive, send_then_release)
+            await app(scope, replay, send_then_release)
         finally:
             release()
 
     return middleware
+
+
+async def _body(receive: Receive, limit: int) -> list[ReceiveMessage]:
+    """The request's messages up to the end of its body, a disconnect, or more than `limit`
+    bytes of body (then the app reads the rest, and refuses it)."""
+    arrived: list[ReceiveMessage] = []
+    size = 0
+    while True:
+        message = await receive()
+        arrived.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return arrived
+        size += len(message.get("body", b""))
+        if size > limit:
+            return arrived

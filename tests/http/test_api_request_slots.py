@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from litestar import Litestar
@@ -19,6 +19,8 @@ from flowbuilder_http.concurrency import api_slots
 
 from support.factories import make_workflow_body
 from support.http_app import make_test_app
+
+BODY_BYTES = 1024
 
 
 class Held:
@@ -46,7 +48,7 @@ class Held:
 
 
 def _client(app: Held, limit: int) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=api_slots(app, limit))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=api_slots(app, limit, BODY_BYTES))  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=transport, base_url="http://embedded")
 
 
@@ -108,7 +110,7 @@ async def _disconnect() -> Message:
 async def test_an_event_stream_frees_its_slot_once_its_headers_are_sent() -> None:
     # Raw ASGI: httpx's ASGI transport answers only once the app has finished.
     app = Held()
-    bounded = api_slots(app, 1)  # type: ignore[arg-type]
+    bounded = api_slots(app, 1, BODY_BYTES)  # type: ignore[arg-type]
     stream_sent: list[Message] = []
     next_sent: list[Message] = []
 
@@ -151,7 +153,7 @@ async def test_a_request_that_fails_before_answering_gives_its_slot_back() -> No
     async def failing(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("boom")
 
-    bounded = api_slots(failing, 1)
+    bounded = api_slots(failing, 1, BODY_BYTES)
 
     async def ignore(message: Message) -> None:
         return None
@@ -174,3 +176,61 @@ async def test_the_embedded_api_answers_many_requests_at_once_under_its_default_
 
     assert created.status_code == 201
     assert [r.status_code for r in answers] == [200] * 20
+
+
+async def test_a_slowly_sent_body_does_not_hold_the_slot_while_it_arrives() -> None:
+    app = Held()
+    bounded = api_slots(app, 1, BODY_BYTES)  # type: ignore[arg-type]
+    rest_of_body = asyncio.Event()
+    parts: list[Message] = [
+        {"type": "http.request", "body": b'{"a":', "more_body": True},
+        {"type": "http.request", "body": b"1}", "more_body": False},
+    ]
+
+    async def slow_receive() -> Message:
+        if len(parts) == 1:
+            await rest_of_body.wait()
+        return parts.pop(0)
+
+    async def ignore(message: Message) -> None:
+        return None
+
+    uploading = asyncio.create_task(bounded(_scope("/api/upload"), slow_receive, ignore))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    app.gate("quick").set()
+    await asyncio.wait_for(bounded(_scope("/api/quick"), _disconnect, ignore), timeout=2)  # type: ignore[arg-type]
+    started_before_the_body_arrived = list(app.started)
+    rest_of_body.set()
+    app.gate("upload").set()
+    await asyncio.wait_for(uploading, timeout=2)
+
+    assert started_before_the_body_arrived == ["quick"]
+    assert app.started == ["quick", "upload"]
+
+
+async def test_the_app_reads_the_whole_body_it_was_sent() -> None:
+    seen: list[bytes] = []
+
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        seen.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    transport = httpx.ASGITransport(app=api_slots(echo, 1, 8))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://embedded") as client:
+        small = await client.post("/api/x", content=b"abc")
+        large = await client.post("/api/x", content=_parts(b"x" * 5, 10))
+
+    assert (small.status_code, large.status_code) == (200, 200)
+    assert seen == [b"abc", b"x" * 50]
+
+
+async def _parts(part: bytes, count: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield part
