@@ -11,6 +11,7 @@ from dishka import AsyncContainer
 from test_execution_repository import LEASE, add, in_scope, make_execution, make_workflow
 
 from flowbuilder_core.executions.model import (
+    Execution,
     ExecutionError,
     ExecutionStatus,
     StepResult,
@@ -28,6 +29,20 @@ async def claimed(container: AsyncContainer) -> tuple[RunTransactions, uuid.UUID
     await add(container, execution)
     await in_scope(container, lambda r: r.claim(execution.id, T0, LEASE))
     return await container.get(RunTransactions), execution.id
+
+
+async def succeeded_with_one_parked(
+    container: AsyncContainer,
+) -> tuple[RunTransactions, Execution]:
+    """A claimed execution moved to succeeded (not yet finished), whose owner has a second
+    execution parked: the owner's one slot is taken, so its claim parked it."""
+    transactions, execution_id = await claimed(container)
+    parked = make_execution(await make_workflow(container), 1)
+    await add(container, parked)
+    running = await in_scope(container, lambda r: r.get(execution_id))
+    assert await in_scope(container, lambda r: r.claim(parked.id, T0, LEASE, max_running=1)) is None
+    running.succeed(at=LATER)
+    return transactions, running
 
 
 async def test_a_record_beats_the_heart_and_writes_its_steps_in_the_order_given(
@@ -144,13 +159,7 @@ async def test_a_finish_writes_the_last_steps_and_the_end_and_hears_of_parked_ru
 async def test_a_finish_answers_whether_the_owner_has_runs_parked(
     container: AsyncContainer,
 ) -> None:
-    transactions, execution_id = await claimed(container)
-    parked = make_execution(await make_workflow(container), 1)
-    await add(container, parked)
-    running = await in_scope(container, lambda r: r.get(execution_id))
-    # The owner's one slot is taken: the second claim parks its execution.
-    assert await in_scope(container, lambda r: r.claim(parked.id, T0, LEASE, max_running=1)) is None
-    running.succeed(at=LATER)
+    transactions, running = await succeeded_with_one_parked(container)
 
     waiting = await transactions.finish(running, LEASE)
 
@@ -194,12 +203,7 @@ async def test_a_finish_under_a_lease_not_held_writes_nothing(container: AsyncCo
 async def test_a_finish_under_a_lease_not_held_hears_of_no_parked_runs(
     container: AsyncContainer,
 ) -> None:
-    transactions, execution_id = await claimed(container)
-    parked = make_execution(await make_workflow(container), 1)
-    await add(container, parked)
-    running = await in_scope(container, lambda r: r.get(execution_id))
-    assert await in_scope(container, lambda r: r.claim(parked.id, T0, LEASE, max_running=1)) is None
-    running.succeed(at=LATER)
+    transactions, running = await succeeded_with_one_parked(container)
 
     assert await transactions.finish(running, uuid.uuid4()) is False
 

@@ -78,6 +78,14 @@ def record_step_statement(dialect: str) -> Any:
 
 
 _HELD = (ExecutionStatus.RUNNING.value, ExecutionStatus.CANCELLED.value)
+_RUNNING = _e.status == ExecutionStatus.RUNNING.value
+_HELD_BY_LEASE = (
+    _e.id == bindparam("b_execution_id"),
+    _e.lease == bindparam("b_lease"),
+    # Two equalities, not IN: an IN list is expanded again at every execution.
+    or_(*(_e.status == status for status in _HELD)),
+)
+"""The execution is `b_execution_id`, `b_lease` holds it, and it is running or cancelled."""
 _STEP_COLUMNS: list[ColumnClause[Any]] = [
     column("node_id", Text()),
     column("status", Text()),
@@ -103,15 +111,12 @@ def beat_and_record_statement() -> Any:
     written only while the lease holds, as `record_step_statement` writes one. The steps come
     as one JSON array (`b_steps`), read in order; a new step goes after the stored ones, a
     node's second record replaces its first."""
-    held = (_e.id == bindparam("b_execution_id"), _e.lease == bindparam("b_lease"))
-    running = _e.status == ExecutionStatus.RUNNING.value
     beat = (
         update(executions)
-        # Two equalities, not IN: an IN list is expanded again at every execution.
-        .where(*held, or_(*(_e.status == status for status in _HELD)))
+        .where(*_HELD_BY_LEASE)
         .values(
             heartbeat_at=case(
-                (running, bindparam("b_at", type_=UtcDateTime())), else_=_e.heartbeat_at
+                (_RUNNING, bindparam("b_at", type_=UtcDateTime())), else_=_e.heartbeat_at
             )
         )
         .returning(_e.status)
@@ -158,15 +163,13 @@ def finish_statement() -> Any:
     (`b_status`, `b_error`, `b_finished_at`) only while it is running, since a cancel wins.
     It answers whether the owner has executions parked, waiting for a slot, or no row when
     the lease no longer held."""
-    held = (_e.id == bindparam("b_execution_id"), _e.lease == bindparam("b_lease"))
-    running = _e.status == ExecutionStatus.RUNNING.value
 
     def if_running(value: Any, column: Any) -> Any:
-        return case((running, value), else_=column)
+        return case((_RUNNING, value), else_=column)
 
     ended = (
         update(executions)
-        .where(*held, or_(*(_e.status == status for status in _HELD)))
+        .where(*_HELD_BY_LEASE)
         .values(
             status=if_running(bindparam("b_status"), _e.status),
             error=if_running(bindparam("b_error", type_=executions.c.error.type), _e.error),

@@ -24,14 +24,7 @@ from flowbuilder_adapters.sql.errors import translate_errors
 from flowbuilder_adapters.sql.execution_rows import error_to_json, execution_from_row
 from flowbuilder_adapters.sql.execution_steps import record_step_statement
 from flowbuilder_adapters.sql.keyset import LIMIT, newest_first, page_parameters
-from flowbuilder_adapters.sql.run_claims import (
-    CLAIM,
-    CLAIM_WITHIN_LIMIT,
-    PARK,
-    TAKE_TURN_OF_EXECUTION,
-    running_of,
-    turn_of,
-)
+from flowbuilder_adapters.sql.run_claims import claimed_row, running_of, turn_of
 from flowbuilder_adapters.sql.tables import execution_steps, executions
 from flowbuilder_core.executions.model import (
     Execution,
@@ -157,18 +150,7 @@ class SqlExecutionRepository(ExecutionRepository):
         *,
         max_running: int | None = None,
     ) -> Execution | None:
-        parameters = {"b_id": execution_id, "b_at": at, "b_lease": lease, "b_max": max_running}
-        async with translate_errors():
-            if max_running is not None:
-                if self._connection.dialect.name == "postgresql":
-                    await self._connection.execute(TAKE_TURN_OF_EXECUTION, parameters)
-                claimed = await self._connection.execute(CLAIM_WITHIN_LIMIT, parameters)
-            else:
-                claimed = await self._connection.execute(CLAIM, parameters)
-            # A claimed execution has no steps: a claim follows its creation or a release.
-            row = claimed.first()
-            if row is None and max_running is not None:  # still queued: no free slot
-                await self._connection.execute(PARK, parameters)
+        row = await claimed_row(self._connection, execution_id, at, lease, max_running)
         return None if row is None else execution_from_row(row)
 
     async def release(self, execution_id: ExecutionId, lease: uuid.UUID) -> bool:

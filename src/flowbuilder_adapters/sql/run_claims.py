@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import Row, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowbuilder_adapters.sql.errors import translate_errors
@@ -89,6 +89,34 @@ _CLAIM_RUN = claiming(CLAIM)
 _CLAIM_RUN_WITHIN_LIMIT = claiming(CLAIM_WITHIN_LIMIT)
 
 
+async def claimed_row(
+    connection: AsyncConnection,
+    execution_id: ExecutionId,
+    at: datetime,
+    lease: uuid.UUID,
+    max_running: int | None,
+    *,
+    with_version: bool = False,
+) -> Row[Any] | None:
+    """The claim of `ExecutionRepository.claim`, in the caller's transaction (which commits
+    the owner's turn and a parking with it): the claimed row, or None, the execution then
+    still queued (and parked, when the owner had no free slot). `with_version` joins the
+    workflow version it runs (`claiming`). A claimed execution has no steps to read: a claim
+    follows its creation or a release."""
+    parameters = {"b_id": execution_id, "b_at": at, "b_lease": lease, "b_max": max_running}
+    async with translate_errors():
+        if max_running is None:
+            plain = _CLAIM_RUN if with_version else CLAIM
+            return (await connection.execute(plain, parameters)).first()
+        if connection.dialect.name == "postgresql":
+            await connection.execute(TAKE_TURN_OF_EXECUTION, parameters)
+        limited = _CLAIM_RUN_WITHIN_LIMIT if with_version else CLAIM_WITHIN_LIMIT
+        row = (await connection.execute(limited, parameters)).first()
+        if row is None:  # still queued: the owner has no free slot
+            await connection.execute(PARK, parameters)
+    return row
+
+
 async def claim_run(
     connection: AsyncConnection,
     execution_id: ExecutionId,
@@ -97,16 +125,8 @@ async def claim_run(
     max_running: int | None,
 ) -> ClaimedRun | None:
     """Postgres: `ExecutionRepository.claim` and the version read in one statement after the
-    owner's turn (a transaction the caller commits: the turn and a parking must be in one)."""
-    parameters = {"b_id": execution_id, "b_at": at, "b_lease": lease, "b_max": max_running}
-    async with translate_errors():
-        if max_running is not None:
-            await connection.execute(TAKE_TURN_OF_EXECUTION, parameters)
-            row = (await connection.execute(_CLAIM_RUN_WITHIN_LIMIT, parameters)).first()
-            if row is None:  # still queued: the owner has no free slot
-                await connection.execute(PARK, parameters)
-        else:
-            row = (await connection.execute(_CLAIM_RUN, parameters)).first()
+    owner's turn (a transaction the caller commits)."""
+    row = await claimed_row(connection, execution_id, at, lease, max_running, with_version=True)
     if row is None:
         return None
     execution: Execution = execution_from_row(row)
